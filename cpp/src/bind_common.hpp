@@ -1,0 +1,170 @@
+// Shared by the bindings: take numpy arrays in, check them, make outputs, report failures.
+//
+// Every argument arrives as a plain Python object and is checked here, so that anything a
+// caller can pass ends in a result or a ValueError that names the argument, never a crash.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstddef>
+#include <initializer_list>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "metapose/parallel.hpp"
+
+namespace metapose::bind {
+
+namespace py = pybind11;
+using Array = py::array_t<double, py::array::c_style>;
+using Shape = std::vector<py::ssize_t>;
+
+inline std::string shape_string(const Shape& shape) {
+  std::ostringstream out;
+  out << '(';
+  for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  if (shape.size() == 1) out << ',';
+  out << ')';
+  return out.str();
+}
+
+inline std::string index_string(const Shape& leading, std::size_t flat) {
+  Shape index(leading.size());
+  for (std::size_t i = leading.size(); i-- > 0;) {
+    index[i] = static_cast<py::ssize_t>(flat % static_cast<std::size_t>(leading[i]));
+    flat /= static_cast<std::size_t>(leading[i]);
+  }
+  return "index " + shape_string(index);
+}
+
+// A checked float64, C-contiguous, finite, non-empty input with `trailing` core dimensions.
+struct Input {
+  const char* name;
+  Array array;
+  Shape shape;
+  std::size_t core_ndim;
+
+  Shape leading() const { return Shape(shape.begin(), shape.end() - static_cast<std::ptrdiff_t>(core_ndim)); }
+  // Size of core dimension i, counted from the first core axis.
+  py::ssize_t dim(std::size_t i) const { return shape[shape.size() - core_ndim + i]; }
+  std::size_t batch() const {
+    std::size_t n = 1;
+    for (std::size_t i = 0; i + core_ndim < shape.size(); ++i) n *= static_cast<std::size_t>(shape[i]);
+    return n;
+  }
+  const double* data() const { return array.data(); }
+};
+
+// `core` lists the core dimensions, -1 for a size fixed by another argument; `expected` spells
+// the shape for messages, e.g. "(..., J, 3)".
+inline Input take(const py::object& object, const char* name, std::initializer_list<py::ssize_t> core,
+                  const char* expected) {
+  if (!py::isinstance<py::array>(object))
+    throw py::value_error(std::string(name) + ": expected a numpy array of float64, got " +
+                          std::string(py::str(py::type::of(object).attr("__name__"))));
+  auto raw = py::reinterpret_borrow<py::array>(object);
+  if (!raw.dtype().is(py::dtype::of<double>()))
+    throw py::value_error(std::string(name) + ": expected dtype float64, got " + std::string(py::str(raw.dtype())));
+  Shape shape(raw.shape(), raw.shape() + raw.ndim());
+  const std::size_t ndim = static_cast<std::size_t>(raw.ndim());
+  bool ok = ndim >= core.size();
+  if (ok) {
+    std::size_t i = ndim - core.size();
+    for (py::ssize_t want : core) {
+      if (want >= 0 && shape[i] != want) ok = false;
+      ++i;
+    }
+  }
+  if (!ok)
+    throw py::value_error(std::string(name) + ": expected shape " + expected + ", got " + shape_string(shape));
+  if (raw.size() == 0)
+    throw py::value_error(std::string(name) + ": is empty, shape " + shape_string(shape) + "; expected " + expected +
+                          " with every size >= 1");
+  Array array = Array::ensure(raw);
+  if (!array) throw py::error_already_set();
+  const double* data = array.data();
+  const std::size_t size = static_cast<std::size_t>(array.size());
+  for (std::size_t i = 0; i < size; ++i)
+    if (!std::isfinite(data[i]))
+      throw py::value_error(std::string(name) + ": contains NaN or inf (first at flat position " + std::to_string(i) +
+                            ")");
+  return Input{name, std::move(array), std::move(shape), core.size()};
+}
+
+// Both inputs must share their leading (batch) shape exactly.
+inline void same_batch(const Input& reference, const Input& other) {
+  if (reference.leading() != other.leading())
+    throw py::value_error(std::string(other.name) + ": leading (batch) shape " + shape_string(other.leading()) +
+                          " does not match " + reference.name + "'s " + shape_string(reference.leading()));
+}
+
+// Core dimension `i` of `a` and `j` of `b` are the same named size (J, C, K, N...).
+inline void same_size(const Input& a, std::size_t i, const Input& b, std::size_t j, const char* what) {
+  if (a.dim(i) != b.dim(j))
+    throw py::value_error(std::string(b.name) + ": " + what + " = " + std::to_string(b.dim(j)) + " does not match " +
+                          a.name + "'s " + what + " = " + std::to_string(a.dim(i)));
+}
+
+inline Array make_output(const Shape& leading, std::initializer_list<py::ssize_t> core) {
+  Shape shape = leading;
+  shape.insert(shape.end(), core.begin(), core.end());
+  return Array(shape);
+}
+
+inline int take_int(const py::object& object, const char* name, int low, int high) {
+  if (!py::isinstance<py::int_>(object) || py::isinstance<py::bool_>(object))
+    throw py::value_error(std::string(name) + ": expected an integer, got " +
+                          std::string(py::str(py::type::of(object).attr("__name__"))));
+  long long value = 0;
+  bool in_range = true;
+  try {
+    value = object.cast<long long>();
+  } catch (const py::cast_error&) {
+    in_range = false;  // beyond 64 bits
+  }
+  if (!in_range || value < low || value > high)
+    throw py::value_error(std::string(name) + ": expected an integer in [" + std::to_string(low) + ", " +
+                          std::to_string(high) + "], got " + std::string(py::str(object)));
+  return static_cast<int>(value);
+}
+
+inline bool take_bool(const py::object& object, const char* name) {
+  if (!py::isinstance<py::bool_>(object))
+    throw py::value_error(std::string(name) + ": expected a bool, got " +
+                          std::string(py::str(py::type::of(object).attr("__name__"))));
+  return object.cast<bool>();
+}
+
+// Runs body(begin, end) over the batch with the GIL released. `fail(i)` records a failing item.
+template <class Body>
+void run_batch(std::size_t n, std::size_t grain, Body&& body) {
+  py::gil_scoped_release release;
+  parallel_for(n, grain, body);
+}
+
+inline void raise_failure(const FirstFailure& failure, const Input& input, const std::string& problem) {
+  if (failure.failed())
+    throw py::value_error(std::string(input.name) + ": " + problem + " at " +
+                          index_string(input.leading(), failure.index()));
+}
+
+}  // namespace metapose::bind
+
+namespace metapose::bind {
+
+// Finite inputs can still overflow (a pose of 1e200 squared); such a result is an error, not a
+// silent inf or NaN. `inputs` names the arguments to look at.
+inline void check_result(const Array& result, const char* inputs) {
+  const double* data = result.data();
+  const std::size_t size = static_cast<std::size_t>(result.size());
+  for (std::size_t i = 0; i < size; ++i)
+    if (!std::isfinite(data[i]))
+      throw py::value_error(std::string(inputs) +
+                            ": values too large or too small for float64 (the result overflows at flat position " +
+                            std::to_string(i) + ")");
+}
+
+}  // namespace metapose::bind

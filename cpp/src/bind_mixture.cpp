@@ -1,0 +1,66 @@
+// Bindings of mixture.hpp.
+#include <vector>
+
+#include "bind_common.hpp"
+#include "metapose/mixture.hpp"
+
+namespace metapose::bind {
+
+namespace {
+
+constexpr std::size_t kGrain = 4096;
+constexpr double kMinVariance = 1e-300;  // below this 1 / (2 var) overflows
+
+py::object mixture_binding(const py::object& points_object, const py::object& mixtures_object, bool with_gradient) {
+  const Input points = take(points_object, "points", {2}, "(..., 2)");
+  const Input mixtures = take(mixtures_object, "mixtures", {-1, 4}, "(..., K, 4) [weight, mu_x, mu_y, variance]");
+  same_batch(points, mixtures);
+  const std::size_t K = static_cast<std::size_t>(mixtures.dim(0));
+  const double* mix = mixtures.data();
+  for (std::size_t i = 0; i < mixtures.batch() * K; ++i) {
+    if (!(mix[4 * i] >= 0))
+      throw py::value_error("mixtures: weights must be >= 0, got " + std::to_string(mix[4 * i]) + " at component " +
+                            std::to_string(i % K) + " of " + index_string(mixtures.leading(), i / K));
+    if (!(mix[4 * i + 3] >= kMinVariance))
+      throw py::value_error("mixtures: variances must be > 0 (at least 1e-300), got " + std::to_string(mix[4 * i + 3]) +
+                            " at component " + std::to_string(i % K) + " of " +
+                            index_string(mixtures.leading(), i / K));
+  }
+  Array log_likelihood = make_output(points.leading(), {});
+  Array gradient;
+  double* grad = nullptr;
+  if (with_gradient) {
+    gradient = make_output(points.leading(), {2});
+    grad = gradient.mutable_data();
+  }
+  const double* p = points.data();
+  double* out = log_likelihood.mutable_data();
+  run_batch(points.batch(), kGrain, [&](std::size_t begin, std::size_t end) {
+    std::vector<double> prepared(4 * K);
+    for (std::size_t i = begin; i < end; ++i) {
+      prepare_mixture(mix + 4 * K * i, static_cast<int>(K), prepared.data());
+      out[i] = prepared_mixture_log_likelihood(p + 2 * i, prepared.data(), static_cast<int>(K),
+                                               grad ? grad + 2 * i : nullptr);
+    }
+  });
+  check_result(log_likelihood, "points, mixtures");
+  if (!with_gradient) return std::move(log_likelihood);
+  check_result(gradient, "points, mixtures");
+  return py::make_tuple(log_likelihood, gradient);
+}
+
+}  // namespace
+
+void bind_mixture(py::module_& m) {
+  m.def(
+      "mixture_log_likelihood",
+      [](const py::object& points, const py::object& mixtures) { return mixture_binding(points, mixtures, false); },
+      py::arg("points"), py::arg("mixtures"), "points (..., 2), mixtures (..., K, 4) -> log-likelihood (...).");
+  m.def(
+      "mixture_log_likelihood_with_gradient",
+      [](const py::object& points, const py::object& mixtures) { return mixture_binding(points, mixtures, true); },
+      py::arg("points"), py::arg("mixtures"),
+      "points (..., 2), mixtures (..., K, 4) -> log-likelihood (...), gradient d/dpoints (..., 2).");
+}
+
+}  // namespace metapose::bind

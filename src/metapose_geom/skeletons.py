@@ -1,0 +1,59 @@
+"""Skeleton definitions: joint names, bones and a rest pose.
+
+The Human3.6M 17-joint skeleton is the library's default (design.md, section 2). Other
+skeletons are mapped into it explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """Joint names (J,), bones as (parent, child) joint-index pairs, and a rest pose (J, 3) in mm."""
+
+    name: str
+    joints: tuple[str, ...]
+    bones: tuple[tuple[int, int], ...]
+    rest_pose_mm: tuple[tuple[float, float, float], ...]
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joints)
+
+    def rest_pose(self) -> NDArray[np.float64]:
+        """(J, 3) rest pose in mm: x to the subject's left, y up, z forward, pelvis at the origin."""
+        return np.array(self.rest_pose_mm, dtype=np.float64)
+
+    def bone_lengths(self, pose: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(..., J, 3) -> (..., B) bone lengths in the pose's units."""
+        parents, children = np.array(self.bones).T
+        return np.linalg.norm(pose[..., children, :] - pose[..., parents, :], axis=-1)
+
+
+H36M_17 = Skeleton(
+    name="h36m17",
+    joints=(
+        "pelvis", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "spine",
+        "thorax", "neck_nose", "head", "l_shoulder", "l_elbow", "l_wrist", "r_shoulder",
+        "r_elbow", "r_wrist",
+    ),
+    bones=(
+        (0, 7), (7, 8), (8, 9), (9, 10), (8, 11), (8, 14), (14, 15), (15, 16), (11, 12),
+        (12, 13), (0, 4), (0, 1), (1, 2), (2, 3), (4, 5), (5, 6),
+    ),
+    # A relaxed standing pose of a 1.7 m adult, arms slightly away from the body.
+    rest_pose_mm=(
+        (0.0, 0.0, 0.0), (-130.0, -5.0, 0.0), (-135.0, -445.0, 15.0), (-140.0, -880.0, -30.0),
+        (130.0, -5.0, 0.0), (135.0, -445.0, 15.0), (140.0, -880.0, -30.0), (0.0, 230.0, -10.0),
+        (0.0, 480.0, 0.0), (0.0, 585.0, 40.0), (0.0, 700.0, 10.0), (165.0, 450.0, -5.0),
+        (235.0, 185.0, 10.0), (270.0, -60.0, 40.0), (-165.0, 450.0, -5.0), (-235.0, 185.0, 10.0),
+        (-270.0, -60.0, 40.0),
+    ),
+)
+
+__all__ = ["H36M_17", "Skeleton"]
