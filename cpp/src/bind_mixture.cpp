@@ -1,4 +1,5 @@
 // Bindings of mixture.hpp.
+#include <algorithm>
 #include <vector>
 
 #include "bind_common.hpp"
@@ -36,11 +37,23 @@ py::object mixture_binding(const py::object& points_object, const py::object& mi
   const double* p = points.data();
   double* out = log_likelihood.mutable_data();
   run_batch(points.batch(), kGrain, [&](std::size_t begin, std::size_t end) {
-    std::vector<double> prepared(4 * K);
-    for (std::size_t i = begin; i < end; ++i) {
-      prepare_mixture(mix + 4 * K * i, static_cast<int>(K), prepared.data());
-      out[i] = prepared_mixture_log_likelihood(p + 2 * i, prepared.data(), static_cast<int>(K),
-                                               grad ? grad + 2 * i : nullptr);
+    // Blocks of kBlock points: gather, prepare, evaluate, scatter.
+    constexpr std::size_t kBlock = 64;
+    std::vector<double> prepared(4 * K * kBlock), px(kBlock), py(kBlock), gx(kBlock), gy(kBlock), scratch(2 * kBlock);
+    for (std::size_t first = begin; first < end; first += kBlock) {
+      const int n = static_cast<int>(std::min(kBlock, end - first));
+      for (int i = 0; i < n; ++i) {
+        px[i] = p[2 * (first + i)];
+        py[i] = p[2 * (first + i) + 1];
+      }
+      prepare_mixtures(mix + 4 * K * first, n, static_cast<int>(K), prepared.data(), n);
+      evaluate_mixtures(px.data(), py.data(), n, prepared.data(), static_cast<int>(K), gx.data(), gy.data(),
+                        out + first, scratch.data());
+      if (grad != nullptr)
+        for (int i = 0; i < n; ++i) {
+          grad[2 * (first + i)] = gx[i];
+          grad[2 * (first + i) + 1] = gy[i];
+        }
     }
   });
   check_result(log_likelihood, "points, mixtures");

@@ -6,6 +6,7 @@ void bind_rotation(py::module_& m);
 void bind_camera(py::module_& m);
 void bind_mixture(py::module_& m);
 void bind_procrustes(py::module_& m);
+void bind_refiner(py::module_& m);
 }  // namespace metapose::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -16,6 +17,7 @@ PYBIND11_MODULE(_core, m) {
   bind_camera(m);
   bind_mixture(m);
   bind_procrustes(m);
+  bind_refiner(m);
   m.def(
       "set_num_threads",
       [](const py::object& count) { metapose::set_num_threads(take_int(count, "count", 0, 1 << 16)); },

@@ -1,10 +1,36 @@
-"""metapose-geom: 3D human pose and uncalibrated cameras from several views (MetaPose)."""
+"""metapose-geom: 3D human pose and uncalibrated cameras from several views (MetaPose).
+
+>>> import metapose_geom as mg
+>>> scene = mg.synth.make_scene(0)                    # a synthetic four-camera frame
+>>> solution = mg.solve(scene.views(), method="ir")   # stage 1, then the iterative refiner
+>>> solution.pose3d.shape, solution.cameras.rotation.shape
+((17, 3), (4, 3, 3))
+"""
 
 from __future__ import annotations
 
-from . import geometry, metrics
+from . import geometry, metrics, synth
 from .geometry import get_num_threads, set_num_threads
+from .skeletons import H36M_17, Skeleton
+from .solver import History, RefineOptions, Solution, WeakCameras, solve, solve_batch
+from .views import Views
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "geometry", "get_num_threads", "metrics", "set_num_threads"]
+__all__ = [
+    "H36M_17",
+    "History",
+    "RefineOptions",
+    "Skeleton",
+    "Solution",
+    "Views",
+    "WeakCameras",
+    "__version__",
+    "geometry",
+    "get_num_threads",
+    "metrics",
+    "set_num_threads",
+    "solve",
+    "solve_batch",
+    "synth",
+]

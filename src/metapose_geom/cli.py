@@ -82,9 +82,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("selfcheck", help="call every kernel of the compiled core and print the results")
     check.add_argument("--seed", type=int, default=0)
+    demo = commands.add_parser("demo", help="S1 and S1+IR on a seeded synthetic test set: table and figure")
+    demo.add_argument("--frames", type=int, default=300, help="test frames (default 300)")
+    demo.add_argument("--cameras", type=int, default=4, help="cameras per frame, 2 to 8 (default 4)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--threads", type=int, default=0, help="threads (default: one per core)")
+    demo.add_argument("--out", default="metapose-demo", help="folder for demo.png and demo.md")
     args = parser.parse_args(argv)
     if args.command == "selfcheck":
         return 1 if selfcheck(args.seed) else 0
+    if args.command == "demo":
+        from .demo import run_demo
+        from .geometry import set_num_threads
+
+        if args.frames < 1:
+            parser.error("--frames: expected at least 1")
+        set_num_threads(args.threads)
+        run_demo(frames=args.frames, cameras=args.cameras, seed=args.seed, out=args.out)
+        return 0
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse rejects it first
     return 2
 

@@ -9,13 +9,14 @@
 //   Umeyama scale:  s = trace(R^T M) / |A_c|^2   (least squares);
 //   norm ratio:     s = |B_c| / |A_c|             (Frobenius norms, as MetaPose);
 //   translation:    t = mean(B) - s mean(A) R.
-// Singular cases, each with a defined finite answer: coincident source points (|A_c| = 0) give
-// R = I and s = 1; coincident targets give s = 0 (Umeyama) or 0 (norm ratio); rank-deficient
+// Singular cases, each with a defined finite answer: coincident source points (|A_c| = 0 up to
+// rounding) give R = I and s = 1; coincident targets give s = 0 in both modes; rank-deficient
 // sets (collinear points) have a family of optimal rotations, of which the Jacobi eigen-solver
 // picks one deterministically; when every rotation is optimal (M = 0) it picks the identity.
 #pragma once
 
 #include <cmath>
+#include <limits>
 
 #include "linalg.hpp"
 #include "rotation.hpp"
@@ -67,7 +68,7 @@ inline void procrustes(const T* A, const T* B, int N, ProcrustesScale mode, T* R
     mean_b[i] /= T(N);
   }
   T M[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-  T norm_a = 0, norm_b = 0;
+  T norm_a = 0, norm_b = 0, largest = 0;
   for (int n = 0; n < N; ++n) {
     T a[3], b[3];
     for (int i = 0; i < 3; ++i) {
@@ -78,8 +79,12 @@ inline void procrustes(const T* A, const T* B, int N, ProcrustesScale mode, T* R
       for (int c = 0; c < 3; ++c) M[3 * r + c] += a[r] * b[c];
     norm_a += dot3(a, a);
     norm_b += dot3(b, b);
+    for (int i = 0; i < 3; ++i) largest = std::fmax(largest, std::fabs(A[3 * n + i]));
   }
-  if (norm_a > T(0)) {
+  // Coincident source points leave only rounding noise after centring (the mean of equal values
+  // need not be exact): below that level the spread is taken as zero.
+  const T noise = T(16) * std::numeric_limits<T>::epsilon() * largest;
+  if (norm_a > T(N) * noise * noise) {
     procrustes_rotation(M, R);
     if (mode == ProcrustesScale::kUmeyama) {
       T trace = 0;  // trace(R^T M)

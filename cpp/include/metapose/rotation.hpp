@@ -11,7 +11,7 @@
 // reports failure and the binding raises.
 //
 // Rodrigues: v = theta * axis, R = I + (sin t / t) [v]x + ((1 - cos t) / t^2) [v]x^2, the two
-// coefficients taken from their Taylor series near t = 0. R rotates column vectors (R @ x), as
+// coefficients taken from their Taylor series near t = 0 and 1 - cos t written 2 sin^2(t/2). R rotates column vectors (R @ x), as
 // OpenCV. Back: the unit quaternion of R by Shepperd's method (largest of trace and diagonal,
 // stable everywhere including t = pi), then v = 2 atan2(|q_xyz|, q_w) q_xyz / |q_xyz|.
 #pragma once
@@ -105,14 +105,15 @@ void matrix_to_rot6d(const T* R, T* r6) {
 template <class T>
 void rodrigues_to_matrix(const T* v, T* R) {
   const T t2 = dot3(v, v);
-  T a, b;  // sin(t)/t and (1 - cos(t))/t^2
+  T a, b;  // sin(t)/t and (1 - cos(t))/t^2, the latter as 2 sin^2(t/2)/t^2 to avoid cancellation
   if (t2 < T(1e-8)) {
     a = T(1) - t2 / T(6) * (T(1) - t2 / T(20));
     b = T(0.5) - t2 / T(24) * (T(1) - t2 / T(30));
   } else {
     const T t = std::sqrt(t2);
+    const T half = std::sin(T(0.5) * t) / t;
     a = std::sin(t) / t;
-    b = (T(1) - std::cos(t)) / t2;
+    b = T(2) * half * half;
   }
   // [v]x^2 = v v^T - t2 I.
   const T x = v[0], y = v[1], z = v[2];

@@ -1,0 +1,475 @@
+"""Seeded synthetic scenes: Human3.6M-like poses seen by 2 to 8 distorted perspective cameras.
+
+A :class:`Scene` holds everything a real frame has, ground truth included: the 3D pose (world, mm,
+y up, ground at y = 0), full-perspective cameras with distortion (OpenCV convention, ``R @ X + t``),
+the ground-truth 2D, square person boxes, noisy per-joint Gaussian mixtures with occlusion and
+left/right confusion, and monocular 3D guesses with depth errors. It also offers MetaPose's ablation
+switches: ground-truth initialisation, ground-truth mixtures (optionally noisy) and weak-perspective
+re-projection of the labels (:meth:`Scene.ablated_views`).
+
+Every draw comes from one numpy Generator: ``make_scene(seed)`` is reproducible, and scene ``i`` of
+``make_scenes(count, seed=s)`` equals ``make_scene(np.random.default_rng([s, i]))``.
+
+Example::
+
+    scene = make_scene(0, num_cameras=4)
+    views = scene.views()                                    # noisy evidence, as a real frame
+    oracle = scene.ablated_views(gt_init=True, gt_mixtures=True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .geometry import as_float64, project_perspective
+from .skeletons import H36M_17, Skeleton
+from .views import Views
+
+F64 = NDArray[np.float64]
+SeedLike = int | np.random.Generator | list | tuple | None
+
+__all__ = [
+    "GT_MIXTURE_VARIANCE", "H36M_MIRROR", "HEATMAP_CROP_PX", "PerspectiveCameras", "Scene",
+    "gt_mixtures", "make_scene", "make_scenes", "sample_cameras", "sample_pose",
+]
+
+#: H36M-17 left/right mirror: ``H36M_MIRROR[j]`` is joint j's counterpart on the other side.
+H36M_MIRROR = (0, 4, 5, 6, 1, 2, 3, 7, 8, 9, 10, 14, 15, 16, 11, 12, 13)
+#: Variance (box units squared) of the ground-truth mixtures of the original's ablation.
+GT_MIXTURE_VARIANCE = 3e-4
+#: Side (px) of the crop the heatmap network sees: one crop pixel is 1 / 256 box units.
+HEATMAP_CROP_PX = 256.0
+
+_PAIRS = ((1, 4), (2, 5), (3, 6), (11, 14), (12, 15), (13, 16))
+_LIMBS = ((1, (2, 3)), (4, (5, 6)), (11, (12, 13)), (14, (15, 16)))  # (root, distal joints)
+#: per leg (hip flexion, hip abduction, knee flexion) ranges in degrees; a pose's legs are both
+#: "stand", one "stand" and one "free" (either side), or both "sit", with these probabilities
+_LEG_RANGES = {"stand": ((-10, 25), (-5, 15), (0, 40)), "free": ((-15, 110), (-10, 45), (0, 150)),
+               "sit": ((60, 110), (-5, 30), (60, 140))}
+_LEG_MODES = (0.45, 0.15, 0.15, 0.25)
+_REST_HEIGHT_MM = 1700.0  # the height H36M_17's rest pose stands for
+_IMAGE_SIZES = ((1920.0, 1080.0), (1000.0, 1000.0))
+_IMAGE_MARGIN_PX = 5.0
+
+
+# --------------------------------------------------------------------------- ground-truth mixtures
+
+
+def gt_mixtures(points: ArrayLike, noise: float = 0.0, rng: SeedLike = None,
+                variance: float = GT_MIXTURE_VARIANCE) -> F64:
+    """points (..., 2) box units -> mixtures (..., 4, 4) ``[weight, mu_x, mu_y, variance]``.
+
+    Four equal components (weight 0.25) at the point with the given variance (box units squared),
+    the original's ground-truth heatmaps; with ``noise > 0`` each mean is moved by N(0, noise^2) per
+    axis, drawn from ``rng`` (a Generator or a seed, required then).
+    """
+    array = as_float64(points, "points")
+    if array.ndim < 1 or array.shape[-1] != 2 or not np.isfinite(array).all():
+        raise ValueError(f"points: expected finite values of shape (..., 2), got {array.shape}")
+    _check_number(noise, "noise", low=0.0)
+    _check_number(variance, "variance", low=0.0, strict=True)
+    out = np.empty(array.shape[:-1] + (4, 4))
+    out[..., 0] = 0.25
+    out[..., 1:3] = array[..., None, :]
+    out[..., 3] = variance
+    if noise > 0:
+        if rng is None:
+            raise ValueError("rng: a numpy Generator or a seed is needed when noise > 0")
+        out[..., 1:3] += noise * _generator(rng, "rng").normal(size=out[..., 1:3].shape)
+    return out
+
+
+# --------------------------------------------------------------------------- poses
+
+
+def _rotation(axis: int, angle: float) -> F64:
+    """(3, 3) rotation by ``angle`` radians about coordinate axis 0, 1 or 2 (x, y, z), column vectors."""
+    i, j = ((1, 2), (2, 0), (0, 1))[axis]
+    matrix = np.eye(3)
+    matrix[i, i] = matrix[j, j] = np.cos(angle)
+    matrix[i, j], matrix[j, i] = -np.sin(angle), np.sin(angle)
+    return matrix
+
+
+def _joint(flexion: float, abduction: float = 0.0, twist: float = 0.0) -> F64:
+    """Local joint rotation (column vectors): about x (left), then z (forward), then the bone's own y.
+
+    A hanging limb (0, -1, 0) swings forward for a negative flexion and to +x for a positive abduction;
+    an upright bone (0, 1, 0) bends forward for a positive flexion."""
+    return _rotation(0, flexion) @ _rotation(2, abduction) @ _rotation(1, twist)
+
+
+def sample_pose(rng: np.random.Generator, skeleton: Skeleton = H36M_17) -> F64:
+    """A random standing, stepping or sitting human pose (J, 3) in mm, world frame: y up, ground y = 0.
+
+    Body height uniform in 1.5-1.95 m, bone lengths the rest pose's scaled to it with a 3% jitter
+    shared by left and right bones; forward kinematics with joint angles within human limits
+    (degrees: hip flexion -15..110, abduction -10..45; knee flexion 0..150; spine bend -20..70 in
+    two segments; neck -30..40 and head -20..20 flexion; shoulder flexion -40..170, abduction 5..120;
+    elbow flexion 0..145); legs standing, stepping (one leg free) or sitting (on an unseen seat);
+    any heading (yaw uniform); the lower ankle 4.5% of the height above the ground, the pelvis
+    within 0.3 m of the vertical axis. ``rng``: a Generator or a seed. H36M_17 only.
+    """
+    if skeleton != H36M_17:
+        raise ValueError(f"skeleton: only {H36M_17.name!r} is supported, got {skeleton.name!r}")
+    rng = _generator(rng, "rng")
+    deg = np.radians
+
+    def skewed(low: float, high: float, power: float = 2.0) -> float:  # degrees in, radians out
+        return deg(low + (high - low) * rng.uniform() ** power)  # power > 1: denser near ``low``
+
+    def uniform(low: float, high: float) -> float:
+        return deg(rng.uniform(low, high))
+
+    rest, bones = skeleton.rest_pose(), skeleton.bones
+    height = rng.uniform(1500.0, 1950.0)
+    mirrored = np.array([bones.index((H36M_MIRROR[p], H36M_MIRROR[c])) for p, c in bones])
+    jitter = np.clip(rng.normal(1.0, 0.03, len(bones)), 0.92, 1.08)[np.minimum(np.arange(len(bones)), mirrored)]
+    length = dict(zip(bones, skeleton.bone_lengths(rest) * jitter * height / _REST_HEIGHT_MM))
+    down = np.array([0.0, -1.0, 0.0])  # limbs hang straight in the template
+    pose = np.zeros((skeleton.num_joints, 3))
+
+    def place(parent: int, child: int, frame: F64, direction: F64 | None = None) -> None:
+        if direction is None:
+            direction = (rest[child] - rest[parent]) / np.linalg.norm(rest[child] - rest[parent])
+        pose[child] = pose[parent] + length[(parent, child)] * (frame @ direction)
+
+    # body frame: x to the subject's left, y up, z forward; side = +1 left, -1 right
+    root = _rotation(1, rng.uniform(0.0, 2 * np.pi)) @ _rotation(0, uniform(-5, 10)) @ _rotation(2, uniform(-5, 5))
+    legs = [("stand", "stand"), ("stand", "free"), ("free", "stand"), ("sit", "sit")][rng.choice(4, p=_LEG_MODES)]
+    for side, (hip, knee, ankle), mode in zip((-1, 1), ((1, 2, 3), (4, 5, 6)), legs):
+        (flexion, abduction, knee_flexion), power = _LEG_RANGES[mode], 2.0 if mode == "free" else 1.0
+        place(0, hip, root)
+        thigh = root @ _joint(-skewed(*flexion, power), side * skewed(*abduction, power), -side * uniform(-30, 40))
+        place(hip, knee, thigh, down)
+        place(knee, ankle, thigh @ _rotation(0, skewed(*knee_flexion, power)), down)
+    lower = root @ _joint(skewed(-10, 40), uniform(-10, 10), uniform(-15, 15))
+    place(0, 7, lower)
+    upper = lower @ _joint(skewed(-10, 30), uniform(-10, 10), uniform(-20, 20))
+    place(7, 8, upper)
+    neck = upper @ _joint(uniform(-30, 40), uniform(-15, 15), uniform(-50, 50))
+    place(8, 9, neck)
+    place(9, 10, neck @ _rotation(0, uniform(-20, 20)))
+    for side, (shoulder, elbow, wrist) in ((1, (11, 12, 13)), (-1, (14, 15, 16))):
+        place(8, shoulder, upper @ _rotation(2, side * uniform(-5, 15)))
+        arm = upper @ _joint(-skewed(-40, 170), side * skewed(5, 120), -side * uniform(-40, 80))
+        place(shoulder, elbow, arm, down)
+        place(elbow, wrist, arm @ _rotation(0, -deg(rng.uniform(0, 145))), down)
+    pose[:, [0, 2]] += rng.uniform(-300.0, 300.0, 2)
+    pose[:, 1] += 0.045 * height - pose[[3, 6], 1].min()
+    return pose
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+class PerspectiveCameras(NamedTuple):
+    """C full-perspective cameras, world-to-camera ``X_cam = R @ X + t`` (x right, y down, z forward)."""
+
+    rotation: F64  #: (C, 3, 3)
+    translation: F64  #: (C, 3) mm
+    intrinsics: F64  #: (C, 4) [fx, fy, cx, cy] px
+    distortion: F64  #: (C, 5) [k1, k2, p1, p2, k3]
+    image_size: F64  #: (C, 2) [width, height] px
+
+
+def sample_cameras(rng: np.random.Generator, pose3d: ArrayLike, num_cameras: int,
+                   distance: tuple[float, float] = (3000.0, 6000.0), height: tuple[float, float] = (500.0, 2500.0),
+                   max_tries: int = 1000) -> PerspectiveCameras:
+    """C = ``num_cameras`` (2..8) cameras around ``pose3d`` (J, 3) world mm, y up.
+
+    Azimuths evenly spaced from a random start, each jittered by up to a quarter of the spacing;
+    horizontal distance from the torso (``distance``, mm) and camera height (``height``, mm) uniform;
+    aimed at the torso (mean of pelvis, spine and thorax) plus an offset of up to 8% of the distance
+    per axis, so the subject is off-centre; roll within +-5 deg. Intrinsics: image 1920x1080 or
+    1000x1000, fx in 1000-1500 px, fy within 1% of fx, principal point within 2% of the centre;
+    distortion k1 in [-0.3, 0.1], k2 in [-0.05, 0.1], |p1|, |p2| in [1e-4, 1e-3], |k3| <= 0.02.
+    A camera is redrawn (same azimuth) until every joint is in front of it, inside the image by
+    5 px and where the lens distortion is monotonic; RuntimeError after ``max_tries`` draws.
+    """
+    rng = _generator(rng, "rng")
+    _check_int(num_cameras, "num_cameras", 2, 8)
+    _check_int(max_tries, "max_tries", 1, None)
+    for name, (low, high) in (("distance", distance), ("height", height)):
+        if not (np.isfinite([low, high]).all() and 0 <= low <= high) or (name == "distance" and low <= 0):
+            raise ValueError(f"{name}: expected (low, high) with 0 < low <= high in mm, got {(low, high)}")
+    pose = as_float64(pose3d, "pose3d")
+    if pose.ndim != 2 or pose.shape[1] != 3 or pose.shape[0] < 11 or not np.isfinite(pose).all():
+        raise ValueError(f"pose3d: expected a finite H36M pose (J, 3) in mm, got shape {pose.shape}")
+    torso = pose[[0, 7, 8]].mean(axis=0)
+    start = rng.uniform(0.0, 2 * np.pi)
+    cameras = []
+    for c in range(num_cameras):
+        azimuth = start + 2 * np.pi * (c + rng.uniform(-0.25, 0.25)) / num_cameras
+        for _ in range(max_tries):
+            camera = _draw_camera(rng, torso, azimuth, distance, height)
+            if _sees_all(pose, *camera):
+                cameras.append(camera)
+                break
+        else:
+            raise RuntimeError(f"sample_cameras: no camera at azimuth {azimuth:.2f} sees the whole pose")
+    return PerspectiveCameras(*(np.stack(part) for part in zip(*cameras)))
+
+
+def _draw_camera(rng, torso: F64, azimuth: float, distance, height) -> tuple[F64, ...]:
+    radius = rng.uniform(*distance)
+    centre = np.array([torso[0] + radius * np.sin(azimuth), rng.uniform(*height), torso[2] + radius * np.cos(azimuth)])
+    forward = torso + rng.uniform(-0.08, 0.08, 3) * radius - centre
+    forward /= np.linalg.norm(forward)
+    right = np.cross([0.0, -1.0, 0.0], forward)
+    right /= np.linalg.norm(right)
+    rotation = _rotation(2, np.radians(rng.uniform(-5.0, 5.0))) @ np.stack([right, np.cross(forward, right), forward])
+    width, image_height = _IMAGE_SIZES[rng.integers(len(_IMAGE_SIZES))]
+    fx = rng.uniform(1000.0, 1500.0)
+    intrinsics = np.array([
+        fx, fx * rng.uniform(0.99, 1.01),
+        width * (0.5 + rng.uniform(-0.02, 0.02)), image_height * (0.5 + rng.uniform(-0.02, 0.02)),
+    ])
+    tangential = rng.choice([-1.0, 1.0], 2) * rng.uniform(1e-4, 1e-3, 2)
+    distortion = np.array([rng.uniform(-0.3, 0.1), rng.uniform(-0.05, 0.1), *tangential, rng.uniform(-0.02, 0.02)])
+    return rotation, -rotation @ centre, intrinsics, distortion, np.array([width, image_height])
+
+
+def _sees_all(pose: F64, rotation, translation, intrinsics, distortion, image_size) -> bool:
+    in_camera = pose @ rotation.T + translation
+    if (in_camera[:, 2] < 500.0).any():
+        return False
+    r2 = (in_camera[:, :2] ** 2).sum(axis=1) / in_camera[:, 2] ** 2
+    k1, k2, _, _, k3 = distortion  # d(radius_distorted)/d(radius) of the radial part must stay well above 0
+    if (1 + 3 * k1 * r2 + 5 * k2 * r2**2 + 7 * k3 * r2**3 < 0.5).any():
+        return False
+    pixels = project_perspective(pose, rotation, translation, intrinsics, distortion)
+    return bool(((pixels >= _IMAGE_MARGIN_PX) & (pixels <= image_size - _IMAGE_MARGIN_PX)).all())
+
+
+# --------------------------------------------------------------------------- scenes
+
+
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """One synthetic frame with its ground truth (C cameras, J joints, K components), float64.
+
+    Attributes:
+        pose3d: (J, 3) world, mm, y up, ground at y = 0.
+        rotation, translation: (C, 3, 3), (C, 3) mm, world-to-camera ``X_cam = R @ X + t``.
+        intrinsics: (C, 4) ``[fx, fy, cx, cy]`` px; distortion: (C, 5) ``[k1, k2, p1, p2, k3]``.
+        image_size: (C, 2) ``[width, height]`` px.
+        pose3d_cam: (C, J, 3) mm, the pose in each camera frame.
+        pose2d: (C, J, 2) px, the exact distorted projections.
+        boxes: (C, 4) ``[x, y, width, height]`` px, square, 15-25% larger than the 2D joints' extent.
+        mixtures: (C, J, K, 4) box units. Component 0 is the detector's main guess near the joint
+            (``pixel_noise`` px off; 2-3x wider and further off when occluded); for a confused joint,
+            component 1 (component 0 when K = 1) sits on the mirrored joint.
+        mono3d: (C, J, 3) box units: xy = component 0's mean, depth = camera depth minus the mean
+            joint depth at the weak scale, with per-view scale error, per-joint noise and limb flips.
+        occluded, confused: (C, J) bool.
+    """
+
+    pose3d: F64
+    rotation: F64
+    translation: F64
+    intrinsics: F64
+    distortion: F64
+    image_size: F64
+    pose3d_cam: F64
+    pose2d: F64
+    boxes: F64
+    mixtures: F64
+    mono3d: F64
+    occluded: NDArray[np.bool_]
+    confused: NDArray[np.bool_]
+    skeleton: Skeleton = field(default=H36M_17)
+
+    @property
+    def num_cameras(self) -> int:
+        return int(self.rotation.shape[0])
+
+    @property
+    def num_joints(self) -> int:
+        return int(self.pose3d.shape[0])
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        return tuple(f"cam{c}" for c in range(self.num_cameras))
+
+    def box_size(self) -> F64:
+        """(C,) px: the side that maps to one box unit, ``max(box width, height)``."""
+        return self.boxes[:, 2:].max(axis=1)
+
+    def pose2d_box_units(self) -> F64:
+        """(C, J, 2) ground-truth 2D in box units: ``(pose2d - box origin) / box size``."""
+        return (self.pose2d - self.boxes[:, None, :2]) / self.box_size()[:, None, None]
+
+    def views(self) -> Views:
+        """The noisy evidence a real frame gives: mixtures, mono3d, boxes, names ``cam0``.. ``cam{C-1}``."""
+        return Views(self.mixtures, self.mono3d, self.boxes, self.camera_names, self.skeleton)
+
+    def weak_cameras(self) -> tuple[F64, F64, F64]:
+        """The weak-perspective camera closest to each perspective one at the subject, in box units.
+
+        Returns rotation (C, 3, 3) = ``R_c^T``, scale (C,) = ``f / mean joint depth / box size``
+        with ``f = (fx + fy) / 2`` (box units per mm) and shift (C, 3) in box units, for the world
+        pose in mm, *not centred*: ``scale * pose3d @ rotation + shift``. The shift makes the mean of
+        the weak image equal the mean of the ground-truth 2D in box units (the least-squares shift
+        for this rotation and scale) and the mean depth zero.
+        """
+        rotation = np.transpose(self.rotation, (0, 2, 1))
+        scale = self.intrinsics[:, :2].mean(axis=1) / self.pose3d_cam[..., 2].mean(axis=1) / self.box_size()
+        shift = -scale[:, None] * np.einsum("i,cij->cj", self.pose3d.mean(axis=0), rotation)
+        shift[:, :2] += self.pose2d_box_units().mean(axis=1)
+        return rotation, scale, shift
+
+    def gt_mono3d(self) -> F64:
+        """(C, J, 3) box units: perfect monocular guesses, ``scale * pose3d @ rotation + shift`` of
+        :meth:`weak_cameras`; xy equal :meth:`weak_labels`, depth is the camera depth relative to the mean."""
+        rotation, scale, shift = self.weak_cameras()
+        return scale[:, None, None] * np.einsum("ji,cik->cjk", self.pose3d, rotation) + shift[:, None, :]
+
+    def weak_labels(self) -> F64:
+        """(C, J, 2) box units: the weak-perspective re-projection of the 3D ground truth."""
+        return self.gt_mono3d()[..., :2]
+
+    def ablated_views(self, gt_init: bool = False, gt_mixtures: bool = False, mixture_noise: float = 0.0,
+                      weak_labels: bool = False, rng: SeedLike = None) -> Views:
+        """The views under MetaPose's ablation switches (all off gives :meth:`views`).
+
+        Labels are :meth:`weak_labels` with ``weak_labels`` and the ground-truth 2D otherwise.
+        ``gt_mixtures``: the mixtures are :func:`gt_mixtures` of the labels, means jittered by
+        ``mixture_noise`` box units (``rng`` needed then); otherwise the scene's noisy mixtures,
+        each component moved with its joint from the perspective to the weak label when
+        ``weak_labels``. ``gt_init``: mono3d is :meth:`gt_mono3d` instead of the noisy guesses.
+        """
+        _check_number(mixture_noise, "mixture_noise", low=0.0)
+        if mixture_noise > 0 and not gt_mixtures:
+            raise ValueError("mixture_noise: only applies with gt_mixtures=True")
+        labels = self.weak_labels() if weak_labels else self.pose2d_box_units()
+        if gt_mixtures:
+            mixtures = _gt_mixtures(labels, mixture_noise, rng)
+        else:
+            mixtures = self.mixtures.copy()
+            if weak_labels:
+                moved = labels - self.pose2d_box_units()  # (C, J, 2), applied to the joint each component is on
+                joint = np.tile(np.arange(self.num_joints)[:, None], (self.num_cameras, 1, mixtures.shape[2]))
+                slot = min(1, mixtures.shape[2] - 1)
+                joint[..., slot] = np.where(self.confused, np.array(H36M_MIRROR), joint[..., slot])
+                mixtures[..., 1:3] += moved[np.arange(self.num_cameras)[:, None, None], joint]
+        mono3d = self.gt_mono3d() if gt_init else self.mono3d
+        return Views(mixtures, mono3d, self.boxes, self.camera_names, self.skeleton)
+
+
+_gt_mixtures = gt_mixtures  # reachable inside Scene.ablated_views, whose argument shadows the name
+
+
+def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int = 4, num_components: int = 4,
+               occlusion_rate: float = 0.1, confusion_rate: float = 0.05, pixel_noise: float = 3.0,
+               depth_noise: float = 40.0, depth_scale_error: float = 0.15, flip_rate: float = 0.1) -> Scene:
+    """One synthetic frame: C = ``num_cameras`` (2..8) views, K = ``num_components`` (>= 1).
+
+    ``seed_or_rng``: a seed (int or sequence) or a Generator (used, and advanced, in place).
+    Per view and joint, ``occlusion_rate`` is the chance of an occluded joint (wider components,
+    larger offset); per view and left/right pair, ``confusion_rate`` the chance that both joints
+    get a component of weight 0.25-0.5 on their mirrored joint. ``pixel_noise`` (px, per axis) is
+    the main component's error. The monocular guesses get per-joint depth noise ``depth_noise``
+    (mm), a per-view depth scale ``1 +- U(0, depth_scale_error)`` and, per view and limb (the
+    arms and legs), a depth flip of its two distal joints about its root with chance ``flip_rate``.
+    """
+    rng = _generator(seed_or_rng, "seed_or_rng")
+    _check_int(num_cameras, "num_cameras", 2, 8)
+    _check_int(num_components, "num_components", 1, None)
+    for name, rate in (("occlusion_rate", occlusion_rate), ("confusion_rate", confusion_rate),
+                       ("flip_rate", flip_rate)):
+        _check_number(rate, name, low=0.0, high=1.0)
+    _check_number(pixel_noise, "pixel_noise", low=0.0)
+    _check_number(depth_noise, "depth_noise", low=0.0)
+    _check_number(depth_scale_error, "depth_scale_error", low=0.0, high=0.9)
+
+    pose3d = sample_pose(rng)
+    cameras = sample_cameras(rng, pose3d, num_cameras)
+    count, joints = num_cameras, len(pose3d)
+    pose3d_cam = np.einsum("cab,jb->cja", cameras.rotation, pose3d) + cameras.translation[:, None, :]
+    pose2d = project_perspective(np.repeat(pose3d[None], count, axis=0), *cameras[:4])
+    low, high = pose2d.min(axis=1), pose2d.max(axis=1)
+    size = (high - low).max(axis=1) * rng.uniform(1.15, 1.25, count)
+    centre = (low + high) / 2 + rng.uniform(-0.02, 0.02, (count, 2)) * size[:, None]
+    boxes = np.column_stack([centre - size[:, None] / 2, size, size])
+
+    occluded = rng.uniform(size=(count, joints)) < occlusion_rate
+    confused, pairs = np.zeros((count, joints), dtype=bool), np.array(_PAIRS)
+    confused[:, pairs[:, 0]] = confused[:, pairs[:, 1]] = rng.uniform(size=(count, len(pairs))) < confusion_rate
+    truth = (pose2d - boxes[:, None, :2]) / size[:, None, None]
+    mixtures = _noisy_mixtures(rng, truth, size, occluded, confused, num_components, pixel_noise)
+
+    # monocular guesses: camera depth relative to the mean, with errors, at the weak scale
+    depth = pose3d_cam[..., 2] - pose3d_cam[..., 2].mean(axis=1, keepdims=True)
+    for c, limb in zip(*np.nonzero(rng.uniform(size=(count, len(_LIMBS))) < flip_rate)):
+        root, distal = _LIMBS[limb]
+        depth[c, list(distal)] = 2 * depth[c, root] - depth[c, list(distal)]
+    depth_scale = 1 + rng.choice([-1.0, 1.0], count) * rng.uniform(0, depth_scale_error, count)
+    depth = depth * depth_scale[:, None] + rng.normal(0.0, depth_noise, (count, joints))
+    weak_scale = cameras.intrinsics[:, :2].mean(axis=1) / pose3d_cam[..., 2].mean(axis=1) / size
+    mono3d = np.concatenate([mixtures[:, :, 0, 1:3], (depth * weak_scale[:, None])[..., None]], axis=-1)
+    return Scene(
+        pose3d, cameras.rotation, cameras.translation, cameras.intrinsics, cameras.distortion,
+        cameras.image_size, pose3d_cam, pose2d, boxes, mixtures, mono3d, occluded, confused,
+    )
+
+
+def make_scenes(count: int, num_cameras: int = 4, seed: int = 0, **kwargs) -> list[Scene]:
+    """``count`` scenes; scene i is ``make_scene(np.random.default_rng([seed, i]), num_cameras, **kwargs)``,
+    so any frame can be regenerated alone. ``kwargs`` are :func:`make_scene`'s."""
+    _check_int(count, "count", 0, None)
+    _check_int(seed, "seed", 0, None)
+    return [make_scene(np.random.default_rng([seed, i]), num_cameras, **kwargs) for i in range(count)]
+
+
+def _noisy_mixtures(rng, truth: F64, size: F64, occluded, confused, components: int, pixel_noise: float) -> F64:
+    """truth (C, J, 2) box units, box size (C,) px -> (C, J, K, 4) heatmap-like mixtures in box units."""
+    count, joints = truth.shape[:2]
+    crop = 1.0 / HEATMAP_CROP_PX  # one heatmap-crop pixel, in box units
+    wide = np.where(occluded, rng.uniform(2.0, 3.0, occluded.shape), 1.0)  # (C, J)
+    offset = np.hypot(pixel_noise / size[:, None] * wide, np.where(occluded, 6 * crop, 0.0))
+    main = truth + offset[..., None] * rng.normal(size=truth.shape)
+    out = np.empty((count, joints, components, 4))
+    out[..., 1:3] = main[:, :, None] + 4 * crop * wide[..., None, None] * rng.normal(size=out[..., 1:3].shape)
+    out[:, :, 0, 1:3] = main
+    sigma = rng.uniform(2.0, 8.0, (count, joints, components))
+    sigma[..., 0] = rng.uniform(2.0, 4.0, (count, joints))
+    out[..., 3] = (sigma * crop * wide[..., None]) ** 2
+    first = np.where(occluded, rng.uniform(0.3, 0.6, occluded.shape), rng.uniform(0.5, 0.85, occluded.shape))
+    rest = rng.dirichlet(np.ones(max(components - 1, 1)), (count, joints))[..., : components - 1]
+    out[..., 0] = np.concatenate([first[..., None], (1 - first)[..., None] * rest], axis=-1) if components > 1 else 1.0
+    slot = min(1, components - 1)  # the component that goes to the mirrored joint
+    for c, j in zip(*np.nonzero(confused)):
+        if components > 1:
+            weight, others = rng.uniform(0.25, 0.5), np.arange(components) != slot
+            out[c, j, others, 0] *= (1 - weight) / out[c, j, others, 0].sum()
+            out[c, j, slot, 0] = weight
+        out[c, j, slot, 1:3] = truth[c, H36M_MIRROR[j]] + pixel_noise / size[c] * rng.normal(size=2)
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _generator(seed: SeedLike, name: str) -> np.random.Generator:
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name}: expected a seed (int >= 0 or a sequence of them) or a Generator ({error})") from None
+
+
+def _check_int(value, name: str, low: int, high: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (high and value > high):
+        raise ValueError(f"{name}: expected an integer in [{low}, {high if high else 'inf'}], got {value!r}")
+
+
+def _check_number(value, name: str, low: float, high: float | None = None, strict: bool = False) -> None:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    ok = ok and np.isfinite(value) and (value > low if strict else value >= low) and (high is None or value <= high)
+    if not ok:
+        bounds = f"{'(' if strict else '['}{low}, {high if high is not None else 'inf'}]"
+        raise ValueError(f"{name}: expected a finite number in {bounds}, got {value!r}")

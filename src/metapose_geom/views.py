@@ -1,0 +1,221 @@
+"""One frame's evidence from several uncalibrated views, validated.
+
+A :class:`Views` holds, for C cameras and J joints, the per-joint 2D evidence as spherical
+Gaussian mixtures in *box units* (``(pixel - box origin) / max(box width, box height)``,
+variances divided by the size squared), optional monocular 3D guesses in the same box units, the
+boxes that lead back to pixels, camera names and the skeleton.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .geometry import as_float64
+from .skeletons import H36M_17, Skeleton
+
+F64 = NDArray[np.float64]
+
+#: Variance (box units squared) of the component that stands for a missing joint: one box wide.
+UNINFORMATIVE_VARIANCE = 1.0
+#: Spread (box units) of a keypoint detected with confidence 1; it grows as 1 / confidence.
+KEYPOINT_SIGMA = 0.01
+
+__all__ = ["KEYPOINT_SIGMA", "UNINFORMATIVE_VARIANCE", "Views", "box_to_pixels", "pixels_to_box"]
+
+
+def _check_boxes(boxes: ArrayLike, cameras: int) -> F64:
+    array = as_float64(boxes, "boxes")
+    if array.shape != (cameras, 4):
+        raise ValueError(f"boxes: expected shape (C={cameras}, 4) [x, y, width, height] in pixels, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("boxes: contains NaN or inf")
+    if (array[:, 2:] <= 0).any():
+        raise ValueError("boxes: width and height must be > 0")
+    return array
+
+
+def pixels_to_box(pixels: ArrayLike, boxes: ArrayLike) -> F64:
+    """pixels (C, ..., 2), boxes (C, 4) ``[x, y, width, height]`` -> box units (C, ..., 2)."""
+    points = as_float64(pixels, "pixels")
+    box = _check_boxes(boxes, points.shape[0] if points.ndim else -1)
+    shape = (box.shape[0],) + (1,) * (points.ndim - 2) + (2,)
+    return (points - box[:, :2].reshape(shape)) / box[:, 2:].max(axis=1).reshape(shape[:-1] + (1,))
+
+
+def box_to_pixels(points: ArrayLike, boxes: ArrayLike) -> F64:
+    """box units (C, ..., 2), boxes (C, 4) -> pixels (C, ..., 2); the inverse of :func:`pixels_to_box`."""
+    array = as_float64(points, "points")
+    box = _check_boxes(boxes, array.shape[0] if array.ndim else -1)
+    shape = (box.shape[0],) + (1,) * (array.ndim - 2) + (2,)
+    return array * box[:, 2:].max(axis=1).reshape(shape[:-1] + (1,)) + box[:, :2].reshape(shape)
+
+
+@dataclass(frozen=True)
+class Views:
+    """Validated evidence for one frame.
+
+    Attributes:
+        mixtures: (C, J, K, 4) ``[weight, mu_x, mu_y, variance]`` in box units.
+        mono3d: (C, J, 3) monocular 3D guess per view in box units (xy on the 2D evidence), or None.
+        boxes: (C, 4) ``[x, y, width, height]`` in pixels, or None (then pixels are box units).
+        camera_names: C names.
+        skeleton: the joint layout; J equals ``skeleton.num_joints``.
+    """
+
+    mixtures: F64
+    mono3d: F64 | None = None
+    boxes: F64 | None = None
+    camera_names: tuple[str, ...] = ()
+    skeleton: Skeleton = field(default=H36M_17)
+
+    def __post_init__(self) -> None:
+        mixtures = as_float64(self.mixtures, "mixtures")
+        if mixtures.ndim != 4 or mixtures.shape[-1] != 4 or 0 in mixtures.shape:
+            raise ValueError(f"mixtures: expected shape (C, J, K, 4) with C, J, K >= 1, got {mixtures.shape}")
+        cameras, joints = mixtures.shape[:2]
+        if cameras < 2:
+            raise ValueError(f"mixtures: at least two cameras are needed, got C = {cameras}")
+        if joints != self.skeleton.num_joints:
+            raise ValueError(
+                f"mixtures: J = {joints} joints, but skeleton {self.skeleton.name!r} has {self.skeleton.num_joints}"
+            )
+        if not np.isfinite(mixtures).all():
+            raise ValueError("mixtures: contains NaN or inf")
+        if (mixtures[..., 0] < 0).any():
+            raise ValueError("mixtures: weights must be >= 0")
+        if (mixtures[..., 3] <= 0).any():
+            raise ValueError("mixtures: variances must be > 0")
+        empty = np.argwhere(mixtures[..., 0].sum(axis=-1) <= 0)
+        if len(empty):
+            c, j = empty[0]
+            raise ValueError(f"mixtures: zero total weight at camera {c}, joint {j} ({self.skeleton.joints[j]})")
+        object.__setattr__(self, "mixtures", mixtures)
+
+        if self.mono3d is not None:
+            mono3d = as_float64(self.mono3d, "mono3d")
+            if mono3d.shape != (cameras, joints, 3):
+                raise ValueError(f"mono3d: expected shape (C={cameras}, J={joints}, 3), got {mono3d.shape}")
+            if not np.isfinite(mono3d).all():
+                raise ValueError("mono3d: contains NaN or inf")
+            object.__setattr__(self, "mono3d", mono3d)
+        if self.boxes is not None:
+            object.__setattr__(self, "boxes", _check_boxes(self.boxes, cameras))
+        names = tuple(self.camera_names) or tuple(f"cam{c}" for c in range(cameras))
+        if len(names) != cameras or len(set(names)) != cameras:
+            raise ValueError(f"camera_names: expected {cameras} distinct names, got {names}")
+        object.__setattr__(self, "camera_names", names)
+
+    # ------------------------------------------------------------------ sizes
+
+    @property
+    def num_cameras(self) -> int:
+        return int(self.mixtures.shape[0])
+
+    @property
+    def num_joints(self) -> int:
+        return int(self.mixtures.shape[1])
+
+    @property
+    def num_components(self) -> int:
+        return int(self.mixtures.shape[2])
+
+    # ------------------------------------------------------------------ constructors
+
+    @classmethod
+    def from_mixtures(
+        cls,
+        mixtures: ArrayLike,
+        mono3d: ArrayLike | None = None,
+        boxes: ArrayLike | None = None,
+        camera_names: Sequence[str] = (),
+        skeleton: Skeleton = H36M_17,
+        units: str = "box",
+    ) -> Views:
+        """mixtures (C, J, K, 4) in box units, or in pixels with ``units="pixels"`` (boxes needed)."""
+        array = as_float64(mixtures, "mixtures")
+        if units == "pixels":
+            if boxes is None:
+                raise ValueError("boxes: needed to convert mixtures given in pixels to box units")
+            if array.ndim != 4 or array.shape[-1] != 4:
+                raise ValueError(f"mixtures: expected shape (C, J, K, 4), got {array.shape}")
+            box = _check_boxes(boxes, array.shape[0])
+            size = box[:, 2:].max(axis=1)[:, None, None]
+            array = array.copy()
+            array[..., 1:3] = pixels_to_box(array[..., 1:3], box)
+            array[..., 3] /= size**2
+        elif units != "box":
+            raise ValueError(f"units: expected 'box' or 'pixels', got {units!r}")
+        return cls(array, mono3d, boxes, tuple(camera_names), skeleton)
+
+    @classmethod
+    def from_keypoints(
+        cls,
+        keypoints: ArrayLike,
+        confidences: ArrayLike,
+        boxes: ArrayLike | None = None,
+        mono3d: ArrayLike | None = None,
+        camera_names: Sequence[str] = (),
+        skeleton: Skeleton = H36M_17,
+    ) -> Views:
+        """keypoints (C, J, 2) in pixels (box units when ``boxes`` is None), confidences (C, J) in [0, 1].
+
+        Each keypoint becomes one component at the keypoint with standard deviation
+        ``KEYPOINT_SIGMA / confidence`` box units (capped at one box). A joint with confidence 0
+        or a NaN keypoint is missing: its component sits at the box centre with variance
+        ``UNINFORMATIVE_VARIANCE``, so it barely pulls the solution.
+        """
+        points = np.asarray(keypoints, dtype=np.float64) if np.asarray(keypoints).dtype.kind in "fiu" else None
+        if points is None:
+            raise ValueError(f"keypoints: expected a real numeric array, got dtype {np.asarray(keypoints).dtype}")
+        if points.ndim != 3 or points.shape[-1] != 2 or 0 in points.shape:
+            raise ValueError(f"keypoints: expected shape (C, J, 2), got {points.shape}")
+        conf = as_float64(confidences, "confidences")
+        if conf.shape != points.shape[:2]:
+            raise ValueError(f"confidences: expected shape {points.shape[:2]} (C, J), got {conf.shape}")
+        if not np.isfinite(conf).all() or (conf < 0).any() or (conf > 1).any():
+            raise ValueError("confidences: expected finite values in [0, 1]")
+        if np.isinf(points).any():
+            raise ValueError("keypoints: contains inf (use NaN for a missing joint)")
+        missing = np.isnan(points).any(axis=-1) | (conf == 0)
+        filled = np.where(missing[..., None], 0.0, points)
+        if boxes is not None:
+            filled = pixels_to_box(filled, boxes)
+        sigma = np.minimum(KEYPOINT_SIGMA / np.maximum(conf, 1e-12), np.sqrt(UNINFORMATIVE_VARIANCE))
+        mixtures = np.empty(points.shape[:2] + (1, 4))
+        mixtures[..., 0, 0] = 1.0
+        mixtures[..., 0, 1:3] = np.where(missing[..., None], 0.5, filled)
+        mixtures[..., 0, 3] = np.where(missing, UNINFORMATIVE_VARIANCE, sigma**2)
+        return cls(mixtures, mono3d, boxes, tuple(camera_names), skeleton)
+
+    # ------------------------------------------------------------------ selections and units
+
+    def subset(self, cameras: Sequence[int | str]) -> Views:
+        """The views of the given cameras (indices or names), in that order; the first is the reference."""
+        index = []
+        for camera in cameras:
+            if isinstance(camera, str):
+                if camera not in self.camera_names:
+                    raise ValueError(f"cameras: no camera named {camera!r}; have {self.camera_names}")
+                index.append(self.camera_names.index(camera))
+            elif isinstance(camera, (int, np.integer)) and -self.num_cameras <= camera < self.num_cameras:
+                index.append(int(camera) % self.num_cameras)
+            else:
+                raise ValueError(f"cameras: {camera!r} is not a camera index in [0, {self.num_cameras}) or a name")
+        if len(set(index)) != len(index):
+            raise ValueError(f"cameras: repeated camera in {list(cameras)}")
+        return Views(
+            self.mixtures[index],
+            None if self.mono3d is None else self.mono3d[index],
+            None if self.boxes is None else self.boxes[index],
+            tuple(self.camera_names[i] for i in index),
+            self.skeleton,
+        )
+
+    def to_pixels(self, points: ArrayLike) -> F64:
+        """(C, ..., 2) box units -> pixels through this frame's boxes (unchanged without boxes)."""
+        array = as_float64(points, "points")
+        return array.copy() if self.boxes is None else box_to_pixels(array, self.boxes)

@@ -1,0 +1,251 @@
+"""solve / solve_batch: stage 1 and the iterative refiner end to end on synthetic scenes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import metapose_geom as mg
+from metapose_geom import geometry, metrics, synth
+from metapose_geom.solver import RefineOptions, solution_size
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return synth.make_scenes(24, num_cameras=4, seed=11)
+
+
+def _pmpjpe(solutions, scenes):
+    return metrics.pmpjpe(np.stack([s.pose3d for s in solutions]), np.stack([s.pose3d for s in scenes]))
+
+
+class TestOracle:
+    @pytest.mark.parametrize("cameras", [3, 4, 8])
+    def test_ground_truth_init_mixtures_and_weak_labels_give_sub_millimetre_error(self, cameras):
+        """With perfect guesses, perfect evidence and a weak camera model that holds exactly, the
+        solver must add no error: under 1 mm on a 1.5-1.95 m body. (Two weak views leave a
+        one-parameter depth ambiguity that the mixtures cannot see, so there the refiner may drift
+        along it: see test_two_cameras_keep_the_reprojection_exact.)"""
+        for index, scene in enumerate(synth.make_scenes(4, num_cameras=cameras, seed=3)):
+            views = scene.ablated_views(gt_init=True, gt_mixtures=True, weak_labels=True)
+            for method in ("s1", "ir"):
+                solution = mg.solve(views, method)
+                error = float(metrics.pmpjpe(solution.pose3d, scene.pose3d))
+                assert error < 1.0, f"scene {index}, {method}: {error:.3f} mm"
+
+    def test_two_cameras_keep_the_reprojection_exact(self):
+        scene = synth.make_scene(8, num_cameras=2)
+        views = scene.ablated_views(gt_init=True, gt_mixtures=True, weak_labels=True)
+        solution = mg.solve(views, "ir")
+        assert float(metrics.pmpjpe(mg.solve(views, "s1").pose3d, scene.pose3d)) < 1e-6
+        np.testing.assert_allclose(solution.reprojection, scene.weak_labels(), atol=2e-3)  # ~1 px in 500
+
+    def test_stage1_from_ground_truth_guesses_recovers_the_weak_cameras(self):
+        scene = synth.make_scene(5)
+        views = scene.ablated_views(gt_init=True)
+        solution = mg.solve(views, "s1")
+        rotation, scale, _ = scene.weak_cameras()
+        # Camera c's rotation relative to camera 0 is what a reference-free solver can recover.
+        for c in range(1, scene.num_cameras):
+            relative = rotation[0].T @ rotation[c]
+            np.testing.assert_allclose(solution.cameras.rotation[c], relative, atol=1e-9)
+            np.testing.assert_allclose(solution.cameras.scale[c], scale[c] / scale[0], rtol=1e-9)
+
+
+class TestRefinement:
+    def test_ir_lowers_the_objective_of_s1_on_every_frame(self, scenes):
+        frames = [scene.views() for scene in scenes]
+        s1 = mg.solve_batch(frames, "s1", progress=False)
+        ir = mg.solve_batch(frames, "ir", progress=False)
+        for a, b in zip(s1, ir):
+            assert b.objective < a.objective
+
+    def test_ir_lowers_the_pmpjpe_of_s1(self, scenes):
+        frames = [scene.views() for scene in scenes]
+        s1 = _pmpjpe(mg.solve_batch(frames, "s1", progress=False), scenes)
+        ir = _pmpjpe(mg.solve_batch(frames, "ir", progress=False), scenes)
+        assert ir.mean() < 0.8 * s1.mean()
+        assert np.median(ir) < np.median(s1)
+
+    def test_objective_matches_the_core_objective_at_the_solution(self, scenes):
+        views = scenes[0].views()
+        solution = mg.solve(views, "ir")
+        bones = np.array(views.skeleton.bones, dtype=np.int64)
+        reference = views.skeleton.bone_lengths(views.skeleton.rest_pose())[None]
+        value, _ = mg.geometry._core.refiner_objective(views.mixtures[None], solution.x[None], bones, reference, 0.0)
+        assert solution.objective == pytest.approx(float(value[0]), rel=1e-12)
+
+    def test_reprojection_is_the_weak_projection_of_the_pose(self, scenes):
+        views = scenes[1].views()
+        solution = mg.solve(views, "ir")
+        expected = geometry.project_weak(solution.pose3d, solution.cameras.rotation, solution.cameras.scale,
+                                         solution.cameras.shift)
+        np.testing.assert_allclose(solution.reprojection, expected, rtol=1e-12)
+        size = views.boxes[:, 2:].max(axis=1)[:, None, None]
+        np.testing.assert_allclose(solution.reprojection_pixels, expected * size + views.boxes[:, None, :2], rtol=1e-12)
+        assert solution.cameras.rotation.shape == (4, 3, 3)
+        np.testing.assert_allclose(solution.cameras.rotation[0], np.eye(3), atol=1e-14)
+        assert solution.cameras.scale[0] == pytest.approx(1.0, rel=1e-14)
+
+    def test_random_initialisation_converges_to_a_lower_objective(self, scenes):
+        views = scenes[2].views()
+        options = RefineOptions(init="random", steps=300, history_every=300, seed=4)
+        solution = mg.solve(views, "ir", options)
+        assert np.isfinite(solution.pose3d).all()
+        assert solution.history.objective[-1] < solution.history.objective[0]
+
+    def test_bone_term_pulls_bone_proportions_towards_the_reference(self, scenes):
+        skeleton = mg.H36M_17
+        reference = skeleton.bone_lengths(scenes[3].pose3d)
+        errors = []
+        for weight in (0.0, 1.0):
+            options = RefineOptions(bone_weight=weight, bone_reference=tuple(reference))
+            pose = mg.solve(scenes[3].views(), "ir", options).pose3d
+            lengths = skeleton.bone_lengths(pose)
+            errors.append(np.linalg.norm(lengths / lengths.mean() - reference / reference.mean()))
+        assert errors[1] < errors[0]
+
+
+class TestHistory:
+    def test_history_starts_at_stage1_and_ends_at_the_solution(self, scenes):
+        views = scenes[4].views()
+        solution = mg.solve(views, "ir", {"history_every": 10})
+        s1 = mg.solve(views, "s1")
+        history = solution.history
+        assert history.objective.shape == (11,)
+        assert history.pose3d.shape == (11, 17, 3)
+        assert history.rotation.shape == (11, 4, 3, 3)
+        np.testing.assert_array_equal(history.steps, np.arange(0, 101, 10))
+        assert history.objective[0] == pytest.approx(s1.objective, rel=1e-12)
+        np.testing.assert_allclose(history.pose3d[0], s1.pose3d, rtol=0, atol=1e-14)
+        assert history.objective[-1] == pytest.approx(solution.objective, rel=1e-12)
+        np.testing.assert_allclose(history.pose3d[-1], solution.pose3d, rtol=0, atol=1e-14)
+
+    def test_no_history_by_default(self, scenes):
+        assert mg.solve(scenes[0].views(), "ir").history is None
+
+
+class TestInvariance:
+    def test_reordering_non_reference_cameras_leaves_the_pose_unchanged(self, scenes):
+        views = scenes[5].views()
+        order = [0, 3, 1, 2]
+        for method in ("s1", "ir"):
+            base = mg.solve(views, method)
+            permuted = mg.solve(views.subset(order), method)
+            scale = np.abs(base.pose3d).max()
+            np.testing.assert_allclose(permuted.pose3d, base.pose3d, atol=1e-8 * scale)
+            np.testing.assert_allclose(permuted.cameras.rotation, base.cameras.rotation[order], atol=1e-8)
+            assert float(metrics.pmpjpe(permuted.pose3d, base.pose3d)) < 1e-8 * scale
+
+    def test_changing_the_reference_camera_changes_the_pose_only_by_a_similarity(self, scenes):
+        views = scenes[6].ablated_views(gt_init=True, gt_mixtures=True, weak_labels=True)
+        base = mg.solve(views, "ir").pose3d
+        other = mg.solve(views.subset([2, 0, 1, 3]), "ir").pose3d
+        assert float(metrics.pmpjpe(other, base)) < 1e-3 * np.abs(base).max()
+
+
+class TestBatch:
+    @pytest.mark.parametrize("method", ["s1", "ir"])
+    @pytest.mark.parametrize("threads", [1, 2])
+    def test_solve_batch_equals_solve(self, scenes, method, threads):
+        frames = [scene.views() for scene in scenes[:7]]
+        previous = mg.get_num_threads()
+        mg.set_num_threads(threads)
+        try:
+            batch = mg.solve_batch(frames, method, {"history_every": 25}, progress=False, chunk_size=3)
+        finally:
+            mg.set_num_threads(previous)
+        for views, together in zip(frames, batch):
+            alone = mg.solve(views, method, {"history_every": 25})
+            np.testing.assert_array_equal(together.x, alone.x)
+            assert together.objective == alone.objective
+            if method == "ir":
+                np.testing.assert_array_equal(together.history.objective, alone.history.objective)
+
+    def test_solve_batch_with_random_init_equals_solve(self, scenes):
+        frames = [scene.views() for scene in scenes[:3]]
+        options = {"init": "random", "steps": 20}
+        for views, together in zip(frames, mg.solve_batch(frames, "ir", options, progress=False)):
+            np.testing.assert_array_equal(together.x, mg.solve(views, "ir", options).x)
+
+    def test_frames_must_share_shapes(self, scenes):
+        frames = [scenes[0].views(), scenes[1].views().subset([0, 1, 2])]
+        with pytest.raises(ValueError, match="frames\\[1\\]"):
+            mg.solve_batch(frames, progress=False)
+        with pytest.raises(ValueError, match="frames"):
+            mg.solve_batch([], progress=False)
+        with pytest.raises(ValueError, match="chunk_size"):
+            mg.solve_batch(frames[:1], chunk_size=0, progress=False)
+
+
+class TestOptions:
+    def test_defaults_are_the_originals(self):
+        options = RefineOptions()
+        assert (options.steps, options.learning_rate, options.beta1, options.beta2, options.epsilon) == (
+            100, 1e-2, 0.9, 0.999, 1e-7)
+
+    def test_unknown_names_are_rejected(self, scenes):
+        with pytest.raises(ValueError, match="unknown name.*'step'"):
+            RefineOptions.from_mapping({"step": 10})
+        with pytest.raises(ValueError, match="unknown"):
+            mg.solve(scenes[0].views(), "ir", {"lr": 0.1})
+
+    @pytest.mark.parametrize(
+        "name, value",
+        [("steps", -1), ("steps", 1.5), ("learning_rate", -1.0), ("learning_rate", float("nan")), ("beta1", 1.0),
+         ("beta2", 1.5), ("epsilon", 0.0), ("bone_weight", -0.1), ("history_every", -2), ("init", "zeros"),
+         ("bone_reference", (1.0, float("nan")))],
+    )
+    def test_bad_values_are_rejected(self, name, value):
+        with pytest.raises(ValueError, match=name):
+            RefineOptions(**{name: value})
+
+    def test_options_are_frozen(self):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            RefineOptions().steps = 3  # type: ignore[misc]
+
+    def test_bone_reference_must_match_the_skeleton(self, scenes):
+        with pytest.raises(ValueError, match="bone_reference"):
+            mg.solve(scenes[0].views(), "ir", {"bone_weight": 1.0, "bone_reference": (1.0, 2.0)})
+
+
+class TestBadInput:
+    def test_method_is_checked(self, scenes):
+        with pytest.raises(ValueError, match="method"):
+            mg.solve(scenes[0].views(), "bundle")
+
+    def test_views_must_be_views(self):
+        with pytest.raises(ValueError, match="views"):
+            mg.solve(np.zeros((4, 17, 4, 4)))  # type: ignore[arg-type]
+
+    def test_stage1_needs_monocular_guesses(self, scenes):
+        views = scenes[0].views()
+        bare = mg.Views(views.mixtures, None, views.boxes)
+        with pytest.raises(ValueError, match="mono3d"):
+            mg.solve(bare, "s1")
+        with pytest.raises(ValueError, match="mono3d"):
+            mg.solve(bare, "ir")
+        assert np.isfinite(mg.solve(bare, "ir", {"init": "random"}).pose3d).all()
+
+    def test_degenerate_guess_is_reported(self, scenes):
+        views = scenes[0].views()
+        mono3d = views.mono3d.copy()
+        mono3d[2] = 0.5
+        with pytest.raises(ValueError, match="mono3d.*one point"):
+            mg.solve(mg.Views(views.mixtures, mono3d, views.boxes), "s1")
+
+    def test_diverging_refinement_is_an_error_not_nan(self, scenes):
+        with pytest.raises(ValueError, match="diverged|overflow|too large"):
+            mg.solve(scenes[0].views(), "ir", {"learning_rate": 1e300, "steps": 5})
+
+    def test_core_rejects_wrong_solution_size(self, scenes):
+        views = scenes[0].views()
+        bones = np.array(views.skeleton.bones, dtype=np.int64)
+        reference = np.ones((1, len(bones)))
+        x = np.zeros((1, solution_size(4, 17) - 1))
+        with pytest.raises(ValueError, match="x: expected P"):
+            mg.geometry._core.refine(views.mixtures[None], x, bones, reference, 0.0, 10, 1e-2, 0.9, 0.999, 1e-7, 0)
+        with pytest.raises(ValueError, match="bones"):
+            mg.geometry._core.refiner_objective(views.mixtures[None], np.zeros((1, 91)), bones + 100, reference, 0.0)
