@@ -174,11 +174,13 @@ class TestGeometry:
 # --------------------------------------------------------------------------- poses
 
 
+@pytest.fixture(scope="module")
+def poses() -> np.ndarray:
+    rng = np.random.default_rng(2022)
+    return np.stack([synth.sample_pose(rng) for _ in range(400)])
+
+
 class TestPoses:
-    @pytest.fixture(scope="class")
-    def poses(self) -> np.ndarray:
-        rng = np.random.default_rng(2022)
-        return np.stack([synth.sample_pose(rng) for _ in range(400)])
 
     def test_left_right_bone_lengths_are_equal(self, poses):
         lengths = H36M_17.bone_lengths(poses)
