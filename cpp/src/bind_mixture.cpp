@@ -39,7 +39,7 @@ py::object mixture_binding(const py::object& points_object, const py::object& mi
   run_batch(points.batch(), kGrain, [&](std::size_t begin, std::size_t end) {
     // Blocks of kBlock points: gather, prepare, evaluate, scatter.
     constexpr std::size_t kBlock = 64;
-    std::vector<double> prepared(4 * K * kBlock), px(kBlock), py(kBlock), gx(kBlock), gy(kBlock), scratch(2 * kBlock);
+    std::vector<double> prepared(4 * K * kBlock), px(kBlock), py(kBlock), gx(kBlock), gy(kBlock), scratch((K + 2) * kBlock);
     for (std::size_t first = begin; first < end; first += kBlock) {
       const int n = static_cast<int>(std::min(kBlock, end - first));
       for (int i = 0; i < n; ++i) {

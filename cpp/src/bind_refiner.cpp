@@ -24,7 +24,7 @@ struct Frames {
   RefinerProblem<double> problem(std::size_t frame) const {
     RefinerProblem<double> p;
     p.C = C, p.J = J, p.K = K;
-    p.prepared = prepared.data() + frame * static_cast<std::size_t>(C * padded_count(J) * K * 4);
+    p.prepared = prepared.data() + frame * static_cast<std::size_t>(prepared_frame_size(C, J, K));
     p.num_bones = num_bones;
     p.bones = bones.data();
     p.bone_reference = reference.data() + frame * static_cast<std::size_t>(num_bones);
@@ -73,6 +73,8 @@ Frames take_frames(const py::object& mixtures, const py::object& x, const py::ob
   f.J = static_cast<int>(f.mixtures.dim(1));
   f.K = static_cast<int>(f.mixtures.dim(2));
   if (f.C < 2) throw py::value_error("mixtures: at least two cameras are needed, got C = " + std::to_string(f.C));
+  if (f.C > kMaxCameras)
+    throw py::value_error("mixtures: at most " + std::to_string(kMaxCameras) + " cameras, got C = " + std::to_string(f.C));
   if (f.x.dim(0) != solution_size(f.C, f.J))
     throw py::value_error("x: expected P = 3 J + 10 C = " + std::to_string(solution_size(f.C, f.J)) + ", got " +
                           std::to_string(f.x.dim(0)));
@@ -90,12 +92,10 @@ Frames take_frames(const py::object& mixtures, const py::object& x, const py::ob
     if (!(mix[4 * i] >= 0)) throw py::value_error("mixtures: weights must be >= 0");
     if (!(mix[4 * i + 3] >= 1e-300)) throw py::value_error("mixtures: variances must be > 0 (at least 1e-300)");
   }
-  // One prepared block of 4 K Jp per (frame, camera), zero in the padding.
-  const std::size_t block = static_cast<std::size_t>(f.K * f.J);
-  const std::size_t padded = static_cast<std::size_t>(f.K * padded_count(f.J));
-  f.prepared.assign(frames * static_cast<std::size_t>(f.C) * 4 * padded, 0.0);
-  for (std::size_t i = 0; i < frames * static_cast<std::size_t>(f.C); ++i)
-    prepare_mixtures(mix + 4 * block * i, f.J, f.K, f.prepared.data() + 4 * padded * i, padded_count(f.J));
+  const std::size_t per_prepared = static_cast<std::size_t>(prepared_frame_size(f.C, f.J, f.K));
+  f.prepared.resize(frames * per_prepared);
+  for (std::size_t b = 0; b < frames; ++b)
+    prepare_frame(mix + 4 * per_frame * b, f.C, f.J, f.K, f.prepared.data() + per_prepared * b);
   f.reference.assign(f.bone_reference.data(), f.bone_reference.data() + frames * f.num_bones);
   for (std::size_t b = 0; b < frames; ++b) {
     double* r = f.reference.data() + b * f.num_bones;
@@ -123,7 +123,7 @@ py::tuple objective_binding(const py::object& mixtures, const py::object& x, con
   const double* xs = f.x.data();
   FirstFailure failure;
   run_batch(frames, kGrain, [&](std::size_t begin, std::size_t end) {
-    std::vector<double> work(static_cast<std::size_t>(objective_workspace_size(f.J)));
+    std::vector<double> work(static_cast<std::size_t>(objective_workspace_size(f.C, f.J, f.K)));
     for (std::size_t b = begin; b < end; ++b)
       if (!refiner_objective(f.problem(b), xs + P * b, out + b, grad + P * b, work.data())) failure.record(b);
   });
@@ -162,7 +162,7 @@ py::tuple refine_binding(const py::object& mixtures, const py::object& x0, const
          *hobj = history_objective.mutable_data();
   FirstFailure failure;
   run_batch(frames, kGrain, [&](std::size_t begin, std::size_t end) {
-    std::vector<double> scratch(static_cast<std::size_t>(refine_workspace_size(f.C, f.J)));
+    std::vector<double> scratch(static_cast<std::size_t>(refine_workspace_size(f.C, f.J, f.K)));
     for (std::size_t b = begin; b < end; ++b)
       if (!refine(f.problem(b), options, xs + P * b, obj + b, hx + H * P * b, hobj + H * b, scratch.data()))
         failure.record(b);

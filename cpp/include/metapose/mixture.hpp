@@ -32,6 +32,14 @@
 #else
 #define METAPOSE_VECTORIZE
 #endif
+// Unrolls the next (short, fixed-length) loop fully, so that an enclosing loop can vectorise.
+#if defined(__clang__)
+#define METAPOSE_UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define METAPOSE_UNROLL _Pragma("GCC unroll 16")
+#else
+#define METAPOSE_UNROLL
+#endif
 
 // a * b + c, fused where the target has FMA (then exact to one rounding, and the same in scalar and
 // vector code), plain otherwise.
@@ -107,11 +115,9 @@ inline void prepare_mixtures(const T* mixtures, int N, int K, T* prepared, int s
 // loops have no scalar remainder.
 inline int padded_count(int n) { return (n + 3) & ~3; }
 
-// N points (px, py) against their N prepared mixtures: gradients d/dp into gx, gy (N each) and,
-// if `values` is given, the log-likelihoods (N). `scratch` holds 2 N values. The loops run over
-// the points innermost so that they vectorise.
+// Any K: two passes over the components with the points innermost. `scratch` holds (K + 2) N values.
 template <class T>
-inline void evaluate_mixtures(const T* px_in, const T* py_in, int N, const T* prepared, int K, T* gx_out,
+inline void evaluate_mixtures_any_k(const T* px_in, const T* py_in, int N, const T* prepared, int K, T* gx_out,
                               T* gy_out, T* values, T* scratch) {
   // The buffers never overlap; saying so lets the compiler vectorise without run-time checks.
   const T* METAPOSE_RESTRICT px = px_in;
@@ -120,6 +126,7 @@ inline void evaluate_mixtures(const T* px_in, const T* py_in, int N, const T* pr
   T* METAPOSE_RESTRICT gy = gy_out;
   T* METAPOSE_RESTRICT m = scratch;
   T* METAPOSE_RESTRICT total = scratch + N;
+  T* METAPOSE_RESTRICT exponents = scratch + 2 * N;  // K N: e_k of point n at [k N + n]
   for (int n = 0; n < N; ++n) {
     m[n] = -std::numeric_limits<T>::infinity();
     total[n] = gx[n] = gy[n] = T(0);
@@ -129,26 +136,26 @@ inline void evaluate_mixtures(const T* px_in, const T* py_in, int N, const T* pr
     const T* METAPOSE_RESTRICT mx = prepared + (K + k) * N;
     const T* METAPOSE_RESTRICT my = prepared + (2 * K + k) * N;
     const T* METAPOSE_RESTRICT h = prepared + (3 * K + k) * N;
+    T* METAPOSE_RESTRICT e = exponents + k * N;
     METAPOSE_VECTORIZE
     for (int n = 0; n < N; ++n) {
       const T dx = px[n] - mx[n], dy = py[n] - my[n];
-      const T e = c0[n] - (dx * dx + dy * dy) * h[n];
-      m[n] = e > m[n] ? e : m[n];
+      e[n] = c0[n] - (dx * dx + dy * dy) * h[n];
+      m[n] = e[n] > m[n] ? e[n] : m[n];
     }
   }
   for (int k = 0; k < K; ++k) {
-    const T* METAPOSE_RESTRICT c0 = prepared + k * N;
     const T* METAPOSE_RESTRICT mx = prepared + (K + k) * N;
     const T* METAPOSE_RESTRICT my = prepared + (2 * K + k) * N;
     const T* METAPOSE_RESTRICT h = prepared + (3 * K + k) * N;
+    const T* METAPOSE_RESTRICT e = exponents + k * N;
     METAPOSE_VECTORIZE
     for (int n = 0; n < N; ++n) {
-      const T dx = px[n] - mx[n], dy = py[n] - my[n];
-      const T r = exp_nonpositive(c0[n] - (dx * dx + dy * dy) * h[n] - m[n]);
+      const T r = exp_nonpositive(e[n] - m[n]);
       const T w = T(2) * r * h[n];
       total[n] += r;
-      gx[n] -= w * dx;
-      gy[n] -= w * dy;
+      gx[n] -= w * (px[n] - mx[n]);
+      gy[n] -= w * (py[n] - my[n]);
     }
   }
   METAPOSE_VECTORIZE
@@ -158,6 +165,76 @@ inline void evaluate_mixtures(const T* px_in, const T* py_in, int N, const T* pr
   }
   if (values != nullptr)
     for (int n = 0; n < N; ++n) values[n] = m[n] + std::log(total[n]);
+}
+
+// K fixed at compile time: one loop over the points (vectorised across points), the components
+// unrolled in registers.
+template <class T, int K>
+inline void evaluate_mixtures_fixed_k(const T* px_in, const T* py_in, int N, const T* prepared, T* gx_out,
+                                      T* gy_out, T* values) {
+  const T* METAPOSE_RESTRICT px = px_in;
+  const T* METAPOSE_RESTRICT py = py_in;
+  const T* METAPOSE_RESTRICT c0 = prepared;
+  const T* METAPOSE_RESTRICT mx = prepared + K * N;
+  const T* METAPOSE_RESTRICT my = prepared + 2 * K * N;
+  const T* METAPOSE_RESTRICT h = prepared + 3 * K * N;
+  T* METAPOSE_RESTRICT gx = gx_out;
+  T* METAPOSE_RESTRICT gy = gy_out;
+  METAPOSE_VECTORIZE
+  for (int n = 0; n < N; ++n) {
+    T e[K], dx[K], dy[K];
+    T m = -std::numeric_limits<T>::infinity();
+    METAPOSE_UNROLL
+    for (int k = 0; k < K; ++k) {
+      dx[k] = px[n] - mx[k * N + n];
+      dy[k] = py[n] - my[k * N + n];
+      e[k] = c0[k * N + n] - (dx[k] * dx[k] + dy[k] * dy[k]) * h[k * N + n];
+      m = e[k] > m ? e[k] : m;
+    }
+    T total = 0, sx = 0, sy = 0;
+    METAPOSE_UNROLL
+    for (int k = 0; k < K; ++k) {
+      const T r = exp_nonpositive(e[k] - m);
+      const T w = T(2) * r * h[k * N + n];
+      total += r;
+      sx -= w * dx[k];
+      sy -= w * dy[k];
+    }
+    gx[n] = sx / total;
+    gy[n] = sy / total;
+  }
+  // The values need a log the vector loop cannot take; they are asked for only at history points
+  // and at the end, so a second, scalar pass recomputes them.
+  if (values != nullptr)
+    for (int n = 0; n < N; ++n) {
+      T m = -std::numeric_limits<T>::infinity();
+      T e[K];
+      for (int k = 0; k < K; ++k) {
+        const T ddx = px[n] - mx[k * N + n], ddy = py[n] - my[k * N + n];
+        e[k] = c0[k * N + n] - (ddx * ddx + ddy * ddy) * h[k * N + n];
+        m = e[k] > m ? e[k] : m;
+      }
+      T total = 0;
+      for (int k = 0; k < K; ++k) total += exp_nonpositive(e[k] - m);
+      values[n] = m + std::log(total);
+    }
+}
+
+// N points (px, py) against their N prepared mixtures: gradients d/dp into gx, gy (N each) and,
+// if `values` is given, the log-likelihoods (N). `scratch` holds (K + 2) N values.
+template <class T>
+inline void evaluate_mixtures(const T* px, const T* py, int N, const T* prepared, int K, T* gx, T* gy, T* values,
+                              T* scratch) {
+  switch (K) {
+    case 1: return evaluate_mixtures_fixed_k<T, 1>(px, py, N, prepared, gx, gy, values);
+    case 2: return evaluate_mixtures_fixed_k<T, 2>(px, py, N, prepared, gx, gy, values);
+    case 3: return evaluate_mixtures_fixed_k<T, 3>(px, py, N, prepared, gx, gy, values);
+    case 4: return evaluate_mixtures_fixed_k<T, 4>(px, py, N, prepared, gx, gy, values);
+    case 5: return evaluate_mixtures_fixed_k<T, 5>(px, py, N, prepared, gx, gy, values);
+    case 6: return evaluate_mixtures_fixed_k<T, 6>(px, py, N, prepared, gx, gy, values);
+    case 8: return evaluate_mixtures_fixed_k<T, 8>(px, py, N, prepared, gx, gy, values);
+    default: return evaluate_mixtures_any_k(px, py, N, prepared, K, gx, gy, values, scratch);
+  }
 }
 
 }  // namespace metapose

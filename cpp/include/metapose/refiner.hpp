@@ -9,7 +9,8 @@
 // Gradient, with g_cj = -1/(C J) dL/dp (mixture.hpp) and q_cj = X_j R_c:
 //   df/dX_j      += s_c R_c[:, :2] g_cj           df/dR_c[a][k] += s_c X_ja g_cj,k   (k < 2)
 //   df/ds_c      += q_cj[:2] . g_cj               df/dshift_c[k] += g_cj,k           (k < 2; z has none)
-//   df/drot6d_c   = J6(rot6d_c)^T df/dR_c          df/dscale_raw_c = df/ds_c * sigmoid(scale_raw_c)
+//   df/drot6d_c   = J6(rot6d_c)^T df/dR_c (rot6d_to_matrix_backward)
+//   df/dscale_raw_c = df/ds_c * sigmoid(scale_raw_c)
 // Bone term, u = l/mean(l) - r (r = l_ref/mean(l_ref), B bones), E = lambda |u|:
 //   dE/du = lambda u/|u| (0 at u = 0);  dE/dl_a = (dE/du_a - (1/B) sum_b dE/du_b l_b/mean(l)) / mean(l);
 //   dl_a/dX_child = -dl_a/dX_parent = (X_child - X_parent) / l_a (0 for a zero-length bone).
@@ -46,6 +47,9 @@ struct RefinerOptions {
 
 inline int solution_size(int C, int J) { return 3 * J + 10 * C; }
 
+// The refiner keeps per-camera values on the stack; callers check C against this.
+inline constexpr int kMaxCameras = 16;
+
 template <class T>
 inline T softplus(T x) {
   return std::fmax(x, T(0)) + std::log1p(std::exp(-std::fabs(x)));
@@ -64,21 +68,31 @@ inline T inverse_softplus(T s) {
   return s > T(30) ? s + std::log1p(-std::exp(-s)) : std::log(std::expm1(s));
 }
 
-// One frame's refinement problem. Mixtures are prepared (mixture.hpp) once per frame, one block of
-// 4 K Jp values per camera, where Jp = padded_count(J) and the padding is all zero.
+// One frame's refinement problem. Mixtures are prepared (mixture.hpp) once per frame as one block
+// over the C Jp points (camera c's joint j is point c Jp + j, Jp = padded_count(J)), field-major
+// with stride C Jp, all zero in the padding.
 template <class T>
 struct RefinerProblem {
   int C = 0, J = 0, K = 0;
-  const T* prepared = nullptr;        // C blocks of 4 K Jp
+  const T* prepared = nullptr;        // 4 K C Jp
   int num_bones = 0;
   const long long* bones = nullptr;   // num_bones * 2 (parent, child)
   const T* bone_reference = nullptr;  // num_bones, already divided by its mean
   T bone_weight = 0;
 };
 
-// Scratch values refiner_objective needs.
-inline int objective_workspace_size(int J) { return 15 * padded_count(J); }
+// Prepares one frame's mixtures (C x J x K x 4) into the block RefinerProblem::prepared points to
+// (4 K C Jp values, zeroed here).
+template <class T>
+inline void prepare_frame(const T* mixtures, int C, int J, int K, T* prepared) {
+  const int Jp = padded_count(J);
+  for (int i = 0; i < 4 * K * C * Jp; ++i) prepared[i] = T(0);
+  for (int c = 0; c < C; ++c) prepare_mixtures(mixtures + 4 * K * J * c, J, K, prepared + c * Jp, C * Jp);
+}
 
+inline int prepared_frame_size(int C, int J, int K) { return 4 * K * C * padded_count(J); }
+
+// Scratch values refiner_objective needs.
 // sum_n a[n] b[n] with four partial sums, which the compiler can keep in one vector register.
 template <class T>
 inline T dot_n(const T* a, const T* b, int n) {
@@ -90,14 +104,20 @@ inline T dot_n(const T* a, const T* b, int n) {
   return (partial[0] + partial[1]) + (partial[2] + partial[3]);
 }
 
+inline int objective_workspace_size(int C, int J, int K) {
+  const int Jp = padded_count(J);
+  return 6 * Jp + (7 + K) * C * Jp;
+}
+
 // f(x) into value and the gradient (size P), each if given; `work` holds
-// objective_workspace_size(J) values. Returns false where a rotation became undefined or the
-// value is not finite. The pose and its gradient are handled by coordinate (structure of
-// arrays, padded to Jp joints with zeros) so that the loops over joints vectorise.
+// objective_workspace_size(C, J, K) values. Returns false where a rotation became undefined or
+// the value is not finite. The pose and its gradient are handled by coordinate (structure of
+// arrays, padded to Jp joints with zeros) and all C Jp points are evaluated in one pass, so that
+// the loops vectorise.
 template <class T>
 bool refiner_objective(const RefinerProblem<T>& problem, const T* x, T* value, T* gradient, T* work) {
   const int C = problem.C, J = problem.J, K = problem.K;
-  const int Jp = padded_count(J);
+  const int Jp = padded_count(J), N = C * Jp;
   const T* pose = x;
   const T* rot6d = x + 3 * J;
   const T* scale_raw = rot6d + 6 * C;
@@ -108,14 +128,14 @@ bool refiner_objective(const RefinerProblem<T>& problem, const T* x, T* value, T
   T* METAPOSE_RESTRICT G0 = work + 3 * Jp;  // df/dpose by coordinate
   T* METAPOSE_RESTRICT G1 = work + 4 * Jp;
   T* METAPOSE_RESTRICT G2 = work + 5 * Jp;
-  T* METAPOSE_RESTRICT px = work + 6 * Jp;
-  T* METAPOSE_RESTRICT py = work + 7 * Jp;
-  T* METAPOSE_RESTRICT gx = work + 8 * Jp;  // d loglik / dp, then df/dp
-  T* METAPOSE_RESTRICT gy = work + 9 * Jp;
-  T* METAPOSE_RESTRICT q0 = work + 10 * Jp;  // the rotated pose X R_c, first two columns
-  T* METAPOSE_RESTRICT q1 = work + 11 * Jp;
-  T* values = work + 12 * Jp;
-  T* scratch = work + 13 * Jp;
+  T* METAPOSE_RESTRICT px = work + 6 * Jp;  // N each from here
+  T* METAPOSE_RESTRICT py = px + N;
+  T* METAPOSE_RESTRICT gx = py + N;  // d loglik / dp
+  T* METAPOSE_RESTRICT gy = gx + N;
+  T* METAPOSE_RESTRICT q0 = gy + N;  // the rotated pose X R_c, first two columns
+  T* METAPOSE_RESTRICT q1 = q0 + N;
+  T* values = q1 + N;
+  T* scratch = values + N;  // (K + 2) N, for evaluate_mixtures' general-K path
   for (int j = 0; j < Jp; ++j) {
     const bool real = j < J;
     X0[j] = real ? pose[3 * j] : T(0);
@@ -123,56 +143,65 @@ bool refiner_objective(const RefinerProblem<T>& problem, const T* x, T* value, T
     X2[j] = real ? pose[3 * j + 2] : T(0);
     G0[j] = G1[j] = G2[j] = T(0);
   }
-  const T inv_count = T(1) / T(C * J);
-  T total = 0;
+  T R[9 * kMaxCameras], scale[kMaxCameras];
   for (int c = 0; c < C; ++c) {
-    T R[9], jac[54];
-    if (!rot6d_to_matrix(rot6d + 6 * c, R, gradient ? jac : nullptr)) return false;
-    const T s = softplus(scale_raw[c]);
+    const T* Rc = R + 9 * c;
+    if (!rot6d_to_matrix(rot6d + 6 * c, R + 9 * c)) return false;
+    const T s = scale[c] = softplus(scale_raw[c]);
     const T t0 = shift[3 * c], t1 = shift[3 * c + 1];
+    T* METAPOSE_RESTRICT a = q0 + c * Jp;
+    T* METAPOSE_RESTRICT b = q1 + c * Jp;
+    T* METAPOSE_RESTRICT u = px + c * Jp;
+    T* METAPOSE_RESTRICT v = py + c * Jp;
     METAPOSE_VECTORIZE
     for (int j = 0; j < Jp; ++j) {
-      q0[j] = X0[j] * R[0] + X1[j] * R[3] + X2[j] * R[6];
-      q1[j] = X0[j] * R[1] + X1[j] * R[4] + X2[j] * R[7];
-      px[j] = s * q0[j] + t0;
-      py[j] = s * q1[j] + t1;
+      a[j] = X0[j] * Rc[0] + X1[j] * Rc[3] + X2[j] * Rc[6];
+      b[j] = X0[j] * Rc[1] + X1[j] * Rc[4] + X2[j] * Rc[7];
+      u[j] = s * a[j] + t0;
+      v[j] = s * b[j] + t1;
     }
-    evaluate_mixtures(px, py, Jp, problem.prepared + static_cast<std::size_t>(4 * K * Jp) * c, K, gx, gy,
-                      value ? values : nullptr, scratch);
-    if (value)
-      for (int j = 0; j < J; ++j) total += values[j];
-    if (!gradient) continue;
-    const T ss = s;
-    METAPOSE_VECTORIZE
-    for (int j = 0; j < Jp; ++j) {  // padding joints have gx = gy = 0
-      const T g0 = -gx[j] * inv_count, g1 = -gy[j] * inv_count;
-      gx[j] = g0;
-      gy[j] = g1;
-      G0[j] += ss * (R[0] * g0 + R[1] * g1);
-      G1[j] += ss * (R[3] * g0 + R[4] * g1);
-      G2[j] += ss * (R[6] * g0 + R[7] * g1);
+  }
+  evaluate_mixtures(px, py, N, problem.prepared, K, gx, gy, value ? values : nullptr, scratch);
+  const T inv_count = T(1) / T(C * J);
+  T total = 0;
+  if (value)
+    for (int c = 0; c < C; ++c)
+      for (int j = 0; j < J; ++j) total += values[c * Jp + j];
+  if (gradient) {
+    for (int c = 0; c < C; ++c) {
+      const T* Rc = R + 9 * c;
+      const T s = scale[c];
+      const T* METAPOSE_RESTRICT hx = gx + c * Jp;  // padding joints have gx = gy = 0
+      const T* METAPOSE_RESTRICT hy = gy + c * Jp;
+      const T* METAPOSE_RESTRICT a = q0 + c * Jp;
+      const T* METAPOSE_RESTRICT b = q1 + c * Jp;
+      // With g = -(hx, hy) / (C J) = df/dp: df/dX_j += s R_c[:, :2] g_j, df/dR[a][k] =
+      // s sum_j X_ja g_jk, df/ds = sum_j q_j . g_j and df/dshift_k = sum_j g_jk.
+      const T w = -s * inv_count;
+      const T r00 = w * Rc[0], r01 = w * Rc[1], r10 = w * Rc[3], r11 = w * Rc[4], r20 = w * Rc[6], r21 = w * Rc[7];
+      METAPOSE_VECTORIZE
+      for (int j = 0; j < Jp; ++j) {
+        G0[j] += r00 * hx[j] + r01 * hy[j];
+        G1[j] += r10 * hx[j] + r11 * hy[j];
+        G2[j] += r20 * hx[j] + r21 * hy[j];
+      }
+      const T to_f = -inv_count;  // from d loglik / dp to df/dp
+      const T gR[9] = {w * dot_n(X0, hx, Jp), w * dot_n(X0, hy, Jp), 0,
+                       w * dot_n(X1, hx, Jp), w * dot_n(X1, hy, Jp), 0,
+                       w * dot_n(X2, hx, Jp), w * dot_n(X2, hy, Jp), 0};
+      const T gs = to_f * (dot_n(a, hx, Jp) + dot_n(b, hy, Jp));
+      T shift_x = 0, shift_y = 0;
+      for (int j = 0; j < J; ++j) {
+        shift_x += hx[j];
+        shift_y += hy[j];
+      }
+      rot6d_to_matrix_backward(rot6d + 6 * c, gR, gradient + 3 * J + 6 * c);
+      gradient[3 * J + 6 * C + c] = gs * sigmoid(scale_raw[c]);
+      T* g_shift = gradient + 3 * J + 7 * C + 3 * c;
+      g_shift[0] = to_f * shift_x;
+      g_shift[1] = to_f * shift_y;
+      g_shift[2] = T(0);
     }
-    // df/dR[a][k] = s sum_j X_ja g_jk (k < 2), df/ds = sum_j q_j . g_j, df/dshift = sum_j g_j.
-    const T gR[9] = {s * dot_n(X0, gx, Jp), s * dot_n(X0, gy, Jp), 0,
-                     s * dot_n(X1, gx, Jp), s * dot_n(X1, gy, Jp), 0,
-                     s * dot_n(X2, gx, Jp), s * dot_n(X2, gy, Jp), 0};
-    const T gs = dot_n(q0, gx, Jp) + dot_n(q1, gy, Jp);
-    T gt0 = 0, gt1 = 0;
-    for (int j = 0; j < J; ++j) {
-      gt0 += gx[j];
-      gt1 += gy[j];
-    }
-    T* g_rot6d = gradient + 3 * J + 6 * c;
-    for (int i = 0; i < 6; ++i) {
-      T acc = 0;
-      for (int k = 0; k < 9; ++k) acc += gR[k] * jac[6 * k + i];
-      g_rot6d[i] = acc;
-    }
-    gradient[3 * J + 6 * C + c] = gs * sigmoid(scale_raw[c]);
-    T* g_shift = gradient + 3 * J + 7 * C + 3 * c;
-    g_shift[0] = gt0;
-    g_shift[1] = gt1;
-    g_shift[2] = T(0);
   }
   T* g_pose = gradient;
   if (gradient)
@@ -233,8 +262,10 @@ bool refiner_objective(const RefinerProblem<T>& problem, const T* x, T* value, T
 
 // Adam from x (updated in place). objective receives f(final x). history_x (H * P) and
 // history_objective (H) receive x and f(x) at steps 0, n, 2n, ... <= steps when n > 0.
-// `scratch` holds refine_workspace_size(C, J) values. Returns false where the objective became undefined.
-inline int refine_workspace_size(int C, int J) { return 3 * solution_size(C, J) + objective_workspace_size(J); }
+// `scratch` holds refine_workspace_size(C, J, K) values. Returns false where the objective became undefined.
+inline int refine_workspace_size(int C, int J, int K) {
+  return 3 * solution_size(C, J) + objective_workspace_size(C, J, K);
+}
 
 template <class T>
 bool refine(const RefinerProblem<T>& problem, const RefinerOptions& options, T* x, T* objective, T* history_x,
