@@ -111,6 +111,17 @@ class TestNumberOfDimensions:
         _call(signature, arrays, signature.args[index].name)
 
 
+    @pytest.mark.parametrize(("signature", "index"), EVERY_ARG)
+    def test_zero_dimensional_array_when_every_size_is_one(self, signature, index):
+        """A 0-d array is never a valid argument, even where the expected shape holds one number
+        (scale (C,) with C = 1): it must not be silently promoted to shape (1,)."""
+        rng = np.random.default_rng(SEED)
+        arrays = signature.make(rng, (), {"J": 1, "C": 1, "K": 1, "N": 1})
+        arrays[index] = np.array(np.ravel(arrays[index])[0])
+        assert arrays[index].ndim == 0
+        _call(signature, arrays, signature.args[index].name)
+
+
 class TestDtype:
     @pytest.mark.parametrize(("signature", "index"), EVERY_ARG)
     @pytest.mark.parametrize("kind", ["complex", "bool", "object", "string", "ragged-list", "none"])
@@ -349,6 +360,13 @@ class TestUndistortDomain:
 class TestMetricArguments:
     @pytest.mark.parametrize("threshold", [0.0, -1.0, np.nan, np.inf, -np.inf])
     def test_pck_bad_threshold(self, rng, threshold):
+        prediction, ground_truth = rng.normal(size=(2, 17, 3))
+        with pytest.raises(ValueError, match="threshold"):
+            metrics.pck(prediction, ground_truth, threshold=threshold)
+
+    @pytest.mark.parametrize("threshold", ["150", None, [150.0], np.array([150.0, 50.0]), 150j])
+    def test_pck_threshold_not_a_real_number(self, rng, threshold):
+        """As everywhere in the API (and set_num_threads): a ValueError naming the argument."""
         prediction, ground_truth = rng.normal(size=(2, 17, 3))
         with pytest.raises(ValueError, match="threshold"):
             metrics.pck(prediction, ground_truth, threshold=threshold)

@@ -1,4 +1,5 @@
-"""Random calls to every raw binding of ``metapose_geom._core`` and every public wrapper.
+"""Random calls to every raw binding of ``metapose_geom._core`` (the geometry kernels, and at the
+end the refiner's stage1 / refiner_objective / refine) and every public wrapper.
 
 Shapes (0 to 4 dimensions, sizes 0 to 5, or valid ones), dtypes (real, bool, complex, object,
 strings), layouts (non-contiguous, Fortran order) and values (NaN, inf, huge, tiny, subnormal)
@@ -21,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signatures import CORE, PUBLIC, Signature, as_outputs, expected_shapes
+from signatures import CORE, PUBLIC, Arg, Signature, as_outputs, expected_shapes
 
 FUZZ = settings(
     max_examples=120,
@@ -211,3 +212,142 @@ def test_fuzz_procrustes_scale(data, scale):
     arrays = data.draw(call_arrays(PROCRUSTES))
     _check(PROCRUSTES, arrays, lambda: geometry.procrustes(*arrays, scale=scale), public=True,
            extra_valid=scale in ("umeyama", "norm_ratio"))
+
+
+# --------------------------------------------------------------------------- refiner bindings
+# stage1, refiner_objective and refine live in the same extension (the refiner's part of it):
+# the same contract holds for them -- ValueError, or finite outputs of the implied shapes.
+
+H36M_BONES = np.array([(0, 7), (7, 8), (8, 9), (9, 10), (8, 11), (8, 14), (14, 15), (15, 16), (11, 12), (12, 13),
+                       (0, 4), (0, 1), (1, 2), (2, 3), (4, 5), (5, 6)], dtype=np.int64)
+
+
+def _valid_refiner_inputs(rng, frames, cameras, joints, components):
+    from conftest import random_mixtures
+
+    mono3d = rng.normal(size=(frames, cameras, joints, 3))
+    mixtures = random_mixtures(rng, (frames, cameras, joints), components)
+    bones = rng.integers(0, joints, size=(max(1, joints - 1), 2)).astype(np.int64)
+    bone_reference = rng.uniform(0.5, 2.0, size=(frames, bones.shape[0]))
+    return mono3d, mixtures, bones, bone_reference
+
+
+def _refiner_shapes(mixtures, x, bones, bone_reference, bone_weight):
+    """(B, P) or None when the call must raise."""
+    arrays = [np.asarray(a) for a in (mixtures, x, bone_reference)]
+    if any(a.dtype != np.float64 or a.size == 0 or not np.all(np.isfinite(a)) for a in arrays):
+        return None
+    m, xs, ref_lengths = arrays
+    if m.ndim != 5 or m.shape[-1] != 4 or xs.ndim != 2 or ref_lengths.ndim != 2:
+        return None
+    frames, cameras, joints = m.shape[:3]
+    if cameras < 2 or xs.shape != (frames, 3 * joints + 10 * cameras):
+        return None
+    bones = np.asarray(bones)
+    if bones.dtype != np.int64 or bones.ndim != 2 or bones.shape[1] != 2 or bones.shape[0] < 1:
+        return None
+    if np.any(bones < 0) or np.any(bones >= joints) or ref_lengths.shape != (frames, bones.shape[0]):
+        return None
+    if np.any(m[..., 0] < 0) or np.any(m[..., 3] < 1e-300):
+        return None
+    if isinstance(bone_weight, bool) or not np.isfinite(bone_weight) or bone_weight < 0:
+        return None
+    return frames, xs.shape[1]
+
+
+@st.composite
+def refiner_arguments(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    frames, cameras = draw(st.integers(1, 3)), draw(st.sampled_from([1, 2, 2, 3, 4]))
+    joints, components = draw(st.sampled_from([1, 3, 5, 17])), draw(st.integers(1, 3))
+    mono3d, mixtures, bones, bone_reference = _valid_refiner_inputs(rng, frames, cameras, joints, components)
+    from metapose_geom import _core
+
+    try:
+        x = _core.stage1(mono3d)
+    except ValueError:  # e.g. one camera, or one joint
+        x = rng.normal(size=(frames, 3 * joints + 10 * cameras))
+    arrays = [mixtures, x, bone_reference]
+    which = draw(st.sampled_from(["none", "none", "mixtures", "x", "bone_reference", "bones"]))
+    if which in ("mixtures", "x", "bone_reference"):
+        index = ["mixtures", "x", "bone_reference"].index(which)
+        arrays[index] = draw(_mutation(np.array(arrays[index]), rng))
+    if which == "bones":
+        bones = draw(st.sampled_from([
+            bones + joints, -bones - 1, bones.astype(np.int32), bones.astype(np.float64), bones[:, :1],
+            bones[:0], bones.reshape(-1), H36M_BONES,
+        ]))
+    bone_weight = draw(st.sampled_from([0.0, 0.0, 0.1, 1, 5.0, 0.5, 1e300, -1.0, np.nan, np.inf, True]))
+    return arrays[0], arrays[1], bones, arrays[2], bone_weight
+
+
+def _check_refiner_outputs(outputs, shapes) -> None:
+    for output, shape in zip(outputs, shapes):
+        output = np.asarray(output)
+        assert output.shape == shape, (output.shape, shape)
+        assert output.dtype == np.float64
+        assert np.all(np.isfinite(output))
+
+
+def _make_mono3d(rng, batch, dims):
+    return [rng.normal(size=tuple(batch) + (dims["C"], dims["J"], 3))]
+
+
+_STAGE1 = Signature("stage1", "_core", (Arg("mono3d", ("C", "J", 3)),), (), _make_mono3d)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_raw_stage1(data):
+    from metapose_geom import _core
+
+    arrays = data.draw(call_arrays(_STAGE1))
+    (mono3d,) = arrays
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x = _core.stage1(mono3d)
+    except ValueError:
+        return
+    mono3d = np.asarray(mono3d)
+    assert mono3d.dtype == np.float64 and mono3d.ndim >= 3 and mono3d.shape[-1] == 3 and mono3d.size
+    assert np.all(np.isfinite(mono3d)) and mono3d.shape[-3] >= 2
+    cameras, joints = mono3d.shape[-3:-1]
+    _check_refiner_outputs([x], [mono3d.shape[:-3] + (3 * joints + 10 * cameras,)])
+
+
+@FUZZ
+@given(arguments=refiner_arguments())
+def test_fuzz_raw_refiner_objective(arguments):
+    from metapose_geom import _core
+
+    expected = _refiner_shapes(*arguments)
+    try:
+        value, gradient = _core.refiner_objective(*arguments)
+    except ValueError:
+        return
+    assert expected is not None, "refiner_objective accepted invalid arguments"
+    frames, size = expected
+    _check_refiner_outputs([value, gradient], [(frames,), (frames, size)])
+
+
+@FUZZ
+@given(
+    arguments=refiner_arguments(),
+    steps=st.sampled_from([0, 1, 3, -1]),
+    learning_rate=st.sampled_from([1e-2, 0.0, -1e-2, np.nan]),
+    history_every=st.sampled_from([0, 1, 2, -1]),
+)
+def test_fuzz_raw_refine(arguments, steps, learning_rate, history_every):
+    from metapose_geom import _core
+
+    expected = _refiner_shapes(*arguments)
+    options_valid = steps >= 0 and history_every >= 0 and np.isfinite(learning_rate) and learning_rate >= 0
+    try:
+        outputs = _core.refine(*arguments, steps, learning_rate, 0.9, 0.999, 1e-7, history_every)
+    except ValueError:
+        return
+    assert expected is not None and options_valid, "refine accepted invalid arguments"
+    frames, size = expected
+    history = steps // history_every + 1 if history_every > 0 else 0
+    _check_refiner_outputs(outputs, [(frames, size), (frames,), (frames, history, size), (frames, history)])

@@ -66,6 +66,28 @@ class TestPmpjpe:
         assert_close(metrics.pmpjpe(moved, ground_truth, scale=mode), metrics.pmpjpe(prediction, ground_truth, scale=mode),
                      rtol=1e-10)
 
+    @pytest.mark.parametrize("unit", [1e-120, 1e-3, 1e3, 1e120])
+    def test_equivariant_to_the_unit_of_length(self, rng, unit, mode="norm_ratio"):
+        """Both poses in another unit: the error in that unit (or ValueError out of float64's range)."""
+        prediction, ground_truth = pose_pair(rng, (4,))
+        base = metrics.pmpjpe(prediction, ground_truth, scale=mode, per_joint=True)
+        try:
+            got = metrics.pmpjpe(unit * prediction, unit * ground_truth, scale=mode, per_joint=True)
+        except ValueError:
+            return
+        assert_close(got / unit, base, rtol=1e-9)
+
+    @pytest.mark.parametrize("unit", [1e-200, 1e-3, 1e3, 1e200])
+    def test_invariant_to_the_unit_of_the_prediction(self, rng, unit):
+        """A prediction in metres against a truth in mm is what the scale alignment is for."""
+        prediction, ground_truth = pose_pair(rng, (4,))
+        base = metrics.pmpjpe(prediction, ground_truth, per_joint=True)
+        try:
+            got = metrics.pmpjpe(unit * prediction, ground_truth, per_joint=True)
+        except ValueError:
+            return
+        assert_close(got, base, rtol=1e-9)
+
     def test_zero_for_any_similar_copy(self, rng):
         _, ground_truth = pose_pair(rng, (6,))
         prediction = 0.3 * ground_truth @ random_rotations(rng, (6,)) + 42.0
@@ -117,6 +139,26 @@ class TestNmpjpe:
         prediction, ground_truth = camera_frame_pair(rng, (6,))
         moved = 0.01 * prediction + np.array([5.0, -3.0, 1000.0])
         assert_close(metrics.nmpjpe(moved, ground_truth), metrics.nmpjpe(prediction, ground_truth), rtol=1e-10)
+
+    @pytest.mark.parametrize("unit", [1e-200, 1e-3, 1e3, 1e200])
+    def test_equivariant_to_the_unit_of_length(self, rng, unit, mirror_fix=True):
+        prediction, ground_truth = camera_frame_pair(rng, (4,))
+        base = metrics.nmpjpe(prediction, ground_truth, mirror_fix=mirror_fix, per_joint=True)
+        try:
+            got = metrics.nmpjpe(unit * prediction, unit * ground_truth, mirror_fix=mirror_fix, per_joint=True)
+        except ValueError:
+            return
+        assert_close(got / unit, base, rtol=1e-9)
+
+    @pytest.mark.parametrize("unit", [1e-200, 1e-3, 1e3, 1e200])
+    def test_invariant_to_the_unit_of_the_prediction(self, rng, unit):
+        prediction, ground_truth = camera_frame_pair(rng, (4,))
+        base = metrics.nmpjpe(prediction, ground_truth, per_joint=True)
+        try:
+            got = metrics.nmpjpe(unit * prediction, ground_truth, per_joint=True)
+        except ValueError:
+            return
+        assert_close(got, base, rtol=1e-9)
 
     def test_not_invariant_to_rotation(self, rng):
         """Unlike PMPJPE, no rotation is fitted: a rotated exact copy has a positive error."""

@@ -181,6 +181,35 @@ class TestProcrustes:
         for a, b in zip(first, second):
             np.testing.assert_array_equal(a, b)
 
+    @pytest.mark.parametrize("unit", [1e-120, 1e-60, 1e-20, 1e20, 1e60, 1e120])
+    @pytest.mark.parametrize("mode", MODES)
+    def test_equivariant_to_the_unit_of_length(self, rng, unit, mode):
+        """Both sets in another unit: the same rotation and scale, the translation in the new unit
+        -- or a ValueError where the unit leaves float64's range. Never a different answer."""
+        source, target, _ = similar_pair(rng, (4,), noise=0.3)
+        base = geometry.procrustes(source, target, scale=mode)
+        try:
+            got = geometry.procrustes(unit * source, unit * target, scale=mode)
+        except ValueError:
+            return
+        assert_close(got.rotation, base.rotation, rtol=1e-9, err_msg="rotation")
+        assert_close(np.asarray(got.scale), np.asarray(base.scale), rtol=1e-9, err_msg="scale")
+        assert_close(got.translation / unit, base.translation, rtol=1e-9, err_msg="translation")
+
+    @pytest.mark.parametrize("unit", [1e-200, 1e-3, 1e3, 1e200])
+    @pytest.mark.parametrize("mode", MODES)
+    def test_source_in_another_unit(self, rng, unit, mode):
+        """Only the source rescaled: the same rotation, the scale divided by the unit (or ValueError)."""
+        source, target, _ = similar_pair(rng, (4,), noise=0.3)
+        base = geometry.procrustes(source, target, scale=mode)
+        try:
+            got = geometry.procrustes(unit * source, target, scale=mode)
+        except ValueError:
+            return
+        assert_close(got.rotation, base.rotation, rtol=1e-9, err_msg="rotation")
+        assert_close(np.asarray(got.scale) * unit, np.asarray(base.scale), rtol=1e-9, err_msg="scale")
+        assert_close(got.translation, base.translation, rtol=1e-9, err_msg="translation")
+
     # ---------------------------------------------------------------- degenerate sets
     @pytest.mark.parametrize("mode", MODES)
     @pytest.mark.parametrize("count", [1, 2, 5])

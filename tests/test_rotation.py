@@ -62,6 +62,20 @@ class TestRot6dToMatrix:
         rot6d = rng.normal(size=(500, 6))
         assert_rotation(geometry.rot6d_to_matrix(rot6d), atol=1e-14)
 
+    @pytest.mark.parametrize("angle", [1e-2, 1e-4, 1e-8, 1e-11])
+    def test_nearly_parallel_rows_still_give_a_rotation(self, rng, angle):
+        """Rows a few degrees or a hair apart: either refused (ValueError) or a rotation to
+        rounding -- never a matrix that matrix_to_rodrigues would itself reject as no rotation."""
+        a1 = rng.normal(size=(50, 3))
+        across = np.cross(a1, rng.normal(size=(50, 3)))
+        across /= np.linalg.norm(across, axis=-1, keepdims=True)
+        a2 = 2.0 * (a1 / np.linalg.norm(a1, axis=-1, keepdims=True) + angle * across)
+        try:
+            rotation = geometry.rot6d_to_matrix(np.concatenate([a1, a2], axis=-1))
+        except ValueError:
+            return
+        assert_rotation(rotation, atol=1e-12)
+
     def test_first_row_is_the_normalised_first_input_row(self, rng):
         rot6d = random_rot6d(rng, (20,))
         rotation = geometry.rot6d_to_matrix(rot6d)

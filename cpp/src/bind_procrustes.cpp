@@ -1,4 +1,6 @@
 // Bindings of procrustes.hpp and metrics.hpp.
+#include <vector>
+
 #include "bind_common.hpp"
 #include "metapose/metrics.hpp"
 #include "metapose/procrustes.hpp"
@@ -30,8 +32,9 @@ py::tuple procrustes_binding(const py::object& source_object, const py::object& 
   const double *A = source.data(), *B = target.data();
   double *R = rotation.mutable_data(), *s = scale.mutable_data(), *t = translation.mutable_data();
   run_batch(source.batch(), kGrain, [&](std::size_t begin, std::size_t end) {
+    std::vector<double> unit(6 * static_cast<std::size_t>(N));
     for (std::size_t i = begin; i < end; ++i)
-      procrustes(A + 3 * N * i, B + 3 * N * i, N, mode, R + 9 * i, s + i, t + 3 * i);
+      procrustes(A + 3 * N * i, B + 3 * N * i, N, mode, R + 9 * i, s + i, t + 3 * i, unit.data());
   });
   for (const Array* result : {&rotation, &scale, &translation}) check_result(*result, "source, target");
   return py::make_tuple(rotation, scale, translation);
@@ -46,7 +49,9 @@ Array pmpjpe_binding(const py::object& prediction_object, const py::object& trut
   const double *P = prediction.data(), *G = truth.data();
   double* e = errors.mutable_data();
   run_batch(prediction.batch(), kGrain, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) pmpjpe_per_joint(P + 3 * J * i, G + 3 * J * i, J, mode, e + J * i);
+    std::vector<double> unit(6 * static_cast<std::size_t>(J));
+    for (std::size_t i = begin; i < end; ++i)
+      pmpjpe_per_joint(P + 3 * J * i, G + 3 * J * i, J, mode, e + J * i, unit.data());
   });
   check_result(errors, "prediction, ground_truth");
   return errors;
@@ -61,7 +66,9 @@ Array nmpjpe_binding(const py::object& prediction_object, const py::object& trut
   const double *P = prediction.data(), *G = truth.data();
   double* e = errors.mutable_data();
   run_batch(prediction.batch(), kGrain, [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) nmpjpe_per_joint(P + 3 * J * i, G + 3 * J * i, J, mirror_fix, e + J * i);
+    std::vector<double> unit(6 * static_cast<std::size_t>(J));
+    for (std::size_t i = begin; i < end; ++i)
+      nmpjpe_per_joint(P + 3 * J * i, G + 3 * J * i, J, mirror_fix, e + J * i, unit.data());
   });
   check_result(errors, "prediction, ground_truth");
   return errors;

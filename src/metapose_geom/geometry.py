@@ -63,7 +63,7 @@ def as_float64(value: ArrayLike, name: str) -> F64:
         raise ValueError(f"{name}: expected a real numeric array, got {type(value).__name__} ({error})") from None
     if array.dtype.kind not in "fiu":
         raise ValueError(f"{name}: expected a real numeric array, got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=np.float64)
+    return np.asarray(array, dtype=np.float64, order="C")  # keeps 0-d arrays 0-d
 
 
 def set_num_threads(count: int) -> None:

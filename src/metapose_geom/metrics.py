@@ -25,7 +25,14 @@ def pmpjpe(prediction: ArrayLike, ground_truth: ArrayLike, scale: ScaleMode = "n
     errors = _core.pmpjpe_per_joint(
         as_float64(prediction, "prediction"), as_float64(ground_truth, "ground_truth"), _scale_mode(scale)
     )
-    return errors if per_joint else errors.mean(axis=-1)
+    return errors if per_joint else _mean_over_joints(errors)
+
+
+def _mean_over_joints(errors: F64) -> F64:
+    """(..., J) -> (...) mean that does not overflow for errors near the float64 limit."""
+    largest = errors.max(axis=-1, keepdims=True)
+    safe = np.where(largest > 0, largest, 1.0)
+    return (safe * (errors / safe).mean(axis=-1, keepdims=True))[..., 0]
 
 
 def nmpjpe(prediction: ArrayLike, ground_truth: ArrayLike, mirror_fix: bool = False, per_joint: bool = False) -> F64:
@@ -37,12 +44,17 @@ def nmpjpe(prediction: ArrayLike, ground_truth: ArrayLike, mirror_fix: bool = Fa
     depth-mirrored copy (z negated) is taken, by mean error.
     """
     errors = _nmpjpe_per_joint(prediction, ground_truth, mirror_fix)
-    return errors if per_joint else errors.mean(axis=-1)
+    return errors if per_joint else _mean_over_joints(errors)
 
 
 def pck(prediction: ArrayLike, ground_truth: ArrayLike, threshold: float = 150.0, mirror_fix: bool = False) -> F64:
     """Fraction of joints whose NMPJPE-aligned error is below ``threshold``: (..., J, 3) x2 -> (...) in [0, 1]."""
-    if not np.isfinite(threshold) or threshold <= 0:
+    if (
+        isinstance(threshold, (bool, np.bool_))
+        or not isinstance(threshold, (int, float, np.integer, np.floating))
+        or not np.isfinite(threshold)
+        or threshold <= 0
+    ):
         raise ValueError(f"threshold: expected a positive finite number, got {threshold!r}")
     return (_nmpjpe_per_joint(prediction, ground_truth, mirror_fix) < threshold).mean(axis=-1)
 

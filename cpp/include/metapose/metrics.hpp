@@ -6,52 +6,71 @@
 //   is scaled by |G_c| / |P_c| (Frobenius), e_j = |s P_c,j - G_c,j|. With the mirror fix the
 //   prediction with its depth (z) negated is also scored and the copy with the smaller mean
 //   error is kept (monocular depth is ambiguous up to that mirror).
-// Singular case: a prediction with all joints coincident (|P_c| = 0) is left unscaled (s = 1).
+// Both work on copies divided by each pose's largest coordinate, so that no square over- or
+// underflows at any magnitude, and scale the errors back by the ground truth's.
+// Singular case: a prediction with all joints coincident cannot be aligned or rescaled; its
+// errors are the ground truth's distances from its own centre.
 #pragma once
 
 #include <cmath>
+#include <limits>
 
 #include "procrustes.hpp"
 
 namespace metapose {
 
-// prediction, ground_truth (J x 3) -> errors (J).
+// prediction, ground_truth (J x 3) -> errors (J); `unit` holds 6 J values.
 template <class T>
-inline void pmpjpe_per_joint(const T* prediction, const T* ground_truth, int J, ProcrustesScale mode, T* errors) {
+inline void pmpjpe_per_joint(const T* prediction, const T* ground_truth, int J, ProcrustesScale mode, T* errors,
+                             T* unit) {
+  const T scale_p = coordinate_scale(prediction, J), scale_g = coordinate_scale(ground_truth, J);
+  T* p = unit;
+  T* g = unit + 3 * J;
+  for (int i = 0; i < 3 * J; ++i) {
+    p[i] = prediction[i] / scale_p;
+    g[i] = ground_truth[i] / scale_g;
+  }
   T R[9], s, t[3];
-  procrustes(prediction, ground_truth, J, mode, R, &s, t);
+  const bool coincident = procrustes_unit(p, g, J, mode, R, &s, t);
+  T mean_g[3] = {0, 0, 0};
+  for (int j = 0; j < J; ++j)
+    for (int k = 0; k < 3; ++k) mean_g[k] += g[3 * j + k] / T(J);
   for (int j = 0; j < J; ++j) {
-    const T* p = prediction + 3 * j;
     T d2 = 0;
     for (int k = 0; k < 3; ++k) {
-      const T aligned = s * (p[0] * R[k] + p[1] * R[3 + k] + p[2] * R[6 + k]) + t[k];
-      const T d = aligned - ground_truth[3 * j + k];
+      const T* q = p + 3 * j;
+      const T aligned = coincident ? mean_g[k] : s * (q[0] * R[k] + q[1] * R[3 + k] + q[2] * R[6 + k]) + t[k];
+      const T d = aligned - g[3 * j + k];
       d2 += d * d;
     }
-    errors[j] = std::sqrt(d2);
+    errors[j] = scale_g * std::sqrt(d2);
   }
 }
 
+// prediction, ground_truth (J x 3) -> errors (J); `unit` holds 6 J values.
 template <class T>
-inline void nmpjpe_per_joint(const T* prediction, const T* ground_truth, int J, bool mirror_fix, T* errors) {
+inline void nmpjpe_per_joint(const T* prediction, const T* ground_truth, int J, bool mirror_fix, T* errors, T* unit) {
+  const T scale_p = coordinate_scale(prediction, J), scale_g = coordinate_scale(ground_truth, J);
+  T* p = unit;  // centred, in units of the pose's largest coordinate
+  T* g = unit + 3 * J;
   T mean_p[3] = {0, 0, 0}, mean_g[3] = {0, 0, 0};
   for (int j = 0; j < J; ++j)
     for (int k = 0; k < 3; ++k) {
-      mean_p[k] += prediction[3 * j + k];
-      mean_g[k] += ground_truth[3 * j + k];
+      mean_p[k] += prediction[3 * j + k] / scale_p / T(J);
+      mean_g[k] += ground_truth[3 * j + k] / scale_g / T(J);
     }
-  T norm_p = 0, norm_g = 0;
-  for (int k = 0; k < 3; ++k) {
-    mean_p[k] /= T(J);
-    mean_g[k] /= T(J);
-  }
+  T norm_p = 0, norm_g = 0, spread = 0;
   for (int j = 0; j < J; ++j)
     for (int k = 0; k < 3; ++k) {
-      const T p = prediction[3 * j + k] - mean_p[k], g = ground_truth[3 * j + k] - mean_g[k];
-      norm_p += p * p;
-      norm_g += g * g;
+      p[3 * j + k] = prediction[3 * j + k] / scale_p - mean_p[k];
+      g[3 * j + k] = ground_truth[3 * j + k] / scale_g - mean_g[k];
+      norm_p += p[3 * j + k] * p[3 * j + k];
+      norm_g += g[3 * j + k] * g[3 * j + k];
+      spread = std::fmax(spread, std::fabs(p[3 * j + k]));
     }
-  const T s = norm_p > T(0) ? std::sqrt(norm_g / norm_p) : T(1);
+  // Scale taking the centred prediction onto the ground truth's norm, in these units; a
+  // coincident prediction (spread at rounding level) contributes nothing.
+  const T s = spread > T(16) * std::numeric_limits<T>::epsilon() ? std::sqrt(norm_g / norm_p) : T(0);
   // depth_sign = +1 scores the prediction as given, -1 its depth mirror; per-joint errors are
   // written only when `out` is given.
   auto score = [&](T depth_sign, T* out) {
@@ -60,10 +79,10 @@ inline void nmpjpe_per_joint(const T* prediction, const T* ground_truth, int J, 
       T d2 = 0;
       for (int k = 0; k < 3; ++k) {
         const T sign = (k == 2) ? depth_sign : T(1);
-        const T d = sign * s * (prediction[3 * j + k] - mean_p[k]) - (ground_truth[3 * j + k] - mean_g[k]);
+        const T d = sign * s * p[3 * j + k] - g[3 * j + k];
         d2 += d * d;
       }
-      const T e = std::sqrt(d2);
+      const T e = scale_g * std::sqrt(d2);
       if (out != nullptr) out[j] = e;
       total += e;
     }

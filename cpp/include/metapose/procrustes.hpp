@@ -26,8 +26,15 @@ namespace metapose {
 enum class ProcrustesScale : int { kUmeyama = 0, kNormRatio = 1 };
 
 // Best proper rotation R (row-vector form, maximising trace(R^T M)) for M (3x3 row-major).
+// M is divided by its largest entry first (the maximiser does not change), so that the eigen-solver's
+// sums of squares neither overflow nor underflow.
 template <class T>
-inline void procrustes_rotation(const T* M, T* R) {
+inline void procrustes_rotation(const T* M_in, T* R) {
+  T largest = 0;
+  for (int i = 0; i < 9; ++i) largest = std::fmax(largest, std::fabs(M_in[i]));
+  const T inv = largest > T(0) ? T(1) / largest : T(1);
+  T M[9];
+  for (int i = 0; i < 9; ++i) M[i] = M_in[i] * inv;
   const T Sxx = M[0], Sxy = M[1], Sxz = M[2];
   const T Syx = M[3], Syy = M[4], Syz = M[5];
   const T Szx = M[6], Szy = M[7], Szz = M[8];
@@ -54,9 +61,19 @@ inline void procrustes_rotation(const T* M, T* R) {
   transpose3(Q, R);
 }
 
-// A, B (N x 3, row-major) -> R (9), s, t (3).
+// Largest absolute coordinate of N points (N x 3), or 1 when all are zero.
 template <class T>
-inline void procrustes(const T* A, const T* B, int N, ProcrustesScale mode, T* R, T* s, T* t) {
+inline T coordinate_scale(const T* points, int N) {
+  T largest = 0;
+  for (int i = 0; i < 3 * N; ++i) largest = std::fmax(largest, std::fabs(points[i]));
+  return largest > T(0) ? largest : T(1);
+}
+
+// Procrustes on points already divided by their coordinate scales (all coordinates in [-1, 1], so
+// no square below over- or underflows): A, B (N x 3) -> R (9), s, t (3) in those units. Returns
+// true when the source points coincide (then R = I, s = 1).
+template <class T>
+inline bool procrustes_unit(const T* A, const T* B, int N, ProcrustesScale mode, T* R, T* s, T* t) {
   T mean_a[3] = {0, 0, 0}, mean_b[3] = {0, 0, 0};
   for (int n = 0; n < N; ++n)
     for (int i = 0; i < 3; ++i) {
@@ -68,23 +85,23 @@ inline void procrustes(const T* A, const T* B, int N, ProcrustesScale mode, T* R
     mean_b[i] /= T(N);
   }
   T M[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-  T norm_a = 0, norm_b = 0, largest = 0;
+  T norm_a = 0, norm_b = 0, spread = 0;
   for (int n = 0; n < N; ++n) {
     T a[3], b[3];
     for (int i = 0; i < 3; ++i) {
       a[i] = A[3 * n + i] - mean_a[i];
       b[i] = B[3 * n + i] - mean_b[i];
+      spread = std::fmax(spread, std::fabs(a[i]));
     }
     for (int r = 0; r < 3; ++r)
       for (int c = 0; c < 3; ++c) M[3 * r + c] += a[r] * b[c];
     norm_a += dot3(a, a);
     norm_b += dot3(b, b);
-    for (int i = 0; i < 3; ++i) largest = std::fmax(largest, std::fabs(A[3 * n + i]));
   }
   // Coincident source points leave only rounding noise after centring (the mean of equal values
-  // need not be exact): below that level the spread is taken as zero.
-  const T noise = T(16) * std::numeric_limits<T>::epsilon() * largest;
-  if (norm_a > T(N) * noise * noise) {
+  // need not be exact); below that level the spread is taken as zero.
+  const bool coincident = !(spread > T(16) * std::numeric_limits<T>::epsilon());
+  if (!coincident) {
     procrustes_rotation(M, R);
     if (mode == ProcrustesScale::kUmeyama) {
       T trace = 0;  // trace(R^T M)
@@ -99,6 +116,37 @@ inline void procrustes(const T* A, const T* B, int N, ProcrustesScale mode, T* R
   }
   for (int k = 0; k < 3; ++k)
     t[k] = mean_b[k] - *s * (mean_a[0] * R[k] + mean_a[1] * R[3 + k] + mean_a[2] * R[6 + k]);
+  return coincident;
+}
+
+// A, B (N x 3, row-major) -> R (9), s, t (3), at any magnitude: the sets are divided by their
+// coordinate scales first, which the rotation does not see and the scale and shift undo.
+// `unit` (6 N values) receives the scaled copies.
+template <class T>
+inline void procrustes(const T* A, const T* B, int N, ProcrustesScale mode, T* R, T* s, T* t, T* unit) {
+  const T scale_a = coordinate_scale(A, N), scale_b = coordinate_scale(B, N);
+  T* a = unit;
+  T* b = unit + 3 * N;
+  for (int i = 0; i < 3 * N; ++i) {
+    a[i] = A[i] / scale_a;
+    b[i] = B[i] / scale_b;
+  }
+  T unit_s;
+  // In the original units: s = unit_s scale_b / scale_a; t = scale_b t_unit. A coincident source
+  // keeps s = 1 and takes its point onto the target's centroid.
+  if (procrustes_unit(a, b, N, mode, R, &unit_s, t)) {
+    *s = T(1);
+    T mean_a[3] = {0, 0, 0}, mean_b[3] = {0, 0, 0};
+    for (int n = 0; n < N; ++n)
+      for (int i = 0; i < 3; ++i) {
+        mean_a[i] += a[3 * n + i] / T(N);
+        mean_b[i] += b[3 * n + i] / T(N);
+      }
+    for (int k = 0; k < 3; ++k) t[k] = scale_b * mean_b[k] - scale_a * mean_a[k];
+    return;
+  }
+  *s = unit_s * (scale_b / scale_a);
+  for (int k = 0; k < 3; ++k) t[k] *= scale_b;
 }
 
 }  // namespace metapose

@@ -22,21 +22,42 @@
 
 namespace metapose {
 
+// The Gram-Schmidt step shared by the forward and reverse maps: b1, b2, the norms |a1|, |u2| and
+// d = b1 . a2. u2 is re-orthogonalised against b1 once more (mathematically a no-op, so the
+// derivatives are unchanged) to keep b1 . b2 at rounding level when a2 is nearly parallel to a1.
+// Returns false where the rows are zero or parallel.
+template <class T>
+struct GramSchmidt {
+  T b1[3], b2[3], n1, n2, d;
+
+  bool compute(const T* r6) {
+    const T* a1 = r6;
+    const T* a2 = r6 + 3;
+    n1 = norm3(a1);
+    if (!(n1 > T(0)) || !std::isfinite(n1)) return false;
+    for (int i = 0; i < 3; ++i) b1[i] = a1[i] / n1;
+    d = dot3(b1, a2);
+    T u2[3] = {a2[0] - d * b1[0], a2[1] - d * b1[1], a2[2] - d * b1[2]};
+    const T again = dot3(b1, u2);
+    for (int i = 0; i < 3; ++i) u2[i] -= again * b1[i];
+    n2 = norm3(u2);
+    // Parallel rows: the component of a2 orthogonal to a1 is lost in rounding.
+    if (!(n2 > T(1e-12) * norm3(a2)) || !(n2 > T(0)) || !std::isfinite(n2)) return false;
+    for (int i = 0; i < 3; ++i) b2[i] = u2[i] / n2;
+    return true;
+  }
+};
+
 // r6 (6) -> R (9, row-major). jacobian, if given, receives d R[k] / d r6[i] at jacobian[6 k + i]
 // (9 x 6 row-major). Returns false where the rows are zero or parallel (outputs untouched).
 template <class T>
 bool rot6d_to_matrix(const T* r6, T* R, T* jacobian = nullptr) {
-  const T* a1 = r6;
+  GramSchmidt<T> gs;
+  if (!gs.compute(r6)) return false;
   const T* a2 = r6 + 3;
-  const T n1 = norm3(a1);
-  if (!(n1 > T(0)) || !std::isfinite(n1)) return false;
-  T b1[3] = {a1[0] / n1, a1[1] / n1, a1[2] / n1};
-  const T d = dot3(b1, a2);
-  T u2[3] = {a2[0] - d * b1[0], a2[1] - d * b1[1], a2[2] - d * b1[2]};
-  const T n2 = norm3(u2);
-  // Parallel rows: the component of a2 orthogonal to a1 is lost in rounding.
-  if (!(n2 > T(1e-12) * norm3(a2)) || !(n2 > T(0)) || !std::isfinite(n2)) return false;
-  T b2[3] = {u2[0] / n2, u2[1] / n2, u2[2] / n2};
+  const T* b1 = gs.b1;
+  const T* b2 = gs.b2;
+  const T n1 = gs.n1, n2 = gs.n2, d = gs.d;
   T b3[3];
   cross3(b1, b2, b3);
   for (int i = 0; i < 3; ++i) {
@@ -106,16 +127,12 @@ bool rot6d_to_matrix(const T* r6, T* R, T* jacobian = nullptr) {
 // Returns false where the rows are zero or parallel (gradient untouched).
 template <class T>
 bool rot6d_to_matrix_backward(const T* r6, const T* G, T* gradient) {
-  const T* a1 = r6;
+  GramSchmidt<T> gs;
+  if (!gs.compute(r6)) return false;
   const T* a2 = r6 + 3;
-  const T n1 = norm3(a1);
-  if (!(n1 > T(0)) || !std::isfinite(n1)) return false;
-  const T b1[3] = {a1[0] / n1, a1[1] / n1, a1[2] / n1};
-  const T d = dot3(b1, a2);
-  const T u2[3] = {a2[0] - d * b1[0], a2[1] - d * b1[1], a2[2] - d * b1[2]};
-  const T n2 = norm3(u2);
-  if (!(n2 > T(1e-12) * norm3(a2)) || !(n2 > T(0)) || !std::isfinite(n2)) return false;
-  const T b2[3] = {u2[0] / n2, u2[1] / n2, u2[2] / n2};
+  const T* b1 = gs.b1;
+  const T* b2 = gs.b2;
+  const T n1 = gs.n1, n2 = gs.n2, d = gs.d;
   T x[3], y[3];
   cross3(b2, G + 6, x);
   cross3(G + 6, b1, y);

@@ -1,0 +1,610 @@
+"""Heatmaps and spherical Gaussian mixtures: weighted-EM fitting and synthetic rendering (numba).
+
+A 2D pose network gives, per view and joint, a heatmap (H, W). MetaPose's 2D evidence is a small
+spherical Gaussian mixture ``[weight, mu_x, mu_y, variance]`` in *box units* fitted to it by a few
+steps of weighted EM, the heatmap's pixels being samples weighted by their values (Frisch and
+Hanebeck, "Gaussian mixture estimation from weighted samples"). :func:`fit_mixtures` does that for
+any number of heatmaps at once, spread over threads; :func:`render_mixtures` and
+:func:`render_heatmaps` go the other way (the synthetic generator uses them).
+
+**Grid.** ``limits = (x_min, y_min, x_max, y_max)`` (box units) is the area the heatmap covers: its
+W columns and H rows tile it, so pixel ``(row r, column c)`` is the point
+``(x_min + (c + 0.5) dx, y_min + (r + 0.5) dy)`` with ``dx = (x_max - x_min) / W`` and
+``dy = (y_max - y_min) / H``. The default ``(0, 0, 1, 1)`` is a heatmap covering the person's
+square box. (The original TensorFlow code put the first and last pixel centres *on* the limits;
+to reproduce that, widen its limits by half a pixel on each side.)
+
+**The fit** (per heatmap; coordinates are measured internally in units of the larger pixel side
+``max(dx, dy)``, "pixels" below):
+
+1. Pixel weights are the heatmap values over their sum; negative values count as zero (or make the
+   heatmap invalid with ``negative="invalid"``).
+2. Initialisation: the K means lie on the first principal axis of the weighted pixel cloud, at
+   ``mean + q_k * sqrt(lambda) * axis`` where ``lambda`` is the cloud's variance along that axis
+   and ``q_k`` are standard-normal points (:func:`initial_split_points`: for K >= 3 the centres
+   between the K - 1 equal-probability split points ``Phi^-1(i / K)``, the outer two mirrored out;
+   ``(-0.3, 0.3)`` for K = 2 and ``0`` for K = 1, as the original). Weights are equal and every
+   variance is *one in the cloud's normalised principal-axis coordinates*, i.e. ``lambda``
+   (pixels squared), widened by half a pixel as below. This makes the start independent of the
+   heatmap's resolution and limits (the original's ``sigma = 1`` was in its output units).
+3. ``steps`` EM steps: responsibilities from the current mixture (exact, with a log-sum-exp
+   fall-back where every component's density underflows), then weighted weights, means and the
+   spherical variance ``sum w r |x - mu|^2 / (2 sum w r)``; each step's sigma is then widened by
+   half a pixel in quadrature (``variance += 0.25`` pixels squared) to undo pixelisation. This is
+   also the variance floor: no component can collapse. A component that loses all its mass
+   (``sum w r <= 1e-200``) keeps its mean and variance; weights are floored at
+   :data:`WEIGHT_FLOOR` and renormalised to sum to one, so every value stays finite.
+4. Components are sorted by decreasing weight (component 0 is the heaviest), and means and
+   variances are mapped to box units through the limits (variances times the pixel side squared).
+
+On a heatmap rendered at pixel centres from a Gaussian of variance ``s^2`` (box units squared),
+a converged fit returns ``s^2 + (0.5 max(dx, dy))^2``: the half-pixel widening is part of the
+method.
+
+**Invalid heatmaps**: one that contains NaN or inf, has no positive value (all zero or all
+negative), or (with ``negative="invalid"``) any negative value either raises ValueError naming
+it (``on_invalid="raise"``, the default) or gets the *uninformative mixture*
+(``on_invalid="uninformative"``): K equal weights, every mean at the centre of the limits,
+variance :data:`~metapose_geom.views.UNINFORMATIVE_VARIANCE` (one box wide), as
+:meth:`Views.from_keypoints <metapose_geom.views.Views.from_keypoints>` gives a missing joint.
+Never NaN.
+
+The kernels are numba ``nopython`` free functions, compiled on first use and cached on disk; the
+heatmaps of one call are spread over :func:`metapose_geom.get_num_threads` threads (numba's pool,
+at most ``NUMBA_NUM_THREADS``). :func:`fit_mixtures_numpy` is the same fit in plain vectorised
+numpy, the reference the tests and benchmarks hold the kernel to.
+
+Example::
+
+    from metapose_geom import heatmaps
+    mixtures = heatmaps.fit_mixtures(network_output)        # (C, J, 64, 64) -> (C, J, 4, 4)
+    target = heatmaps.render_heatmaps(joints_box, size=64)  # (C, J, 2) -> (C, J, 64, 64)
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numba
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .geometry import as_float64, get_num_threads
+from .views import UNINFORMATIVE_VARIANCE
+
+F64 = NDArray[np.float64]
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "PIXEL_WIDENING",
+    "WEIGHT_FLOOR",
+    "fit_mixtures",
+    "fit_mixtures_numpy",
+    "initial_split_points",
+    "render_heatmaps",
+    "render_mixtures",
+]
+
+#: The heatmap covers the square box: ``(x_min, y_min, x_max, y_max)`` in box units.
+DEFAULT_LIMITS = (0.0, 0.0, 1.0, 1.0)
+#: Each EM step widens sigma by this many pixels, in quadrature (the original's value).
+PIXEL_WIDENING = 0.5
+#: Smallest weight of a component during EM and in the result (before renormalising).
+WEIGHT_FLOOR = 1e-12
+#: A component whose responsibility mass is at most this keeps its mean and variance.
+_EMPTY_MASS = 1e-200
+#: Below this summed density a pixel's responsibilities are recomputed in log space.
+_UNDERFLOW = 1e-280
+
+#: LLVM fast-math flags of the fitting kernel: reassociation lets the sums over a row vectorise;
+#: no flag that assumes finite values (the kernel checks for NaN and inf itself)
+_FAST = {"reassoc", "contract", "arcp", "nsz"}
+
+_STATUS_OK, _STATUS_NONFINITE, _STATUS_EMPTY, _STATUS_NEGATIVE = 0, 1, 2, 3
+_STATUS_TEXT = {
+    _STATUS_NONFINITE: "contains NaN or inf",
+    _STATUS_EMPTY: "has no positive value (all zero or negative)",
+    _STATUS_NEGATIVE: "has negative values (negative='invalid')",
+}
+_ON_INVALID = ("raise", "uninformative")
+_NEGATIVE = ("clip", "invalid")
+
+
+# --------------------------------------------------------------------------- numba kernels
+
+
+@numba.njit(cache=True)
+def _principal_axis(cxx: float, cyy: float, cxy: float) -> tuple[float, float, float]:
+    """Largest eigenvalue of [[cxx, cxy], [cxy, cyy]] and its unit eigenvector, sign fixed so that
+    x > 0 (or x = 0 and y > 0); the x axis when the two eigenvalues are equal."""
+    half_difference = 0.5 * (cxx - cyy)
+    root = math.sqrt(half_difference * half_difference + cxy * cxy)
+    largest = 0.5 * (cxx + cyy) + root
+    if root == 0.0:
+        return largest, 1.0, 0.0
+    if half_difference >= 0.0:  # the better conditioned of the two forms of the eigenvector
+        axis_x, axis_y = half_difference + root, cxy
+    else:
+        axis_x, axis_y = cxy, root - half_difference
+    norm = math.sqrt(axis_x * axis_x + axis_y * axis_y)
+    axis_x, axis_y = axis_x / norm, axis_y / norm
+    if axis_x < 0.0 or (axis_x == 0.0 and axis_y < 0.0):
+        axis_x, axis_y = -axis_x, -axis_y
+    return largest, axis_x, axis_y
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
+    """Fit one heatmap (H, W) in place into out (K, 4) box units; return a status code."""
+    rows, cols = heatmap.shape
+    count = split.shape[0]
+    peak = 0.0
+    for r in range(rows):
+        for c in range(cols):
+            value = heatmap[r, c]
+            if not np.isfinite(value):
+                return _STATUS_NONFINITE
+            if value < 0.0 and negative_invalid:
+                return _STATUS_NEGATIVE
+            peak = max(peak, value)
+    if peak <= 0.0:
+        return _STATUS_EMPTY
+
+    weights = np.empty((rows, cols))  # peak-scaled first: no overflow in the sum
+    total = 0.0
+    for r in range(rows):
+        for c in range(cols):
+            value = heatmap[r, c] / peak if heatmap[r, c] > 0.0 else 0.0
+            weights[r, c] = value
+            total += value
+    for r in range(rows):
+        for c in range(cols):
+            weights[r, c] /= total
+
+    # grid in units of the larger pixel side
+    step_x = (limits[2] - limits[0]) / cols
+    step_y = (limits[3] - limits[1]) / rows
+    pixel = max(step_x, step_y)
+    xs = (np.arange(cols) + 0.5) * (step_x / pixel)
+    ys = (np.arange(rows) + 0.5) * (step_y / pixel)
+    widening = PIXEL_WIDENING * PIXEL_WIDENING
+
+    # weighted mean and covariance (two passes), first principal axis
+    mean_x = mean_y = 0.0
+    for r in range(rows):
+        for c in range(cols):
+            mean_x += weights[r, c] * xs[c]
+            mean_y += weights[r, c] * ys[r]
+    cxx = cyy = cxy = 0.0
+    for r in range(rows):
+        dy = ys[r] - mean_y
+        for c in range(cols):
+            dx = xs[c] - mean_x
+            w = weights[r, c]
+            cxx += w * dx * dx
+            cyy += w * dy * dy
+            cxy += w * dx * dy
+    spread, axis_x, axis_y = _principal_axis(cxx, cyy, cxy)
+    sigma = math.sqrt(spread)
+
+    weight = np.full(count, 1.0 / count)
+    mu_x = mean_x + split * (sigma * axis_x)
+    mu_y = mean_y + split * (sigma * axis_y)
+    variance = np.full(count, spread + widening)
+
+    ex = np.empty((count, cols))  # exp(-(x - mu_x)^2 / 2 var)
+    ey = np.empty((count, rows))  # weight / var * exp(-(y - mu_y)^2 / 2 var)
+    off_x = np.empty((count, cols))  # x - mu_x
+    off_y = np.empty((count, rows))
+    log_coef = np.empty(count)
+    half_precision = np.empty(count)
+    density = np.empty((count, cols))  # one row's component densities
+    norm = np.empty(cols)
+    scale = np.empty(cols)
+    mass = np.empty(count)
+    sum_x = np.empty(count)
+    sum_y = np.empty(count)
+    sum_sq = np.empty(count)
+    for _ in range(steps):
+        # E-step, separable: density_k(r, c) = ey[k, r] * ex[k, c] (the 1 / 2 pi is common to all k)
+        for k in range(count):
+            half_precision[k] = 0.5 / variance[k]
+            coef = weight[k] / variance[k]
+            log_coef[k] = math.log(coef)
+            for c in range(cols):
+                d = xs[c] - mu_x[k]
+                off_x[k, c] = d
+                ex[k, c] = math.exp(-d * d * half_precision[k])
+            for r in range(rows):
+                d = ys[r] - mu_y[k]
+                off_y[k, r] = d
+                ey[k, r] = coef * math.exp(-d * d * half_precision[k])
+            mass[k] = sum_x[k] = sum_y[k] = sum_sq[k] = 0.0
+        # sums of w * responsibility, times offsets from the current means (which keeps the
+        # variance update free of cancellation), a row at a time so the loops over columns vectorise
+        for r in range(rows):
+            norm[:] = 0.0
+            for k in range(count):
+                e = ey[k, r]
+                for c in range(cols):
+                    density[k, c] = e * ex[k, c]
+                    norm[c] += density[k, c]
+            for c in range(cols):
+                if norm[c] < _UNDERFLOW and weights[r, c] > 0.0:  # every density underflows: log-sum-exp
+                    best = -np.inf
+                    for k in range(count):
+                        dx, dy = off_x[k, c], off_y[k, r]
+                        density[k, c] = log_coef[k] - (dx * dx + dy * dy) * half_precision[k]
+                        best = max(best, density[k, c])
+                    norm[c] = 0.0
+                    for k in range(count):
+                        density[k, c] = math.exp(density[k, c] - best)
+                        norm[c] += density[k, c]
+            for c in range(cols):  # zero weight: zero, whatever the density
+                scale[c] = weights[r, c] / max(norm[c], _UNDERFLOW)
+            for k in range(count):
+                row_mass = row_x = row_sq = 0.0
+                for c in range(cols):
+                    q = density[k, c] * scale[c]
+                    t = q * off_x[k, c]
+                    row_mass += q
+                    row_x += t
+                    row_sq += t * off_x[k, c]
+                dy = off_y[k, r]
+                mass[k] += row_mass
+                sum_x[k] += row_x
+                sum_y[k] += row_mass * dy
+                sum_sq[k] += row_sq + row_mass * dy * dy
+        # M-step
+        weight_total = 0.0
+        for k in range(count):
+            if mass[k] > _EMPTY_MASS:
+                shift_x, shift_y = sum_x[k] / mass[k], sum_y[k] / mass[k]
+                spread_k = 0.5 * (sum_sq[k] / mass[k] - shift_x * shift_x - shift_y * shift_y)
+                mu_x[k] += shift_x
+                mu_y[k] += shift_y
+                variance[k] = max(spread_k, 0.0) + widening
+            weight[k] = max(mass[k], WEIGHT_FLOOR)
+            weight_total += weight[k]
+        for k in range(count):
+            weight[k] /= weight_total
+
+    order = np.argsort(-weight, kind="mergesort")  # stable: ties keep the initial order
+    for slot in range(count):
+        k = order[slot]
+        out[slot, 0] = weight[k]
+        out[slot, 1] = limits[0] + mu_x[k] * pixel
+        out[slot, 2] = limits[1] + mu_y[k] * pixel
+        out[slot, 3] = variance[k] * pixel * pixel
+    return _STATUS_OK
+
+
+@numba.njit(parallel=True, cache=True)
+def _fit_many(heatmaps, limits, split, steps, negative_invalid):
+    """heatmaps (N, H, W), limits (N, 4), split (K,) -> mixtures (N, K, 4), status (N,)."""
+    count = heatmaps.shape[0]
+    out = np.zeros((count, split.shape[0], 4))
+    status = np.zeros(count, dtype=np.int64)
+    for n in numba.prange(count):
+        status[n] = _fit_one(heatmaps[n], limits[n], split, steps, negative_invalid, out[n])
+    return out, status
+
+
+@numba.njit(parallel=True, cache=True)
+def _render_many(mixtures, limits, rows, cols):
+    """mixtures (N, K, 4), limits (N, 4) -> densities (N, rows, cols) at the pixel centres."""
+    count, components = mixtures.shape[0], mixtures.shape[1]
+    out = np.zeros((count, rows, cols))
+    for n in numba.prange(count):
+        step_x = (limits[n, 2] - limits[n, 0]) / cols
+        step_y = (limits[n, 3] - limits[n, 1]) / rows
+        ex = np.empty((components, cols))
+        ey = np.empty((components, rows))
+        for k in range(components):
+            weight, mu_x, mu_y, variance = mixtures[n, k, 0], mixtures[n, k, 1], mixtures[n, k, 2], mixtures[n, k, 3]
+            half_precision = 0.5 / variance
+            coef = weight / (2.0 * math.pi * variance)
+            for c in range(cols):
+                d = limits[n, 0] + (c + 0.5) * step_x - mu_x
+                ex[k, c] = math.exp(-d * d * half_precision)
+            for r in range(rows):
+                d = limits[n, 1] + (r + 0.5) * step_y - mu_y
+                ey[k, r] = coef * math.exp(-d * d * half_precision)
+        for r in range(rows):
+            for c in range(cols):
+                value = 0.0
+                for k in range(components):
+                    value += ey[k, r] * ex[k, c]
+                out[n, r, c] = value
+    return out
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _check_int(value, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_choice(value, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
+    return value
+
+
+def _check_heatmaps(heatmaps: ArrayLike) -> F64:
+    array = as_float64(heatmaps, "heatmaps")
+    if array.ndim < 2 or array.shape[-1] == 0 or array.shape[-2] == 0:
+        raise ValueError(f"heatmaps: expected shape (..., H, W) with H, W >= 1, got {array.shape}")
+    return array
+
+
+def _check_limits(limits: ArrayLike, leading: tuple[int, ...]) -> F64:
+    """limits (4,) or broadcastable to leading + (4,) -> (N, 4) float64."""
+    array = as_float64(limits, "limits")
+    if array.ndim < 1 or array.shape[-1] != 4:
+        raise ValueError(f"limits: expected (x_min, y_min, x_max, y_max) of shape (4,) or (..., 4), got {array.shape}")
+    try:
+        array = np.broadcast_to(array, leading + (4,))
+    except ValueError:
+        raise ValueError(f"limits: shape {array.shape} does not broadcast to {leading + (4,)}") from None
+    if not np.isfinite(array).all():
+        raise ValueError("limits: contains NaN or inf")
+    if (array[..., 2] <= array[..., 0]).any() or (array[..., 3] <= array[..., 1]).any():
+        raise ValueError("limits: expected x_max > x_min and y_max > y_min")
+    return array.reshape(-1, 4).copy()  # a fresh writable array: one numba signature
+
+
+def _check_size(size) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = (size, size)
+    try:
+        rows, cols = size
+    except (TypeError, ValueError):
+        raise ValueError(f"size: expected an integer or (H, W), got {size!r}") from None
+    return _check_int(rows, "size", 1), _check_int(cols, "size", 1)
+
+
+def initial_split_points(num_components: int) -> F64:
+    """(K,) standard-normal points where the K initial means sit along the principal axis.
+
+    K >= 3: with ``p_i = Phi^-1(i / K)``, i = 1..K-1, the equal-probability split points of a
+    standard normal, the midpoints ``(p_i + p_{i+1}) / 2`` and, outside them, ``2 p_1 - m_1`` and
+    ``2 p_{K-1} - m_{K-2}`` (m the first and last midpoints); ``(-0.3, 0.3)`` for K = 2, ``(0,)``
+    for K = 1. Ascending and symmetric about 0.
+    """
+    count = _check_int(num_components, "num_components", 1)
+    if count == 1:
+        return np.zeros(1)
+    if count == 2:
+        return np.array([-0.3, 0.3])
+    split = np.array([NormalDist().inv_cdf(i / count) for i in range(1, count)])
+    middle = 0.5 * (split[:-1] + split[1:])
+    return np.concatenate([[2 * split[0] - middle[0]], middle, [2 * split[-1] - middle[-1]]])
+
+
+def _prepare(heatmaps, num_components, steps, limits, on_invalid, negative):
+    array = _check_heatmaps(heatmaps)
+    count = _check_int(num_components, "num_components", 1)
+    steps = _check_int(steps, "steps", 0)
+    _check_choice(on_invalid, "on_invalid", _ON_INVALID)
+    _check_choice(negative, "negative", _NEGATIVE)
+    leading = array.shape[:-2]
+    return array.reshape((-1,) + array.shape[-2:]), leading, count, steps, _check_limits(limits, leading)
+
+
+def _finish(out: F64, status: NDArray[np.int64], leading, limits: F64, on_invalid: str) -> F64:
+    bad = np.flatnonzero(status != _STATUS_OK)
+    if len(bad):
+        if on_invalid == "raise":
+            first = bad[0]
+            where = tuple(int(i) for i in np.unravel_index(first, leading)) if leading else ()
+            raise ValueError(
+                f"heatmaps: the heatmap at index {where} {_STATUS_TEXT[int(status[first])]}"
+                f" ({len(bad)} invalid of {len(status)}); pass on_invalid='uninformative' to give"
+                " such heatmaps an uninformative mixture"
+            )
+        out[bad, :, 0] = 1.0 / out.shape[1]
+        out[bad, :, 1] = (0.5 * (limits[bad, 0] + limits[bad, 2]))[:, None]
+        out[bad, :, 2] = (0.5 * (limits[bad, 1] + limits[bad, 3]))[:, None]
+        out[bad, :, 3] = UNINFORMATIVE_VARIANCE
+    return out.reshape(leading + out.shape[1:])
+
+
+class _numba_threads:
+    """Run numba's parallel loops on metapose_geom.get_num_threads() threads (at most numba's pool)."""
+
+    def __enter__(self) -> None:
+        self.previous = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+    def __exit__(self, *exc) -> None:
+        numba.set_num_threads(self.previous)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def fit_mixtures(
+    heatmaps: ArrayLike,
+    num_components: int = 4,
+    steps: int = 5,
+    limits: ArrayLike = DEFAULT_LIMITS,
+    on_invalid: str = "raise",
+    negative: str = "clip",
+) -> F64:
+    """heatmaps (..., H, W) -> mixtures (..., K, 4) ``[weight, mu_x, mu_y, variance]`` in box units.
+
+    Weighted EM on each heatmap's pixels (see the module docstring for the exact method):
+    K = ``num_components`` spherical components started along the first principal axis of the
+    weighted pixel cloud, ``steps`` EM steps (0: the initialisation alone), each step's sigma
+    widened by half a pixel in quadrature. Weights sum to one and component 0 is the heaviest.
+
+    Args:
+        heatmaps: (..., H, W) non-negative scores of any real dtype (computed in float64); the
+            scale does not matter.
+        num_components: K >= 1.
+        steps: EM steps >= 0.
+        limits: ``(x_min, y_min, x_max, y_max)`` box units, the area the heatmap's pixels tile;
+            shape (4,) or broadcastable to (..., 4) for one per heatmap. Default: the whole box.
+        on_invalid: ``"raise"`` (ValueError naming the first invalid heatmap) or
+            ``"uninformative"`` (equal weights, means at the centre of the limits, variance
+            ``UNINFORMATIVE_VARIANCE``) for a heatmap with NaN or inf, no positive value, or
+            (with ``negative="invalid"``) a negative value.
+        negative: ``"clip"`` (negative values weigh zero, as networks' slightly negative
+            background) or ``"invalid"`` (a negative value makes the heatmap invalid).
+
+    Returns:
+        (..., K, 4) float64 box units; variances in box units squared.
+
+    Example::
+
+        >>> blob = render_heatmaps(np.array([0.3, 0.6]), size=64, sigma_px=2.0)
+        >>> fit_mixtures(blob, num_components=1).round(4)
+        array([[1.    , 0.3   , 0.6   , 0.0011]])
+    """
+    array, leading, count, steps, limit_rows = _prepare(heatmaps, num_components, steps, limits, on_invalid, negative)
+    split = initial_split_points(count)
+    if array.shape[0] == 0:
+        return np.zeros(leading + (count, 4))
+    with _numba_threads():
+        out, status = _fit_many(array, limit_rows, split, steps, negative == "invalid")
+    return _finish(out, status, leading, limit_rows, on_invalid)
+
+
+def fit_mixtures_numpy(
+    heatmaps: ArrayLike,
+    num_components: int = 4,
+    steps: int = 5,
+    limits: ArrayLike = DEFAULT_LIMITS,
+    on_invalid: str = "raise",
+    negative: str = "clip",
+) -> F64:
+    """:func:`fit_mixtures` in plain vectorised numpy over all heatmaps (no numba): the reference.
+
+    Same arguments, result and method, written independently of the kernel: dense (N, H*W, K)
+    responsibilities in log space, ``numpy.linalg.eigh`` for the principal axis, two-pass variances.
+    It agrees with :func:`fit_mixtures` to rounding (except for the order of components of
+    exactly equal weight when the cloud is isotropic). Memory: a few (N, H*W, K, 2) arrays.
+    """
+    array, leading, count, steps, limit_rows = _prepare(heatmaps, num_components, steps, limits, on_invalid, negative)
+    total, rows, cols = array.shape
+    if count == 1:
+        split = np.zeros(1)
+    elif count == 2:
+        split = np.array([-0.3, 0.3])
+    else:
+        boundaries = np.array([NormalDist().inv_cdf(p) for p in np.arange(1, count) / count])
+        middle = (boundaries[1:] + boundaries[:-1]) / 2
+        split = np.concatenate([[2 * boundaries[0] - middle[0]], middle, [2 * boundaries[-1] - middle[-1]]])
+    finite = np.isfinite(array).all(axis=(1, 2))
+    clipped = np.where(np.isfinite(array), np.maximum(array, 0.0), 0.0)
+    status = np.where(clipped.max(axis=(1, 2), initial=0.0) > 0, _STATUS_OK, _STATUS_EMPTY)
+    if negative == "invalid":
+        status = np.where((array < 0).any(axis=(1, 2)), _STATUS_NEGATIVE, status)
+    status = np.where(finite, status, _STATUS_NONFINITE)
+    good = status == _STATUS_OK
+    out = np.zeros((total, count, 4))
+    if good.any():
+        heat = clipped[good]
+        heat = heat / heat.max(axis=(1, 2), keepdims=True)
+        weights = (heat / heat.sum(axis=(1, 2), keepdims=True)).reshape(len(heat), -1)  # (N, P)
+        lim = limit_rows[good]
+        step = np.stack([(lim[:, 2] - lim[:, 0]) / cols, (lim[:, 3] - lim[:, 1]) / rows], axis=-1)  # (N, 2)
+        pixel = step.max(axis=-1)
+        grid_y, grid_x = np.meshgrid(np.arange(rows) + 0.5, np.arange(cols) + 0.5, indexing="ij")
+        points = np.stack([grid_x.ravel(), grid_y.ravel()], axis=-1)[None] * (step / pixel[:, None])[:, None]
+        mean = np.einsum("np,npd->nd", weights, points)
+        centred = points - mean[:, None]
+        covariance = np.einsum("np,npd,npe->nde", weights, centred, centred)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+        spread, axis = eigenvalues[:, -1], eigenvectors[:, :, -1]
+        flip = (axis[:, 0] < 0) | ((axis[:, 0] == 0) & (axis[:, 1] < 0))
+        axis = np.where(flip[:, None], -axis, axis)
+        widening = PIXEL_WIDENING**2
+        mu = mean[:, None] + split[None, :, None] * (np.sqrt(spread)[:, None] * axis)[:, None]  # (N, K, 2)
+        variance = np.repeat((spread + widening)[:, None], count, axis=1)
+        weight = np.full((len(heat), count), 1.0 / count)
+        for _ in range(steps):
+            squared = ((points[:, :, None] - mu[:, None]) ** 2).sum(axis=-1)  # (N, P, K)
+            log_density = np.log(weight / variance)[:, None] - squared / (2 * variance[:, None])
+            log_density -= log_density.max(axis=-1, keepdims=True)
+            responsibility = np.exp(log_density)
+            responsibility /= responsibility.sum(axis=-1, keepdims=True)
+            weighted = weights[..., None] * responsibility  # (N, P, K)
+            mass = weighted.sum(axis=1)  # (N, K)
+            alive = mass > _EMPTY_MASS
+            safe = np.where(alive, mass, 1.0)
+            new_mu = np.einsum("npk,npd->nkd", weighted, points) / safe[..., None]
+            new_variance = (weighted * ((points[:, :, None] - new_mu[:, None]) ** 2).sum(-1)).sum(1) / (2 * safe)
+            mu = np.where(alive[..., None], new_mu, mu)
+            variance = np.where(alive, new_variance + widening, variance)
+            weight = np.maximum(mass, WEIGHT_FLOOR)
+            weight /= weight.sum(axis=-1, keepdims=True)
+        order = np.argsort(-weight, axis=-1, kind="stable")
+        weight = np.take_along_axis(weight, order, axis=-1)
+        mu = np.take_along_axis(mu, order[..., None], axis=1)
+        variance = np.take_along_axis(variance, order, axis=-1)
+        out[good] = np.concatenate([
+            weight[..., None], lim[:, None, :2] + mu * pixel[:, None, None], (variance * pixel[:, None] ** 2)[..., None],
+        ], axis=-1)
+    return _finish(out, status, leading, limit_rows, on_invalid)
+
+
+def render_mixtures(mixtures: ArrayLike, size: int | tuple[int, int] = 64, limits: ArrayLike = DEFAULT_LIMITS) -> F64:
+    """mixtures (..., K, 4) box units -> heatmaps (..., H, W): the mixture density at the pixel centres.
+
+    The value is ``sum_k w_k N(p; mu_k, var_k I)`` in box units^-2 at each pixel centre ``p`` of
+    the grid that tiles ``limits`` (see the module docstring), so ``heatmap.sum() * dx * dy`` is
+    about the weight inside the limits. ``size`` is H = W or (H, W). Weights must be >= 0,
+    variances > 0 (box units squared), everything finite.
+    """
+    array = as_float64(mixtures, "mixtures")
+    if array.ndim < 2 or array.shape[-1] != 4 or array.shape[-2] == 0:
+        raise ValueError(f"mixtures: expected shape (..., K, 4) with K >= 1, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("mixtures: contains NaN or inf")
+    if (array[..., 0] < 0).any():
+        raise ValueError("mixtures: weights must be >= 0")
+    if (array[..., 3] <= 0).any():
+        raise ValueError("mixtures: variances must be > 0")
+    rows, cols = _check_size(size)
+    leading = array.shape[:-2]
+    limit_rows = _check_limits(limits, leading)
+    flat = array.reshape((-1,) + array.shape[-2:])
+    if flat.shape[0] == 0:
+        return np.zeros(leading + (rows, cols))
+    with _numba_threads():
+        out = _render_many(flat, limit_rows, rows, cols)
+    return out.reshape(leading + (rows, cols))
+
+
+def render_heatmaps(points: ArrayLike, size: int | tuple[int, int] = 64, sigma_px: float = 2.0,
+                    limits: ArrayLike = DEFAULT_LIMITS) -> F64:
+    """points (..., 2) box units -> heatmaps (..., H, W): ``exp(-|p - point|^2 / (2 sigma^2))``.
+
+    The usual training target of a heatmap network: one Gaussian blob per point, peak 1 at the
+    point, ``sigma = sigma_px`` pixels of the grid (the larger pixel side when they differ), sampled
+    at the pixel centres of the grid that tiles ``limits``. ``size`` is H = W or (H, W).
+    """
+    array = as_float64(points, "points")
+    if array.ndim < 1 or array.shape[-1] != 2:
+        raise ValueError(f"points: expected shape (..., 2), got {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("points: contains NaN or inf")
+    if isinstance(sigma_px, bool) or not isinstance(sigma_px, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(sigma_px) or sigma_px <= 0:
+        raise ValueError(f"sigma_px: expected a finite number > 0, got {sigma_px!r}")
+    rows, cols = _check_size(size)
+    leading = array.shape[:-1]
+    limit_rows = _check_limits(limits, leading)
+    pixel = np.maximum((limit_rows[:, 2] - limit_rows[:, 0]) / cols, (limit_rows[:, 3] - limit_rows[:, 1]) / rows)
+    variance = (float(sigma_px) * pixel) ** 2  # (N,)
+    mixtures = np.empty((len(limit_rows), 1, 4))
+    mixtures[:, 0, 0] = 2 * np.pi * variance  # cancels the density's normalisation: peak 1
+    mixtures[:, 0, 1:3] = array.reshape(-1, 2)
+    mixtures[:, 0, 3] = variance
+    return render_mixtures(mixtures.reshape(leading + (1, 4)), (rows, cols), limit_rows.reshape(leading + (4,)))
