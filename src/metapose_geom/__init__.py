@@ -17,6 +17,16 @@ from .views import Views
 
 __version__ = "0.1.0"
 
+_LAZY = ("datasets", "heatmaps", "nn")  # modules with heavy imports (h5py, numba, torch)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "H36M_17",
     "History",
