@@ -3,7 +3,9 @@
 A :class:`Scene` holds everything a real frame has, ground truth included: the 3D pose (world, mm,
 y up, ground at y = 0), full-perspective cameras with distortion (OpenCV convention, ``R @ X + t``),
 the ground-truth 2D, square person boxes, noisy per-joint Gaussian mixtures with occlusion and
-left/right confusion, and monocular 3D guesses with depth errors. It also offers MetaPose's ablation
+left/right confusion, and monocular 3D guesses with depth errors; optionally (``heatmaps=True``) the
+heatmaps a 2D network would give, rendered from those mixtures with blur and noise, and the
+mixtures fitted back to them. It also offers MetaPose's ablation
 switches: ground-truth initialisation, ground-truth mixtures (optionally noisy) and weak-perspective
 re-projection of the labels (:meth:`Scene.ablated_views`).
 
@@ -33,7 +35,8 @@ F64 = NDArray[np.float64]
 SeedLike = int | np.random.Generator | list | tuple | None
 
 __all__ = [
-    "GT_MIXTURE_VARIANCE", "H36M_MIRROR", "HEATMAP_CROP_PX", "PerspectiveCameras", "Scene",
+    "GT_MIXTURE_VARIANCE", "H36M_MIRROR", "HEATMAP_BACKGROUND_NOISE", "HEATMAP_BLUR_PX", "HEATMAP_CROP_PX",
+    "HEATMAP_GAIN_NOISE", "PerspectiveCameras", "Scene",
     "gt_mixtures", "make_scene", "make_scenes", "sample_cameras", "sample_pose",
 ]
 
@@ -43,6 +46,13 @@ H36M_MIRROR = (0, 4, 5, 6, 1, 2, 3, 7, 8, 9, 10, 14, 15, 16, 11, 12, 13)
 GT_MIXTURE_VARIANCE = 3e-4
 #: Side (px) of the crop the heatmap network sees: one crop pixel is 1 / 256 box units.
 HEATMAP_CROP_PX = 256.0
+#: Blur (Gaussian sigma, heatmap pixels) of the rendered heatmaps, on top of each component's own spread.
+HEATMAP_BLUR_PX = 1.5
+#: Multiplicative noise of the rendered heatmaps: each pixel times ``1 + N(0, HEATMAP_GAIN_NOISE^2)``.
+HEATMAP_GAIN_NOISE = 0.05
+#: Additive noise of the rendered heatmaps (peak 1): ``N(0, HEATMAP_BACKGROUND_NOISE^2)`` per pixel,
+#: so the background is slightly negative in places, as a network's is.
+HEATMAP_BACKGROUND_NOISE = 1e-3
 
 _PAIRS = ((1, 4), (2, 5), (3, 6), (11, 14), (12, 15), (13, 16))
 _LIMBS = ((1, (2, 3)), (4, (5, 6)), (11, (12, 13)), (14, (15, 16)))  # (root, distal joints)
@@ -261,12 +271,17 @@ class Scene:
         pose3d_cam: (C, J, 3) mm, the pose in each camera frame.
         pose2d: (C, J, 2) px, the exact distorted projections.
         boxes: (C, 4) ``[x, y, width, height]`` px, square, 15-25% larger than the 2D joints' extent.
-        mixtures: (C, J, K, 4) box units. Component 0 is the detector's main guess near the joint
-            (``pixel_noise`` px off; 2-3x wider and further off when occluded); for a confused joint,
-            component 1 (component 0 when K = 1) sits on the mirrored joint.
-        mono3d: (C, J, 3) box units: xy = component 0's mean, depth = camera depth minus the mean
-            joint depth at the weak scale, with per-view scale error, per-joint noise and limb flips.
+        mixtures: (C, J, K, 4) box units. Without heatmaps, the detector's mixtures: component 0
+            is its main guess near the joint (``pixel_noise`` px off; 2-3x wider and further off
+            when occluded); for a confused joint, component 1 (component 0 when K = 1) sits on the
+            mirrored joint. With heatmaps, the mixtures fitted to them (components by decreasing
+            weight, no fixed roles).
+        mono3d: (C, J, 3) box units: xy = the detector's main guess (component 0 of the detector's
+            mixtures), depth = camera depth minus the mean joint depth at the weak scale, with
+            per-view scale error, per-joint noise and limb flips.
         occluded, confused: (C, J) bool.
+        heatmaps: (C, J, S, S) heatmaps covering each view's box (peak about 1), or None; see
+            :func:`make_scene`.
     """
 
     pose3d: F64
@@ -283,6 +298,7 @@ class Scene:
     occluded: NDArray[np.bool_]
     confused: NDArray[np.bool_]
     skeleton: Skeleton = field(default=H36M_17)
+    heatmaps: F64 | None = None
 
     @property
     def num_cameras(self) -> int:
@@ -354,8 +370,15 @@ class Scene:
             if weak_labels:
                 moved = labels - self.pose2d_box_units()  # (C, J, 2), applied to the joint each component is on
                 joint = np.tile(np.arange(self.num_joints)[:, None], (self.num_cameras, 1, mixtures.shape[2]))
-                slot = min(1, mixtures.shape[2] - 1)
-                joint[..., slot] = np.where(self.confused, np.array(H36M_MIRROR), joint[..., slot])
+                mirror = np.array(H36M_MIRROR)
+                if self.heatmaps is None:
+                    slot = min(1, mixtures.shape[2] - 1)
+                    joint[..., slot] = np.where(self.confused, mirror, joint[..., slot])
+                else:  # fitted components have no roles: a confused joint's go with the nearer of it and its mirror
+                    truth = self.pose2d_box_units()
+                    own = ((mixtures[..., 1:3] - truth[:, :, None]) ** 2).sum(axis=-1)
+                    other = ((mixtures[..., 1:3] - truth[:, mirror, None]) ** 2).sum(axis=-1)
+                    joint = np.where(self.confused[..., None] & (other < own), mirror[:, None], joint)
                 mixtures[..., 1:3] += moved[np.arange(self.num_cameras)[:, None, None], joint]
         mono3d = self.gt_mono3d() if gt_init else self.mono3d
         return Views(mixtures, mono3d, self.boxes, self.camera_names, self.skeleton)
@@ -366,7 +389,8 @@ _gt_mixtures = gt_mixtures  # reachable inside Scene.ablated_views, whose argume
 
 def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int = 4, num_components: int = 4,
                occlusion_rate: float = 0.1, confusion_rate: float = 0.05, pixel_noise: float = 3.0,
-               depth_noise: float = 40.0, depth_scale_error: float = 0.15, flip_rate: float = 0.1) -> Scene:
+               depth_noise: float = 40.0, depth_scale_error: float = 0.15, flip_rate: float = 0.1,
+               heatmaps: bool = False, heatmap_size: int = 64) -> Scene:
     """One synthetic frame: C = ``num_cameras`` (2..8) views, K = ``num_components`` (>= 1).
 
     ``seed_or_rng``: a seed (int or sequence) or a Generator (used, and advanced, in place).
@@ -376,6 +400,16 @@ def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int = 4, num_components: 
     the main component's error. The monocular guesses get per-joint depth noise ``depth_noise``
     (mm), a per-view depth scale ``1 +- U(0, depth_scale_error)`` and, per view and limb (the
     arms and legs), a depth flip of its two distal joints about its root with chance ``flip_rate``.
+
+    ``heatmaps=True`` also renders what a 2D heatmap network would output and fits the mixtures to
+    it, as for real data: per view and joint, a ``heatmap_size`` (>= 4) square heatmap covering the
+    box, the density of the detector's mixture above (its components are the blobs: the main one
+    near the joint, more spread out when occluded, a second blob on the mirrored joint when
+    confused) blurred by ``HEATMAP_BLUR_PX`` heatmap pixels, scaled to peak 1, times
+    ``1 + N(0, HEATMAP_GAIN_NOISE^2)`` plus ``N(0, HEATMAP_BACKGROUND_NOISE^2)`` per pixel. Then
+    ``Scene.heatmaps`` holds them and ``Scene.mixtures`` are
+    :func:`metapose_geom.heatmaps.fit_mixtures` of them (K components, 5 steps). These draws come
+    last: every other field equals the scene made with ``heatmaps=False`` from the same seed.
     """
     rng = _generator(seed_or_rng, "seed_or_rng")
     _check_int(num_cameras, "num_cameras", 2, 8)
@@ -386,6 +420,9 @@ def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int = 4, num_components: 
     _check_number(pixel_noise, "pixel_noise", low=0.0)
     _check_number(depth_noise, "depth_noise", low=0.0)
     _check_number(depth_scale_error, "depth_scale_error", low=0.0, high=0.9)
+    if not isinstance(heatmaps, (bool, np.bool_)):
+        raise ValueError(f"heatmaps: expected True or False, got {heatmaps!r}")
+    _check_int(heatmap_size, "heatmap_size", 4, None)
 
     pose3d = sample_pose(rng)
     cameras = sample_cameras(rng, pose3d, num_cameras)
@@ -412,9 +449,13 @@ def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int = 4, num_components: 
     depth = depth * depth_scale[:, None] + rng.normal(0.0, depth_noise, (count, joints))
     weak_scale = cameras.intrinsics[:, :2].mean(axis=1) / pose3d_cam[..., 2].mean(axis=1) / size
     mono3d = np.concatenate([mixtures[:, :, 0, 1:3], (depth * weak_scale[:, None])[..., None]], axis=-1)
+    rendered = None
+    if heatmaps:
+        rendered, mixtures = _heatmaps_and_fits(rng, mixtures, heatmap_size)
     return Scene(
         pose3d, cameras.rotation, cameras.translation, cameras.intrinsics, cameras.distortion,
         cameras.image_size, pose3d_cam, pose2d, boxes, mixtures, mono3d, occluded, confused,
+        heatmaps=rendered,
     )
 
 
@@ -450,6 +491,20 @@ def _noisy_mixtures(rng, truth: F64, size: F64, occluded, confused, components: 
             out[c, j, slot, 0] = weight
         out[c, j, slot, 1:3] = truth[c, H36M_MIRROR[j]] + pixel_noise / size[c] * rng.normal(size=2)
     return out
+
+
+def _heatmaps_and_fits(rng, mixtures: F64, size: int) -> tuple[F64, F64]:
+    """Detector mixtures (C, J, K, 4) box units -> noisy heatmaps (C, J, size, size) over the box and
+    the mixtures (C, J, K, 4) fitted to them."""
+    from .heatmaps import fit_mixtures, render_mixtures  # numba: only loaded when heatmaps are asked for
+
+    blurred = mixtures.copy()
+    blurred[..., 3] += (HEATMAP_BLUR_PX / size) ** 2  # a Gaussian blur adds its variance to every component
+    rendered = render_mixtures(blurred, size)
+    rendered /= np.maximum(rendered.max(axis=(-2, -1), keepdims=True), np.finfo(float).tiny)
+    rendered *= 1.0 + HEATMAP_GAIN_NOISE * rng.normal(size=rendered.shape)
+    rendered += HEATMAP_BACKGROUND_NOISE * rng.normal(size=rendered.shape)
+    return rendered, fit_mixtures(rendered, mixtures.shape[2])
 
 
 # --------------------------------------------------------------------------- validation

@@ -191,6 +191,38 @@ class Views:
         mixtures[..., 0, 3] = np.where(missing, UNINFORMATIVE_VARIANCE, sigma**2)
         return cls(mixtures, mono3d, boxes, tuple(camera_names), skeleton)
 
+    @classmethod
+    def from_heatmaps(
+        cls,
+        heatmaps: ArrayLike,
+        boxes: ArrayLike | None,
+        mono3d: ArrayLike | None = None,
+        camera_names: Sequence[str] = (),
+        skeleton: Skeleton = H36M_17,
+        num_components: int = 4,
+        steps: int = 5,
+        limits: ArrayLike = (0.0, 0.0, 1.0, 1.0),
+        on_invalid: str = "raise",
+        negative: str = "clip",
+    ) -> Views:
+        """heatmaps (C, J, H, W), boxes (C, 4) ``[x, y, width, height]`` px or None, mono3d (C, J, 3) or None.
+
+        Each heatmap covers its view's box (``limits`` ``(x_min, y_min, x_max, y_max)``, box units:
+        (4,) for all, default the whole square box, (C, 1, 4) per view or (C, J, 4) per heatmap)
+        and becomes a K-component mixture in box
+        units by :func:`metapose_geom.heatmaps.fit_mixtures` (weighted EM, ``steps`` steps;
+        ``on_invalid`` and ``negative`` as there: ``on_invalid="uninformative"`` turns a blank or
+        broken heatmap into a missing joint). ``boxes`` only lead back to pixels; without them
+        pixels are box units.
+        """
+        from .heatmaps import fit_mixtures  # numba is imported on first use only
+
+        array = as_float64(heatmaps, "heatmaps")
+        if array.ndim != 4 or 0 in array.shape:
+            raise ValueError(f"heatmaps: expected shape (C, J, H, W) with all sizes >= 1, got {array.shape}")
+        mixtures = fit_mixtures(array, num_components, steps, limits, on_invalid, negative)
+        return cls(mixtures, mono3d, boxes, tuple(camera_names), skeleton)
+
     # ------------------------------------------------------------------ selections and units
 
     def subset(self, cameras: Sequence[int | str]) -> Views:
