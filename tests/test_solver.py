@@ -249,3 +249,30 @@ class TestBadInput:
             mg.geometry._core.refine(views.mixtures[None], x, bones, reference, 0.0, 10, 1e-2, 0.9, 0.999, 1e-7, 0)
         with pytest.raises(ValueError, match="bones"):
             mg.geometry._core.refiner_objective(views.mixtures[None], np.zeros((1, 91)), bones + 100, reference, 0.0)
+
+
+class TestAnyComponentCount:
+    """The refiner has unrolled kernels for common K and a general one for the rest."""
+
+    @pytest.mark.parametrize("components", [1, 3, 4, 7, 10])
+    def test_objective_and_refinement_equal_torch(self, rng, components):
+        torch = pytest.importorskip("torch")
+        from metapose_geom.nn import objective as torch_objective
+
+        B, C, J = 2, 3, 17
+        mixtures = np.empty((B, C, J, components, 4))
+        mixtures[..., 0] = rng.uniform(0, 1, mixtures.shape[:-1])
+        mixtures[..., 1:3] = rng.uniform(0, 1, mixtures.shape[:-1] + (2,))
+        mixtures[..., 3] = rng.uniform(1e-4, 1e-2, mixtures.shape[:-1])
+        x0 = rng.normal(scale=0.3, size=(B, solution_size(C, J)))
+        bones = np.array(mg.H36M_17.bones, dtype=np.int64)
+        reference = np.ones((B, len(bones)))
+        value, gradient = mg.geometry._core.refiner_objective(mixtures, x0, bones, reference, 0.0)
+        x = torch.tensor(x0, requires_grad=True)
+        expected = torch_objective.refiner_objective(torch.tensor(mixtures), x)
+        (expected_gradient,) = torch.autograd.grad(expected.sum(), x)
+        np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(gradient, expected_gradient.numpy(), rtol=1e-9, atol=1e-12)
+        final, _, _, _ = mg.geometry._core.refine(mixtures, x0, bones, reference, 0.0, 20, 1e-2, 0.9, 0.999, 1e-7, 0)
+        loop = torch_objective.keras_adam_refine(torch.tensor(mixtures), torch.tensor(x0), steps=20)
+        np.testing.assert_allclose(final, loop["x"].numpy(), atol=1e-6)

@@ -24,11 +24,12 @@ template <class T>
 inline void pmpjpe_per_joint(const T* prediction, const T* ground_truth, int J, ProcrustesScale mode, T* errors,
                              T* unit) {
   const T scale_p = coordinate_scale(prediction, J), scale_g = coordinate_scale(ground_truth, J);
+  const T inv_p = T(1) / scale_p, inv_g = T(1) / scale_g;  // exact: powers of two
   T* p = unit;
   T* g = unit + 3 * J;
   for (int i = 0; i < 3 * J; ++i) {
-    p[i] = prediction[i] / scale_p;
-    g[i] = ground_truth[i] / scale_g;
+    p[i] = prediction[i] * inv_p;
+    g[i] = ground_truth[i] * inv_g;
   }
   T R[9], s, t[3];
   const bool coincident = procrustes_unit(p, g, J, mode, R, &s, t);
@@ -51,19 +52,24 @@ inline void pmpjpe_per_joint(const T* prediction, const T* ground_truth, int J, 
 template <class T>
 inline void nmpjpe_per_joint(const T* prediction, const T* ground_truth, int J, bool mirror_fix, T* errors, T* unit) {
   const T scale_p = coordinate_scale(prediction, J), scale_g = coordinate_scale(ground_truth, J);
+  const T inv_p = T(1) / scale_p, inv_g = T(1) / scale_g;  // exact: powers of two
   T* p = unit;  // centred, in units of the pose's largest coordinate
   T* g = unit + 3 * J;
   T mean_p[3] = {0, 0, 0}, mean_g[3] = {0, 0, 0};
   for (int j = 0; j < J; ++j)
     for (int k = 0; k < 3; ++k) {
-      mean_p[k] += prediction[3 * j + k] / scale_p / T(J);
-      mean_g[k] += ground_truth[3 * j + k] / scale_g / T(J);
+      mean_p[k] += prediction[3 * j + k] * inv_p;
+      mean_g[k] += ground_truth[3 * j + k] * inv_g;
     }
+  for (int k = 0; k < 3; ++k) {
+    mean_p[k] /= T(J);
+    mean_g[k] /= T(J);
+  }
   T norm_p = 0, norm_g = 0, spread = 0;
   for (int j = 0; j < J; ++j)
     for (int k = 0; k < 3; ++k) {
-      p[3 * j + k] = prediction[3 * j + k] / scale_p - mean_p[k];
-      g[3 * j + k] = ground_truth[3 * j + k] / scale_g - mean_g[k];
+      p[3 * j + k] = prediction[3 * j + k] * inv_p - mean_p[k];
+      g[3 * j + k] = ground_truth[3 * j + k] * inv_g - mean_g[k];
       norm_p += p[3 * j + k] * p[3 * j + k];
       norm_g += g[3 * j + k] * g[3 * j + k];
       spread = std::fmax(spread, std::fabs(p[3 * j + k]));

@@ -61,12 +61,18 @@ inline void procrustes_rotation(const T* M_in, T* R) {
   transpose3(Q, R);
 }
 
-// Largest absolute coordinate of N points (N x 3), or 1 when all are zero.
+// A power of two at or above the largest absolute coordinate of N points (N x 3), 1 when all are
+// zero: dividing by it (a multiplication by its exact inverse) is exact and cheap.
 template <class T>
 inline T coordinate_scale(const T* points, int N) {
   T largest = 0;
   for (int i = 0; i < 3 * N; ++i) largest = std::fmax(largest, std::fabs(points[i]));
-  return largest > T(0) ? largest : T(1);
+  if (!(largest > T(0))) return T(1);
+  int exponent = 0;
+  std::frexp(largest, &exponent);  // largest = m 2^exponent, m in [0.5, 1)
+  // Keep the scale and its inverse finite and normal (subnormal inputs are then scaled to ~1e-16).
+  exponent = exponent > 1023 ? 1023 : (exponent < -1021 ? -1021 : exponent);
+  return std::ldexp(T(1), exponent);
 }
 
 // Procrustes on points already divided by their coordinate scales (all coordinates in [-1, 1], so
@@ -125,11 +131,12 @@ inline bool procrustes_unit(const T* A, const T* B, int N, ProcrustesScale mode,
 template <class T>
 inline void procrustes(const T* A, const T* B, int N, ProcrustesScale mode, T* R, T* s, T* t, T* unit) {
   const T scale_a = coordinate_scale(A, N), scale_b = coordinate_scale(B, N);
+  const T inv_a = T(1) / scale_a, inv_b = T(1) / scale_b;  // exact: powers of two
   T* a = unit;
   T* b = unit + 3 * N;
   for (int i = 0; i < 3 * N; ++i) {
-    a[i] = A[i] / scale_a;
-    b[i] = B[i] / scale_b;
+    a[i] = A[i] * inv_a;
+    b[i] = B[i] * inv_b;
   }
   T unit_s;
   // In the original units: s = unit_s scale_b / scale_a; t = scale_b t_unit. A coincident source

@@ -106,7 +106,7 @@ inline T dot_n(const T* a, const T* b, int n) {
 
 inline int objective_workspace_size(int C, int J, int K) {
   const int Jp = padded_count(J);
-  return 6 * Jp + (7 + K) * C * Jp;
+  return 6 * Jp + (9 + K) * C * Jp;  // pose and gradient by coordinate; 7 arrays of C Jp; (K + 2) C Jp scratch
 }
 
 // f(x) into value and the gradient (size P), each if given; `work` holds
