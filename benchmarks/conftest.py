@@ -8,6 +8,8 @@ not collect this directory); see ``benchmarks/README.md`` for the exact command 
 * ``numpy_kernels``: for every kernel name, the numpy reference to time it against and where it
   came from. ``tests/reference.py`` (the test suite's references) is preferred; a kernel it does
   not provide falls back to ``benchmarks/_numpy_kernels.py``.
+* ``pytest_benchmark_update_json``: drops the per-round timings of the kernel benchmarks (tens of
+  thousands of rounds for the fast kernels) and keeps their statistics.
 * ``pytest_benchmark_update_machine_info``: adds numpy (version and BLAS), core and thread counts,
   the load average and the reference sources to the metadata saved with the JSON, and torch's
   version and default thread count when a benchmark loaded torch (the refiner's torch baseline;
@@ -69,7 +71,7 @@ _SKIP_TEST_REFERENCE: dict[str, str] = {
     "matrix_to_rot6d": "tests/reference.py returns a view of the input (no work at all, ~0.7 us at any "
     "size); the benchmark copies it into a new array, as the core returns one",
     "undistort_points": "tests/reference.py runs a fixed 50 Newton steps; the benchmark times Newton "
-    "stopping at convergence (4-6 steps here)",
+    "stopping at convergence (5 steps on the benchmark's cameras)",
 }
 
 _load_average_at_start: tuple[float, float, float] | None = None
@@ -172,6 +174,29 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "kernels": {name: source for name, (_, source) in resolve_numpy_kernels().items()},
         "not_taken_from_tests_reference": dict(_SKIP_TEST_REFERENCE),
     }
+
+
+def strip_round_data(output_json: dict) -> int:
+    """Drop the per-round timings of the kernel benchmarks from a pytest-benchmark JSON, in place.
+
+    The fast kernels run tens of thousands of rounds, which would make the JSON ~11 MB; the
+    statistics (min, max, mean, median, IQR, rounds...) are kept. Other benchmarks sharing this
+    conftest (the refiner's) keep their data. Returns how many benchmarks were stripped.
+    """
+    stripped = 0
+    for bench in output_json.get("benchmarks", []):
+        if bench.get("extra_info", {}).get("kind") in ("kernel", "threads") and "data" in bench.get("stats", {}):
+            del bench["stats"]["data"]
+            stripped += 1
+    if stripped:
+        output_json.setdefault("notes", []).append(
+            f"per-round data dropped for {stripped} kernel benchmarks (statistics kept); see benchmarks/conftest.py"
+        )
+    return stripped
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    strip_round_data(output_json)
 
 
 def _default_core_threads() -> int | None:

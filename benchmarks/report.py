@@ -61,6 +61,23 @@ def machine_summary(data: dict[str, Any]) -> list[str]:
             return " / ".join(f"{v:.2f}" for v in values) if values else "?"
 
         lines.append(f"- load average (1/5/15 min) at start: {fmt(load.get('at_start'))}; at end: {fmt(load.get('at_end'))}")
+    seen = [
+        b["extra_info"]["load_average_1min_at_start"]
+        for b in data.get("benchmarks", [])
+        if "load_average_1min_at_start" in b.get("extra_info", {})
+    ]
+    if seen:
+        lines.append(f"- 1-min load average at the start of each benchmark: {min(seen):.2f} to {max(seen):.2f}")
+    other = [
+        b["extra_info"]["other_cpu_cores"]
+        for b in data.get("benchmarks", [])
+        if "other_cpu_cores" in b.get("extra_info", {})
+    ]
+    if other:
+        lines.append(
+            f"- CPU used by other processes during each benchmark: {min(other):.2f} to {max(other):.2f} cores "
+            f"(median {sorted(other)[len(other) // 2]:.2f}) of {cores.get('os_cpu_count', '?')}"
+        )
     torch = info.get("torch")
     if torch:
         lines.append(f"- torch {torch.get('version', '?')} (default threads {torch.get('default_threads', '?')})")
@@ -75,6 +92,12 @@ def machine_summary(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _other_cpu(bench: dict[str, Any] | None) -> str:
+    """CPU used by other processes while the benchmark ran, in cores (test_kernels.py records it)."""
+    value = (bench or {}).get("extra_info", {}).get("other_cpu_cores")
+    return "-" if value is None else f"{value:.2f}"
+
+
 def kernel_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     rows: dict[tuple[str, int], dict[str, dict[str, Any]]] = defaultdict(dict)
     order: list[tuple[str, int]] = []
@@ -87,8 +110,9 @@ def kernel_table(benchmarks: list[dict[str, Any]]) -> list[str]:
             order.append(key)
         rows[key][extra["implementation"]] = bench
     lines = [
-        "| kernel | items | numpy median | core median (1 thread) | ratio numpy/core | rounds numpy / core |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| kernel | items | numpy median | core median (1 thread) | ratio numpy/core | rounds numpy / core "
+        "| other CPU, cores (numpy / core) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     slower = []
     for kernel, items in order:
@@ -103,7 +127,8 @@ def kernel_table(benchmarks: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {kernel} | {format_items(items)} | {format_seconds(numpy and numpy[0])} | "
             f"{format_seconds(core and core[0])} | {ratio_text} | "
-            f"{numpy[1] if numpy else '-'} / {core[1] if core else '-'} |"
+            f"{numpy[1] if numpy else '-'} / {core[1] if core else '-'} | "
+            f"{_other_cpu(pair.get('numpy'))} / {_other_cpu(pair.get('core'))} |"
         )
     if slower:
         lines += ["", f"Core slower than numpy: {'; '.join(slower)}."]
@@ -124,8 +149,8 @@ def thread_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     if not order:
         return []
     lines = [
-        "| kernel | items | core median, 1 thread | core median, 2 threads | speed-up 1 -> 2 |",
-        "|---|---:|---:|---:|---:|",
+        "| kernel | items | core median, 1 thread | core median, 2 threads | speed-up 1 -> 2 | other CPU, cores (1 / 2) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for kernel, items in order:
         one = rows[(kernel, items)].get(1)
@@ -133,7 +158,10 @@ def thread_table(benchmarks: list[dict[str, Any]]) -> list[str]:
         m1 = one["stats"]["median"] if one else None
         m2 = two["stats"]["median"] if two else None
         speedup = f"{m1 / m2:.2f}x" if m1 and m2 else "-"
-        lines.append(f"| {kernel} | {format_items(items)} | {format_seconds(m1)} | {format_seconds(m2)} | {speedup} |")
+        loads = " / ".join(_other_cpu(b) for b in (one, two))
+        lines.append(
+            f"| {kernel} | {format_items(items)} | {format_seconds(m1)} | {format_seconds(m2)} | {speedup} | {loads} |"
+        )
     return lines
 
 

@@ -14,7 +14,9 @@ with a K=4 mixture (mixtures), a pair of J=17 poses (Procrustes and metrics).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,6 +224,34 @@ def assert_agree(kernel: Kernel, args: tuple, numpy_function: Callable, source: 
         np.testing.assert_allclose(a, e, rtol=kernel.rtol, atol=kernel.atol * scale, err_msg=message)
 
 
+def _cpu_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture(autouse=True)
+def other_work(benchmark) -> Iterator[None]:
+    """Record how much CPU other processes used while this test ran, in cores (0 = machine to ourselves).
+
+    Machine-wide busy CPU time minus this process's own CPU time (all its threads), over the wall
+    time of the test (input generation, agreement check, warm-up and rounds). Stored as
+    ``extra_info["other_cpu_cores"]``; ``report.py`` shows it, so noisy rows can be told apart.
+    """
+    wall, busy, own = time.perf_counter(), _cpu_busy_seconds(), sum(os.times()[:2])
+    yield
+    busy_end = _cpu_busy_seconds()
+    if busy is not None and busy_end is not None:
+        elapsed = time.perf_counter() - wall
+        other = (busy_end - busy) - (sum(os.times()[:2]) - own)
+        benchmark.extra_info["other_cpu_cores"] = round(max(0.0, other) / elapsed, 3)
+
+
 def _kernel_cases() -> list:
     return [
         pytest.param(name, label, items, implementation, id=f"{name}-{label}-{implementation}")
@@ -232,6 +262,33 @@ def _kernel_cases() -> list:
 
 
 # --------------------------------------------------------------------------- benchmarks
+
+
+# The thread group runs first: it is the most sensitive to other work on the machine, and the
+# run is started on an idle machine (see README.md).
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", THREAD_KERNELS)
+def test_threads(benchmark, numpy_kernels, name: str, threads: int) -> None:
+    kernel = KERNELS[name]
+    label, items = THREAD_SIZE
+    numpy_function, source = numpy_kernels[name]
+    mg.set_num_threads(threads)  # the autouse single_thread fixture restores the count afterwards
+    assert mg.get_num_threads() == threads
+    args = make_inputs(kernel, items)
+    assert_agree(kernel, args, numpy_function, source)
+
+    benchmark.group = f"threads: {name} n={label}"
+    benchmark.extra_info.update(
+        kind="threads",
+        kernel=name,
+        items=items,
+        implementation="core",
+        core_threads=threads,
+        load_average_1min_at_start=os.getloadavg()[0],
+    )
+    benchmark(kernel.core, *args, **kernel.kwargs)
 
 
 @pytest.mark.parametrize(("name", "label", "items", "implementation"), _kernel_cases())
@@ -249,22 +306,7 @@ def test_kernel(benchmark, numpy_kernels, name: str, label: str, items: int, imp
         implementation=implementation,
         core_threads=mg.get_num_threads(),
         numpy_reference=source,
+        load_average_1min_at_start=os.getloadavg()[0],
     )
     function = kernel.core if implementation == "core" else numpy_function
     benchmark(function, *args, **kernel.kwargs)
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("name", THREAD_KERNELS)
-def test_threads(benchmark, numpy_kernels, name: str, threads: int) -> None:
-    kernel = KERNELS[name]
-    label, items = THREAD_SIZE
-    numpy_function, source = numpy_kernels[name]
-    mg.set_num_threads(threads)  # the autouse single_thread fixture restores the count afterwards
-    assert mg.get_num_threads() == threads
-    args = make_inputs(kernel, items)
-    assert_agree(kernel, args, numpy_function, source)
-
-    benchmark.group = f"threads: {name} n={label}"
-    benchmark.extra_info.update(kind="threads", kernel=name, items=items, implementation="core", core_threads=threads)
-    benchmark(kernel.core, *args, **kernel.kwargs)
