@@ -19,6 +19,8 @@
 #include <cstring>
 #include <limits>
 
+#include "linalg.hpp"
+
 #if defined(__GNUC__) || defined(__clang__) || defined(_MSC_VER)
 #define METAPOSE_RESTRICT __restrict
 #else
@@ -101,6 +103,7 @@ inline T exp_nonpositive(T x) {
 template <class T>
 inline void prepare_mixtures(const T* mixtures, int N, int K, T* prepared, int stride) {
   constexpr T kLog2Pi = T(1.8378770664093454835606594728112);
+  clean_vector_state();
   for (int n = 0; n < N; ++n)
     for (int k = 0; k < K; ++k) {
       const T* c = mixtures + 4 * (K * n + k);
@@ -163,8 +166,10 @@ inline void evaluate_mixtures_any_k(const T* px_in, const T* py_in, int N, const
     gx[n] /= total[n];
     gy[n] /= total[n];
   }
-  if (values != nullptr)
+  if (values != nullptr) {
+    clean_vector_state();
     for (int n = 0; n < N; ++n) values[n] = m[n] + std::log(total[n]);
+  }
 }
 
 // K fixed at compile time: one loop over the points (vectorised across points), the components
@@ -205,7 +210,8 @@ inline void evaluate_mixtures_fixed_k(const T* px_in, const T* py_in, int N, con
   }
   // The values need a log the vector loop cannot take; they are asked for only at history points
   // and at the end, so a second, scalar pass recomputes them.
-  if (values != nullptr)
+  if (values != nullptr) {
+    clean_vector_state();
     for (int n = 0; n < N; ++n) {
       T m = -std::numeric_limits<T>::infinity();
       T e[K];
@@ -218,6 +224,7 @@ inline void evaluate_mixtures_fixed_k(const T* px_in, const T* py_in, int N, con
       for (int k = 0; k < K; ++k) total += exp_nonpositive(e[k] - m);
       values[n] = m + std::log(total);
     }
+  }
 }
 
 // N points (px, py) against their N prepared mixtures: gradients d/dp into gx, gy (N each) and,

@@ -52,11 +52,13 @@ inline constexpr int kMaxCameras = 16;
 
 template <class T>
 inline T softplus(T x) {
-  return std::fmax(x, T(0)) + std::log1p(std::exp(-std::fabs(x)));
+  clean_vector_state();
+  return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-std::fabs(x)));
 }
 
 template <class T>
 inline T sigmoid(T x) {
+  clean_vector_state();
   if (x >= 0) return T(1) / (T(1) + std::exp(-x));
   const T e = std::exp(x);
   return e / (T(1) + e);
@@ -65,6 +67,7 @@ inline T sigmoid(T x) {
 // The raw value whose softplus is s > 0.
 template <class T>
 inline T inverse_softplus(T s) {
+  clean_vector_state();
   return s > T(30) ? s + std::log1p(-std::exp(-s)) : std::log(std::expm1(s));
 }
 

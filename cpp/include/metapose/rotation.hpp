@@ -165,6 +165,7 @@ void rodrigues_to_matrix(const T* v, T* R) {
     a = T(1) - t2 / T(6) * (T(1) - t2 / T(20));
     b = T(0.5) - t2 / T(24) * (T(1) - t2 / T(30));
   } else {
+    clean_vector_state();
     const T t = std::sqrt(t2);
     const T half = std::sin(T(0.5) * t) / t;
     a = std::sin(t) / t;
@@ -253,6 +254,7 @@ bool matrix_to_rodrigues(const T* R, T* v) {
   T q[4];
   matrix_to_quaternion(R, q);
   const T s = std::sqrt(q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+  clean_vector_state();
   // theta / sin(theta / 2); its limit at s -> 0 is 2 / w.
   const T factor = s > T(0) ? T(2) * std::atan2(s, q[0]) / s : T(2) / q[0];
   for (int i = 0; i < 3; ++i) v[i] = q[1 + i] * factor;
