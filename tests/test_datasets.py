@@ -401,7 +401,8 @@ class TestCommit:
 
 class TestSynthetic:
     @pytest.fixture(scope="class")
-    def built(self, tmp_path_factory):
+    @classmethod
+    def built(cls, tmp_path_factory):
         path = tmp_path_factory.mktemp("synthetic") / "set.h5"
         return build_synthetic_dataset(path, 12, 3, 21, split="test", chunk=5, progress=False)
 
