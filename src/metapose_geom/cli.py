@@ -102,6 +102,31 @@ def make_dataset_command(args: argparse.Namespace, parser: argparse.ArgumentPars
     return 0
 
 
+def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``evaluate``: the evaluation tables and plots of a dataset file (:mod:`metapose_geom.evaluate`)."""
+    import shlex
+
+    from .evaluate import run_evaluation
+
+    for name, low in (("frames", 1), ("anipose_frames", 1), ("anipose_batch", 1), ("workers", 1), ("seed", 0),
+                      ("threads", 0)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            parser.error(f"--{name.replace('_', '-')}: expected an integer >= {low}")
+    command = "metapose-geom " + " ".join(shlex.quote(part) for part in args.argv)
+    try:
+        run_evaluation(
+            args.dataset, out=args.out, command=command, cameras=args.cameras, frames=args.frames,
+            methods=args.methods, seed=args.seed, subsets=args.subsets, anipose_frames=args.anipose_frames,
+            anipose_batch=args.anipose_batch, anipose_adjust_intrinsics=not args.anipose_extrinsics_only,
+            workers=args.workers, threads=args.threads, progress=not args.no_progress,
+        )
+    except ImportError as error:
+        print(f"metapose-geom evaluate: {error}; or leave the anipose-* methods out of --methods", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metapose-geom", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +150,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     make.add_argument("--threads", type=int, default=0, help="solver threads (default: one per core)")
     make.add_argument("--overwrite", action="store_true", help="rebuild existing files instead of resuming them")
     make.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from .evaluate import DEFAULT_METHODS
+
+    evaluate = commands.add_parser(
+        "evaluate", help="S1, S1+IR, the IR oracles and AniPose on a dataset file: table, CSV and plots"
+    )
+    evaluate.add_argument("dataset", help="an HDF5 dataset with ground truth (metapose-geom make-dataset)")
+    evaluate.add_argument("--cameras", type=int, nargs="+", default=[2, 3, 4], help="camera counts (default 2 3 4)")
+    evaluate.add_argument("--frames", type=int, default=None, help="the first N frames (default: all)")
+    evaluate.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(DEFAULT_METHODS),
+                          metavar="METHOD", help=f"methods, from {' '.join(DEFAULT_METHODS)} (default: all)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of AniPose's perturbed start (default 0)")
+    evaluate.add_argument("--subsets", choices=["first", "all"], default="first",
+                          help="the first k cameras, or every k-subset averaged (default first)")
+    evaluate.add_argument("--anipose-frames", type=int, default=None,
+                          help="AniPose rows on the first N frames only (default: all frames)")
+    evaluate.add_argument("--anipose-batch", type=int, default=100,
+                          help="most consecutive frames sharing their cameras adjusted together (default 100)")
+    evaluate.add_argument("--anipose-extrinsics-only", action="store_true",
+                          help="AniPose refines the extrinsics only (default: also focal length and k1)")
+    evaluate.add_argument("--workers", type=int, default=1, help="processes for AniPose (default 1)")
+    evaluate.add_argument("--threads", type=int, default=1,
+                          help="solver threads while timing (default 1: per-core times; 0: all cores)")
+    evaluate.add_argument("--out", default="metapose-evaluation", help="folder for the table, CSV and plots")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "selfcheck":
         return 1 if selfcheck(args.seed) else 0
@@ -139,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "make-dataset":
         return make_dataset_command(args, parser)
+    if args.command == "evaluate":
+        args.argv = list(sys.argv[1:] if argv is None else argv)
+        return evaluate_command(args, parser)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse rejects it first
     return 2
 
