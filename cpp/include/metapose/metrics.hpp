@@ -23,14 +23,10 @@ namespace metapose {
 template <class T>
 inline void pmpjpe_per_joint(const T* prediction, const T* ground_truth, int J, ProcrustesScale mode, T* errors,
                              T* unit) {
-  const T scale_p = coordinate_scale(prediction, J), scale_g = coordinate_scale(ground_truth, J);
-  const T inv_p = T(1) / scale_p, inv_g = T(1) / scale_g;  // exact: powers of two
   T* p = unit;
   T* g = unit + 3 * J;
-  for (int i = 0; i < 3 * J; ++i) {
-    p[i] = prediction[i] * inv_p;
-    g[i] = ground_truth[i] * inv_g;
-  }
+  to_unit_coordinates(prediction, J, p);
+  const T scale_g = to_unit_coordinates(ground_truth, J, g);
   T R[9], s, t[3];
   const bool coincident = procrustes_unit(p, g, J, mode, R, &s, t);
   T mean_g[3] = {0, 0, 0};
@@ -51,15 +47,15 @@ inline void pmpjpe_per_joint(const T* prediction, const T* ground_truth, int J, 
 // prediction, ground_truth (J x 3) -> errors (J); `unit` holds 6 J values.
 template <class T>
 inline void nmpjpe_per_joint(const T* prediction, const T* ground_truth, int J, bool mirror_fix, T* errors, T* unit) {
-  const T scale_p = coordinate_scale(prediction, J), scale_g = coordinate_scale(ground_truth, J);
-  const T inv_p = T(1) / scale_p, inv_g = T(1) / scale_g;  // exact: powers of two
   T* p = unit;  // centred, in units of the pose's largest coordinate
   T* g = unit + 3 * J;
+  to_unit_coordinates(prediction, J, p);
+  const T scale_g = to_unit_coordinates(ground_truth, J, g);
   T mean_p[3] = {0, 0, 0}, mean_g[3] = {0, 0, 0};
   for (int j = 0; j < J; ++j)
     for (int k = 0; k < 3; ++k) {
-      mean_p[k] += prediction[3 * j + k] * inv_p;
-      mean_g[k] += ground_truth[3 * j + k] * inv_g;
+      mean_p[k] += p[3 * j + k];
+      mean_g[k] += g[3 * j + k];
     }
   for (int k = 0; k < 3; ++k) {
     mean_p[k] /= T(J);
@@ -68,8 +64,8 @@ inline void nmpjpe_per_joint(const T* prediction, const T* ground_truth, int J, 
   T norm_p = 0, norm_g = 0, spread = 0;
   for (int j = 0; j < J; ++j)
     for (int k = 0; k < 3; ++k) {
-      p[3 * j + k] = prediction[3 * j + k] * inv_p - mean_p[k];
-      g[3 * j + k] = ground_truth[3 * j + k] * inv_g - mean_g[k];
+      p[3 * j + k] -= mean_p[k];
+      g[3 * j + k] -= mean_g[k];
       norm_p += p[3 * j + k] * p[3 * j + k];
       norm_g += g[3 * j + k] * g[3 * j + k];
       spread = std::fmax(spread, std::fabs(p[3 * j + k]));

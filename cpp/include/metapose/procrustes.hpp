@@ -75,6 +75,16 @@ inline T coordinate_scale(const T* points, int N) {
   return std::ldexp(T(1), exponent);
 }
 
+// Copies N points (N x 3) into `out` divided by their coordinate scale (exact: a power of two) and
+// returns that scale.
+template <class T>
+inline T to_unit_coordinates(const T* points, int N, T* out) {
+  const T scale = coordinate_scale(points, N);
+  const T inverse = T(1) / scale;
+  for (int i = 0; i < 3 * N; ++i) out[i] = points[i] * inverse;
+  return scale;
+}
+
 // Procrustes on points already divided by their coordinate scales (all coordinates in [-1, 1], so
 // no square below over- or underflows): A, B (N x 3) -> R (9), s, t (3) in those units. Returns
 // true when the source points coincide (then R = I, s = 1).
@@ -130,14 +140,9 @@ inline bool procrustes_unit(const T* A, const T* B, int N, ProcrustesScale mode,
 // `unit` (6 N values) receives the scaled copies.
 template <class T>
 inline void procrustes(const T* A, const T* B, int N, ProcrustesScale mode, T* R, T* s, T* t, T* unit) {
-  const T scale_a = coordinate_scale(A, N), scale_b = coordinate_scale(B, N);
-  const T inv_a = T(1) / scale_a, inv_b = T(1) / scale_b;  // exact: powers of two
   T* a = unit;
   T* b = unit + 3 * N;
-  for (int i = 0; i < 3 * N; ++i) {
-    a[i] = A[i] * inv_a;
-    b[i] = B[i] * inv_b;
-  }
+  const T scale_a = to_unit_coordinates(A, N, a), scale_b = to_unit_coordinates(B, N, b);
   T unit_s;
   // In the original units: s = unit_s scale_b / scale_a; t = scale_b t_unit. A coincident source
   // keeps s = 1 and takes its point onto the target's centroid.
