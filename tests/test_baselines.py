@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import metapose_geom as mg
 from metapose_geom import baselines, geometry, synth
 from metapose_geom.baselines import (
     AniPoseResult, anipose_solve, mixture_mean_pixels, perturb_cameras, require_aniposelib, scene_cameras,
@@ -163,3 +164,136 @@ class TestAniPose:
             anipose_solve(scene.pose2d, cameras, seed=-1)
         with pytest.raises(ValueError, match="start"):
             anipose_solve(scene.pose2d, scene.rotation)
+
+
+class TestSolveAniPose:
+    """``solve`` / ``solve_batch`` with ``method="anipose"``: the same adapter behind the public API."""
+
+    @pytest.fixture(autouse=True)
+    def _needs_aniposelib(self):
+        pytest.importorskip("aniposelib")
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def exact(cls) -> tuple[synth.Scene, mg.Views]:
+        """A frame whose evidence sits exactly at the true 2D joints (box units through its boxes)."""
+        scene = synth.make_scene(np.random.default_rng([11, 4]), num_cameras=3)
+        views = mg.Views(synth.gt_mixtures(scene.pose2d_box_units()), None, scene.boxes, skeleton=scene.skeleton)
+        return scene, views
+
+    def test_true_cameras_without_adjustment_triangulate_the_true_pose(self, exact):
+        scene, views = exact
+        solution = mg.solve(views, method="anipose", cameras=scene_cameras(scene), options={"adjust_cameras": False})
+        assert solution.method == "anipose" and isinstance(solution.cameras, mg.PerspectiveCameras)
+        np.testing.assert_allclose(solution.pose3d, scene.pose3d_cam[0], rtol=0, atol=0.5)
+        np.testing.assert_allclose(solution.reprojection_pixels, scene.pose2d, rtol=0, atol=0.05)
+        assert solution.x.shape == (0,) and solution.history is None
+
+    def test_reprojection_is_the_pose_seen_by_the_adjusted_cameras(self, scene):
+        start = perturb_cameras(scene_cameras(scene), scene.pose3d.mean(axis=0), np.random.default_rng(2), 5.0, 0.1)
+        views = scene.views()
+        solution = mg.solve(views, method="anipose", cameras=start, options=mg.AniPoseOptions(seed=3))
+        cameras = solution.cameras
+        # back to the adjusted world frame, then through the compiled core's own projection
+        world = (solution.pose3d - cameras.translation[0]) @ cameras.rotation[0]
+        for c in range(scene.num_cameras):
+            pixels = geometry.project_perspective(world, cameras.rotation[c], cameras.translation[c],
+                                                  cameras.intrinsics[c], cameras.distortion[c])
+            np.testing.assert_allclose(solution.reprojection_pixels[c], pixels, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(views.to_pixels(solution.reprojection), solution.reprojection_pixels,
+                                   rtol=0, atol=1e-9)
+        loglik = geometry.mixture_log_likelihood(solution.reprojection, views.mixtures)
+        assert solution.objective == pytest.approx(-loglik.mean(), rel=1e-12)
+        # aniposelib's default refines one focal length per camera: fx == fy afterwards
+        np.testing.assert_allclose(cameras.intrinsics[:, 0], cameras.intrinsics[:, 1], rtol=1e-12)
+
+    def test_objective_is_the_refiners_data_term(self, scene):
+        """The same quantity as IR's objective (bone term off), so the two can be compared."""
+        views = scene.views()
+        ir = mg.solve(views, method="ir")
+        loglik = geometry.mixture_log_likelihood(ir.reprojection, views.mixtures)
+        assert ir.objective == pytest.approx(-loglik.mean(), rel=1e-9)
+
+    def test_views_without_boxes_are_in_pixels(self, exact):
+        scene, views = exact
+        pixel_views = mg.Views.from_keypoints(scene.pose2d, np.ones(scene.pose2d.shape[:2]), skeleton=scene.skeleton)
+        options = {"adjust_cameras": False}
+        with_boxes = mg.solve(views, method="anipose", cameras=scene_cameras(scene), options=options)
+        in_pixels = mg.solve(pixel_views, method="anipose", cameras=scene_cameras(scene), options=options)
+        np.testing.assert_allclose(in_pixels.pose3d, with_boxes.pose3d, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(in_pixels.reprojection, in_pixels.reprojection_pixels, rtol=0, atol=0)
+
+    def test_batch_with_one_start_per_frame_equals_solve(self):
+        scenes = synth.make_scenes(2, num_cameras=3, seed=5)
+        starts = [perturb_cameras(scene_cameras(s), s.pose3d.mean(axis=0), np.random.default_rng(i), 5.0, 0.1)
+                  for i, s in enumerate(scenes)]
+        options = {"adjust_intrinsics": False, "seed": 1}
+        batch = mg.solve_batch([s.views() for s in scenes], method="anipose", cameras=starts, options=options,
+                               progress=False)
+        for scene, start, solution in zip(scenes, starts, batch):
+            alone = mg.solve(scene.views(), method="anipose", cameras=start, options=options)
+            np.testing.assert_array_equal(solution.pose3d, alone.pose3d)
+            np.testing.assert_array_equal(solution.cameras.rotation, alone.cameras.rotation)
+
+    def test_batch_with_one_rig_adjusts_it_once_on_all_frames(self):
+        """A fixed rig seen in several frames: one bundle adjustment over all their points."""
+        rng = np.random.default_rng(8)
+        poses = [synth.sample_pose(rng) for _ in range(4)]
+        rig = synth.sample_cameras(rng, poses[0], 3)
+        frames = []
+        for pose in poses:
+            pixels = np.stack([geometry.project_perspective(pose, rig.rotation[c], rig.translation[c],
+                                                            rig.intrinsics[c], rig.distortion[c]) for c in range(3)])
+            frames.append(mg.Views.from_keypoints(pixels, np.ones((3, pose.shape[0]))))
+        start = perturb_cameras(rig, poses[0].mean(axis=0), np.random.default_rng(0), 3.0, 0.05)
+        solutions = mg.solve_batch(frames, method="anipose", cameras=start, options={"adjust_intrinsics": False},
+                                   progress=False)
+        assert len(solutions) == 4
+        for solution, pose in zip(solutions, poses):
+            assert solution.cameras is solutions[0].cameras  # one rig for all frames
+            assert mg.metrics.pmpjpe(solution.pose3d, pose) < 1.0  # exact points: mm-level recovery
+            assert np.abs(solution.reprojection_pixels - frames[0].to_pixels(solution.reprojection)).max() < 1e-9
+
+    def test_bad_input(self, scene):
+        views, cameras = scene.views(), scene_cameras(scene)
+        with pytest.raises(ValueError, match="cameras: method='anipose' needs"):
+            mg.solve(views, method="anipose")
+        with pytest.raises(ValueError, match="cameras: expected 3 cameras, one per view, got 4"):
+            mg.solve(views.subset([0, 1, 2]), method="anipose", cameras=cameras)
+        with pytest.raises(ValueError, match=r"cameras.intrinsics: contains NaN"):
+            mg.solve(views, method="anipose", cameras=cameras._replace(intrinsics=np.full((4, 4), np.nan)))
+        with pytest.raises(ValueError, match="takes AniPoseOptions"):
+            mg.solve(views, method="anipose", cameras=cameras, options=mg.RefineOptions())
+        with pytest.raises(ValueError, match=r"unknown name\(s\) \['steps'\]"):
+            mg.solve(views, method="anipose", cameras=cameras, options={"steps": 3})
+        with pytest.raises(ValueError, match="only method='anipose' takes start cameras"):
+            mg.solve(views, method="ir", cameras=cameras)
+        with pytest.raises(ValueError, match="only method='anipose' takes start cameras"):
+            mg.solve_batch([views], method="s1", cameras=cameras, progress=False)
+        with pytest.raises(ValueError, match=r"one per frame \(2\), got a sequence of 1"):
+            mg.solve_batch([views, views], method="anipose", cameras=[cameras], progress=False)
+        with pytest.raises(ValueError, match=r"cameras\[1\]: expected a PerspectiveCameras"):
+            mg.solve_batch([views, views], method="anipose", cameras=[cameras, "x"], progress=False)
+
+
+class TestAniPoseOptions:
+    def test_defaults_are_aniposelibs(self):
+        assert mg.AniPoseOptions() == mg.AniPoseOptions.from_mapping({})
+        options = mg.AniPoseOptions()
+        assert options.adjust_cameras and options.adjust_intrinsics and options.seed == 0
+
+    @pytest.mark.parametrize("values, match", [
+        ({"adjust_cameras": 1}, "adjust_cameras"),
+        ({"adjust_intrinsics": "yes"}, "adjust_intrinsics"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"seed": True}, "seed"),
+        ({"threshold": 3}, "unknown"),
+    ])
+    def test_bad_values(self, values, match):
+        with pytest.raises(ValueError, match=match):
+            mg.AniPoseOptions.from_mapping(values)
+
+    def test_missing_aniposelib_gives_the_install_command(self, no_aniposelib, scene):
+        with pytest.raises(ImportError, match=r"metapose-geom\[anipose\]"):
+            mg.solve(scene.views(), method="anipose", cameras=scene_cameras(scene))

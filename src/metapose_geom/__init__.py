@@ -10,9 +10,9 @@
 from __future__ import annotations
 
 from . import geometry, metrics, synth
-from .geometry import get_num_threads, set_num_threads
+from .geometry import PerspectiveCameras, get_num_threads, set_num_threads
 from .skeletons import H36M_17, Skeleton
-from .solver import History, RefineOptions, Solution, WeakCameras, solve, solve_batch
+from .solver import AniPoseOptions, History, RefineOptions, Solution, WeakCameras, solve, solve_batch
 from .views import Views
 
 __version__ = "0.1.0"
@@ -28,8 +28,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
+    "AniPoseOptions",
     "H36M_17",
     "History",
+    "PerspectiveCameras",
     "RefineOptions",
     "Skeleton",
     "Solution",

@@ -7,7 +7,7 @@ adapter over aniposelib (an optional dependency: ``pip install 'metapose-geom[an
 - the 2D points are the mixture means in pixels, ``sum_k w_k mu_k / sum_k w_k`` mapped out of
   box units through each view's box (:func:`mixture_mean_pixels`);
 - the cameras are OpenCV ones, ``X_cam = R @ X + t``, intrinsics ``[fx, fy, cx, cy]`` and
-  distortion ``[k1, k2, p1, p2, k3]`` (:class:`metapose_geom.synth.PerspectiveCameras`); the start
+  distortion ``[k1, k2, p1, p2, k3]`` (:class:`metapose_geom.PerspectiveCameras`); the start
   is either the ground-truth cameras or a seeded perturbation of their extrinsics
   (:func:`perturb_cameras`);
 - :func:`anipose_solve` runs ``CameraGroup.bundle_adjust_iter`` on the points of a batch of frames
@@ -39,8 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .geometry import as_float64, matrix_to_rodrigues, rodrigues_to_matrix
-from .synth import PerspectiveCameras
+from .geometry import PerspectiveCameras, as_float64, matrix_to_rodrigues, rodrigues_to_matrix
 
 F64 = NDArray[np.float64]
 
@@ -100,20 +99,8 @@ def scene_cameras(scene) -> PerspectiveCameras:
 
 def _check_cameras(cameras: PerspectiveCameras, name: str = "cameras") -> PerspectiveCameras:
     if not isinstance(cameras, PerspectiveCameras):
-        raise ValueError(f"{name}: expected a synth.PerspectiveCameras, got {type(cameras).__name__}")
-    rotation = as_float64(cameras.rotation, f"{name}.rotation")
-    count = rotation.shape[0] if rotation.ndim == 3 else -1
-    parts = [rotation]
-    for field, shape in (("translation", 3), ("intrinsics", 4), ("distortion", 5), ("image_size", 2)):
-        value = as_float64(getattr(cameras, field), f"{name}.{field}")
-        if value.shape != (count, shape):
-            raise ValueError(f"{name}.{field}: expected shape (C={count}, {shape}), got {value.shape}")
-        parts.append(value)
-    if rotation.shape != (count, 3, 3) or count < 2:
-        raise ValueError(f"{name}.rotation: expected shape (C, 3, 3) with C >= 2, got {rotation.shape}")
-    if not all(np.isfinite(part).all() for part in parts):
-        raise ValueError(f"{name}: contains NaN or inf")
-    return PerspectiveCameras(*parts)
+        raise ValueError(f"{name}: expected a PerspectiveCameras, got {type(cameras).__name__}")
+    return cameras.validated(name)
 
 
 def perturb_cameras(cameras: PerspectiveCameras, subject: ArrayLike, rng: np.random.Generator,
@@ -158,14 +145,16 @@ class AniPoseResult:
         pose3d_world: (N, J, 3) the same in the adjusted world frame.
         cameras: the adjusted cameras (aniposelib's intrinsics: ``fx = fy``, distortion ``k1`` only
             unless ``adjust_intrinsics=False``).
+        reprojection: (N, C, J, 2) the triangulated pose seen by the adjusted cameras, px.
         reprojection_error: (N,) mean over joints of the per-joint mean over cameras of the pixel
-            distance between the points and the triangulated pose seen by the adjusted cameras.
+            distance between the points and ``reprojection``.
         seconds: wall time of the bundle adjustment and the triangulation (all N frames).
     """
 
     pose3d: F64
     pose3d_world: F64
     cameras: PerspectiveCameras
+    reprojection: F64
     reprojection_error: F64
     seconds: float
 
@@ -206,7 +195,7 @@ def anipose_solve(points: ArrayLike, start: PerspectiveCameras, adjust_cameras: 
 
     Args:
         points: (N, C, J, 2) or (C, J, 2) pixels, e.g. :func:`mixture_mean_pixels`.
-        start: the C cameras the adjustment starts from (:class:`~metapose_geom.synth.PerspectiveCameras`).
+        start: the C cameras the adjustment starts from (:class:`~metapose_geom.PerspectiveCameras`).
         adjust_cameras: run ``bundle_adjust_iter`` (aniposelib's defaults) on all N frames' points
             before triangulating; False triangulates with the start cameras.
         adjust_intrinsics: also refine the focal length and ``k1`` (aniposelib's default, as the
@@ -246,6 +235,7 @@ def anipose_solve(points: ArrayLike, start: PerspectiveCameras, adjust_cameras: 
         world = np.asarray(group.triangulate(flat.copy()), dtype=np.float64)
         seconds = time.perf_counter() - begin
         errors = np.asarray(group.reprojection_error(world, flat, mean=True), dtype=np.float64)
+        reprojection = np.asarray(group.project(world), dtype=np.float64)  # (C, N J, 2)
     finally:
         np.random.set_state(state)
     cameras = _group_cameras(group, start.image_size)
@@ -255,6 +245,7 @@ def anipose_solve(points: ArrayLike, start: PerspectiveCameras, adjust_cameras: 
         pose3d=in_camera0,
         pose3d_world=world,
         cameras=cameras,
+        reprojection=reprojection.reshape(count, frames, joints, 2).transpose(1, 0, 2, 3).copy(),
         reprojection_error=errors.reshape(frames, joints).mean(axis=1),
         seconds=seconds,
     )

@@ -63,10 +63,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import metrics
-from .geometry import get_num_threads, set_num_threads
+from .geometry import PerspectiveCameras, get_num_threads, set_num_threads
 from .skeletons import Skeleton
 from .solver import solve_batch
-from .synth import PerspectiveCameras, Scene
+from .synth import Scene
 from .views import Views
 
 F64 = NDArray[np.float64]

@@ -35,6 +35,7 @@ from ._core_loader import core as _core
 F64 = NDArray[np.float64]
 
 __all__ = [
+    "PerspectiveCameras",
     "Similarity",
     "WeakProjection",
     "get_num_threads",
@@ -151,6 +152,41 @@ def _weak_args(pose: ArrayLike, rotation: ArrayLike, scale: ArrayLike, shift: Ar
         as_float64(scale, "scale"),
         as_float64(shift, "shift"),
     )
+
+
+class PerspectiveCameras(NamedTuple):
+    """C full-perspective cameras, world-to-camera ``X_cam = R @ X + t`` (x right, y down, z forward).
+
+    The cameras the synthetic data is made with, and the ones the AniPose baseline adjusts.
+    """
+
+    rotation: F64  #: (C, 3, 3)
+    translation: F64  #: (C, 3) world units (mm for the synthetic data)
+    intrinsics: F64  #: (C, 4) [fx, fy, cx, cy] px
+    distortion: F64  #: (C, 5) [k1, k2, p1, p2, k3]
+    image_size: F64  #: (C, 2) [width, height] px
+
+    @property
+    def num_cameras(self) -> int:
+        return int(np.shape(self.rotation)[0])
+
+    def validated(self, name: str = "cameras") -> PerspectiveCameras:
+        """A float64 copy after checking the shapes (C >= 2 cameras) and that every value is finite;
+        ValueError naming ``name`` and the field otherwise."""
+        rotation = as_float64(self.rotation, f"{name}.rotation")
+        count = rotation.shape[0] if rotation.ndim == 3 else -1
+        if rotation.shape != (count, 3, 3) or count < 2:
+            raise ValueError(f"{name}.rotation: expected shape (C, 3, 3) with C >= 2, got {rotation.shape}")
+        parts = [rotation]
+        for field, size in (("translation", 3), ("intrinsics", 4), ("distortion", 5), ("image_size", 2)):
+            value = as_float64(getattr(self, field), f"{name}.{field}")
+            if value.shape != (count, size):
+                raise ValueError(f"{name}.{field}: expected shape (C={count}, {size}), got {value.shape}")
+            parts.append(value)
+        for field, value in zip(self._fields, parts):
+            if not np.isfinite(value).all():
+                raise ValueError(f"{name}.{field}: contains NaN or inf")
+        return PerspectiveCameras(*(part.copy() for part in parts))
 
 
 def project_perspective(

@@ -1,9 +1,15 @@
-"""``solve`` and ``solve_batch``: MetaPose's stage 1 (S1) and iterative refiner (IR) on the C++ core.
+"""``solve`` and ``solve_batch``: MetaPose's stage 1 (S1) and iterative refiner (IR) on the C++ core,
+and the AniPose baseline.
 
-The solver works in box units throughout; the recovered pose is in camera 0's weak-perspective
+S1 and IR work in box units throughout; the recovered pose is in camera 0's weak-perspective
 frame (camera 0 has rotation I and scale 1), centred on the mean joint, and is defined up to the
 similarity that a set of uncalibrated weak cameras cannot see. Compare it to a ground truth with
 :func:`metapose_geom.metrics.pmpjpe`.
+
+``method="anipose"`` is the classical alternative (:mod:`metapose_geom.baselines`, needs the
+``anipose`` extra): aniposelib's bundle adjustment of full-perspective cameras, started from
+cameras the caller gives, on the mixture means in pixels, then triangulation. Its pose is in the
+adjusted camera 0's frame, in the start cameras' world units.
 """
 
 from __future__ import annotations
@@ -18,13 +24,16 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import geometry
 from ._core_loader import core as _core
-from .views import Views
+from .geometry import PerspectiveCameras
+from .views import Views, pixels_to_box
 
 F64 = NDArray[np.float64]
-Method = Literal["s1", "ir"]
-METHODS: tuple[str, ...] = ("s1", "ir")
+Method = Literal["s1", "ir", "anipose"]
+METHODS: tuple[str, ...] = ("s1", "ir", "anipose")
 
-__all__ = ["History", "RefineOptions", "Solution", "WeakCameras", "solve", "solve_batch", "solution_size"]
+__all__ = [
+    "AniPoseOptions", "History", "RefineOptions", "Solution", "WeakCameras", "solve", "solve_batch", "solution_size",
+]
 
 
 def solution_size(num_cameras: int, num_joints: int) -> int:
@@ -88,11 +97,46 @@ class RefineOptions:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RefineOptions:
         """Options from a mapping; unknown names raise ValueError listing the known ones."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"options: unknown name(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return _from_mapping(cls, values)
+
+
+@dataclass(frozen=True)
+class AniPoseOptions:
+    """Options of ``method="anipose"``. Unknown names are rejected (:meth:`from_mapping`).
+
+    Attributes:
+        adjust_cameras: run aniposelib's ``bundle_adjust_iter`` (its defaults) before triangulating;
+            False triangulates with the start cameras as given.
+        adjust_intrinsics: also refine one focal length (``fx = fy``) and ``k1`` per camera, as
+            aniposelib does by default (it then drops ``k2, p1, p2, k3``); False moves the
+            extrinsics only.
+        seed: seeds aniposelib's point resampling for the call (numpy's global generator, which
+            is put back afterwards).
+    """
+
+    adjust_cameras: bool = True
+    adjust_intrinsics: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("adjust_cameras", "adjust_intrinsics"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed: expected an integer >= 0, got {self.seed!r}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> AniPoseOptions:
+        """Options from a mapping; unknown names raise ValueError listing the known ones."""
+        return _from_mapping(cls, values)
+
+
+def _from_mapping(cls, values: Mapping[str, Any]):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"options: unknown name(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
+    return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -125,21 +169,25 @@ class Solution:
     """One frame's result.
 
     Attributes:
-        method: ``"s1"`` or ``"ir"``.
-        pose3d: (J, 3) in camera 0's weak frame (camera 0 has rotation I and scale 1), box units.
-        cameras: the C weak cameras.
+        method: ``"s1"``, ``"ir"`` or ``"anipose"``.
+        pose3d: (J, 3) in camera 0's weak frame (camera 0 has rotation I and scale 1), box units;
+            for ``"anipose"`` in the adjusted camera 0's frame (``R_0 X + t_0``), in the start
+            cameras' world units.
+        cameras: the C weak cameras; for ``"anipose"`` the adjusted :class:`PerspectiveCameras`.
         reprojection: (C, J, 2) the pose seen by the cameras, box units.
         reprojection_pixels: (C, J, 2) the same in pixels through the views' boxes (box units
             when the views have no boxes).
-        objective: the refiner objective at the solution (also for ``"s1"``).
+        objective: the refiner objective at the solution (also for ``"s1"``); for ``"anipose"``
+            its data term at ``reprojection``, ``-mean_cj log p(reprojection_cj | mixture_cj)``,
+            which is the whole objective when ``bone_weight`` is 0.
         x: (P,) the solution vector ``[pose | rot6d | scale_raw | shift]`` as the refiner left it,
-            before the result is expressed in camera 0's frame.
+            before the result is expressed in camera 0's frame; empty (0,) for ``"anipose"``.
         history: the refiner's path, or None.
     """
 
     method: str
     pose3d: F64
-    cameras: WeakCameras
+    cameras: WeakCameras | PerspectiveCameras
     reprojection: F64
     reprojection_pixels: F64
     objective: float
@@ -147,14 +195,19 @@ class Solution:
     history: History | None = None
 
 
-def _options(options: RefineOptions | Mapping[str, Any] | None) -> RefineOptions:
+Options = RefineOptions | AniPoseOptions | Mapping[str, Any] | None
+
+
+def _options(options: Options, method: str) -> RefineOptions | AniPoseOptions:
+    kind = AniPoseOptions if method == "anipose" else RefineOptions
     if options is None:
-        return RefineOptions()
-    if isinstance(options, RefineOptions):
+        return kind()
+    if isinstance(options, kind):
         return options
     if isinstance(options, Mapping):
-        return RefineOptions.from_mapping(options)
-    raise ValueError(f"options: expected RefineOptions, a mapping or None, got {type(options).__name__}")
+        return kind.from_mapping(options)
+    raise ValueError(f"options: method {method!r} takes {kind.__name__}, a mapping of its fields or None, "
+                     f"got {type(options).__name__}")
 
 
 def _unpack(x: F64, num_cameras: int, num_joints: int) -> tuple[F64, WeakCameras]:
@@ -287,14 +340,85 @@ def _check_method(method: str) -> None:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
 
 
-def solve(views: Views, method: Method = "ir", options: RefineOptions | Mapping[str, Any] | None = None) -> Solution:
-    """Recover the pose and the weak cameras of one frame.
+_NEEDS_START = ("cameras: method='anipose' needs the cameras its bundle adjustment starts from, a "
+                "metapose_geom.PerspectiveCameras (intrinsics in px, rough extrinsics)")
+
+
+def _anipose_starts(cameras: Any, frames: int, num_cameras: int) -> list[PerspectiveCameras]:
+    """One shared start (a PerspectiveCameras) or one per frame (a sequence), validated."""
+    if isinstance(cameras, PerspectiveCameras):
+        starts, names = [cameras], ["cameras"]
+    elif isinstance(cameras, Sequence) and not isinstance(cameras, (str, bytes)):
+        if len(cameras) != frames:
+            raise ValueError(f"cameras: expected one PerspectiveCameras for all frames or one per frame "
+                             f"({frames}), got a sequence of {len(cameras)}")
+        starts, names = list(cameras), [f"cameras[{i}]" for i in range(frames)]
+    else:
+        raise ValueError(f"{_NEEDS_START}; got {type(cameras).__name__}")
+    checked = []
+    for start, name in zip(starts, names):
+        if not isinstance(start, PerspectiveCameras):
+            raise ValueError(f"{name}: expected a PerspectiveCameras, got {type(start).__name__}")
+        start = start.validated(name)
+        if start.num_cameras != num_cameras:
+            raise ValueError(f"{name}: expected {num_cameras} cameras, one per view, got {start.num_cameras}")
+        checked.append(start)
+    return checked
+
+
+def _solve_anipose(frames: Sequence[Views], cameras: Any, options: AniPoseOptions, bar: Any = None) -> list[Solution]:
+    """AniPose on frames sharing C, J and K: one adjustment of a shared start over all frames'
+    points, or one per frame with per-frame starts."""
+    from .baselines import anipose_solve, mixture_mean_pixels
+
+    mixtures, _ = _stack(frames)
+    N, C = mixtures.shape[:2]
+    starts = _anipose_starts(cameras, N, C)
+    unit = np.array([0.0, 0.0, 1.0, 1.0])  # views without boxes: pixels are box units
+    boxes = np.stack([np.tile(unit, (C, 1)) if views.boxes is None else views.boxes for views in frames])
+    points = mixture_mean_pixels(mixtures, boxes)  # (N, C, J, 2) px
+    groups = [range(N)] if len(starts) == 1 else [range(i, i + 1) for i in range(N)]
+    solutions: list[Solution] = []
+    for group, start in zip(groups, starts):
+        result = anipose_solve(points[group.start:group.stop], start, adjust_cameras=bool(options.adjust_cameras),
+                               adjust_intrinsics=bool(options.adjust_intrinsics), seed=int(options.seed))
+        for i, frame in enumerate(group):
+            pose, pixels = result.pose3d[i], result.reprojection[i]
+            if not (np.isfinite(pose).all() and np.isfinite(pixels).all()):
+                raise RuntimeError(
+                    f"frames[{frame}]: aniposelib's bundle adjustment and triangulation gave non-finite values; "
+                    "start from cameras closer to the truth, or pass adjust_intrinsics=False"
+                )
+            views = frames[frame]
+            reprojection = pixels.copy() if views.boxes is None else pixels_to_box(pixels, views.boxes)
+            loglik = geometry.mixture_log_likelihood(reprojection, views.mixtures)
+            solutions.append(Solution(
+                method="anipose",
+                pose3d=pose.copy(),
+                cameras=result.cameras,
+                reprojection=reprojection,
+                reprojection_pixels=pixels.copy(),
+                objective=float(-loglik.mean()),
+                x=np.empty(0),
+            ))
+        if bar is not None:
+            bar.update(len(group))
+    return solutions
+
+
+def solve(views: Views, method: Method = "ir", options: Options = None,
+          cameras: PerspectiveCameras | None = None) -> Solution:
+    """Recover the pose and the cameras of one frame.
 
     Args:
         views: the frame's evidence (C >= 2 cameras, J joints, K components).
-        method: ``"s1"`` (stage 1 alone: Procrustes of the monocular guesses) or ``"ir"``
-            (stage 1, or a random start, then the iterative refiner).
-        options: :class:`RefineOptions` or a mapping of its field names.
+        method: ``"s1"`` (stage 1 alone: Procrustes of the monocular guesses), ``"ir"`` (stage 1,
+            or a random start, then the iterative refiner) or ``"anipose"`` (aniposelib's bundle
+            adjustment of ``cameras`` on the mixture means in pixels, then triangulation).
+        options: :class:`RefineOptions` (``"s1"``, ``"ir"``) or :class:`AniPoseOptions`
+            (``"anipose"``), or a mapping of its field names.
+        cameras: ``"anipose"`` only, and needed there: the C perspective cameras to start from,
+            in the pixels of the views' boxes.
 
     Returns:
         A :class:`Solution`: pose3d (J, 3), cameras, reprojection (C, J, 2) in box units and pixels,
@@ -303,7 +427,13 @@ def solve(views: Views, method: Method = "ir", options: RefineOptions | Mapping[
     if not isinstance(views, Views):
         raise ValueError(f"views: expected a Views, got {type(views).__name__}")
     _check_method(method)
-    opts = _options(options)
+    opts = _options(options, method)
+    if method == "anipose":
+        if not isinstance(cameras, PerspectiveCameras):
+            raise ValueError(f"{_NEEDS_START}; got {type(cameras).__name__}")
+        return _solve_anipose([views], cameras, opts)[0]
+    if cameras is not None:
+        raise ValueError("cameras: only method='anipose' takes start cameras; 's1' and 'ir' find the cameras")
     bones, reference = _bones(views, opts)
     mono3d = None if views.mono3d is None else views.mono3d[None]
     x, objective, hx, hobj = _solve_arrays(views.mixtures[None], mono3d, method, opts, bones, reference)
@@ -313,19 +443,30 @@ def solve(views: Views, method: Method = "ir", options: RefineOptions | Mapping[
 def solve_batch(
     frames: Sequence[Views],
     method: Method = "ir",
-    options: RefineOptions | Mapping[str, Any] | None = None,
+    options: Options = None,
     progress: bool = True,
     chunk_size: int = 256,
+    cameras: PerspectiveCameras | Sequence[PerspectiveCameras] | None = None,
 ) -> list[Solution]:
     """Solve many frames over all cores (``metapose_geom.set_num_threads``), with a progress bar.
 
-    Frames must share C, J and K. The results equal :func:`solve` on each frame alone.
+    Frames must share C, J and K. For ``"s1"`` and ``"ir"`` the results equal :func:`solve` on
+    each frame alone. For ``"anipose"``, ``cameras`` is either one :class:`PerspectiveCameras`
+    (a fixed rig: one bundle adjustment on the points of all frames, AniPose's usual use) or a
+    sequence with one per frame (each frame adjusted alone, as :func:`solve` does it).
     """
     _check_method(method)
-    opts = _options(options)
+    opts = _options(options, method)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected an integer >= 1, got {chunk_size!r}")
     frames = list(frames)
+    if method == "anipose":
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(frames), desc="solve anipose", unit="frame", disable=not progress) as bar:
+            return _solve_anipose(frames, cameras, opts, bar)
+    if cameras is not None:
+        raise ValueError("cameras: only method='anipose' takes start cameras; 's1' and 'ir' find the cameras")
     mixtures, mono3d = _stack(frames)
     bones, reference = _bones(frames[0], opts)
     from tqdm.auto import tqdm

@@ -22,12 +22,11 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .geometry import as_float64, project_perspective
+from .geometry import PerspectiveCameras, as_float64, project_perspective
 from .skeletons import H36M_17, Skeleton
 from .views import Views
 
@@ -175,16 +174,6 @@ def sample_pose(rng: np.random.Generator, skeleton: Skeleton = H36M_17) -> F64:
 
 
 # --------------------------------------------------------------------------- cameras
-
-
-class PerspectiveCameras(NamedTuple):
-    """C full-perspective cameras, world-to-camera ``X_cam = R @ X + t`` (x right, y down, z forward)."""
-
-    rotation: F64  #: (C, 3, 3)
-    translation: F64  #: (C, 3) mm
-    intrinsics: F64  #: (C, 4) [fx, fy, cx, cy] px
-    distortion: F64  #: (C, 5) [k1, k2, p1, p2, k3]
-    image_size: F64  #: (C, 2) [width, height] px
 
 
 def sample_cameras(rng: np.random.Generator, pose3d: ArrayLike, num_cameras: int,
