@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from metapose_geom import cli, synth
+from metapose_geom import evaluate as evaluate_module
 from metapose_geom.datasets import DatasetReader, DatasetWriter, REQUIRED_FIELDS, build_synthetic_dataset, synthetic_frames
 from metapose_geom.evaluate import (
-    CSV_COLUMNS, DEFAULT_METHODS, METHODS, Evaluation, _load, _scene, _views, camera_subsets, evaluate,
+    ANIPOSE_CACHE_NAME, CSV_COLUMNS, AniPoseCache, DEFAULT_METHODS, METHODS, Evaluation, _load, _scene, _views, camera_subsets, evaluate,
     format_markdown,
 )
 
@@ -192,3 +193,98 @@ class TestAniPoseRows:
             assert np.isfinite(row.pmpjpe).all() and np.isfinite(row.nmpjpe).all() and row.ms_per_frame > 0
         # calibrated cameras: triangulation from the true start is far better than monocular guesses
         assert result.row("anipose-gt", 3).pmpjpe.mean() < result.row("s1", 3).pmpjpe.mean()
+
+
+class TestAniPoseCache:
+    """The on-disk AniPose results: an interrupted run resumes with only the missing batches. A
+    stand-in for aniposelib returns a pose made from the batch's inputs, so no aniposelib is needed."""
+
+    METHODS = ("s1", "anipose-gt", "anipose-random")
+
+    @pytest.fixture
+    def fake_anipose(self, monkeypatch):
+        """Replace the AniPose batch by a deterministic stand-in; returns its call log and switches."""
+        from metapose_geom import baselines
+
+        state = {"calls": [], "fail_after": None}
+
+        def run(task):
+            if state["fail_after"] is not None and len(state["calls"]) >= state["fail_after"]:
+                raise RuntimeError("killed")
+            state["calls"].append(task.first)
+            n, joints = task.points.shape[0], task.points.shape[2]
+            depth = np.full((n, joints, 1), 1000.0 + task.start.translation[0, 2] + task.seed % 97)
+            return task.first, np.concatenate([task.points[:, 0], depth], axis=-1), 0.25
+
+        monkeypatch.setattr(baselines, "require_aniposelib", lambda: None)
+        monkeypatch.setattr(evaluate_module, "_run_anipose_task", run)
+        return state
+
+    def _evaluate(self, dataset, cache, **kwargs):
+        return evaluate(dataset, cameras=(2, 3), methods=self.METHODS, cache=cache, progress=False, **kwargs)
+
+    def test_an_interrupted_run_resumes_with_only_the_missing_batches(self, dataset, tmp_path, fake_anipose):
+        tasks = 2 * 2 * FRAMES  # two AniPose methods, two camera counts, one batch per frame
+        whole = self._evaluate(dataset, tmp_path / "whole.bin")
+        assert len(fake_anipose["calls"]) == tasks and whole.settings["anipose_batches_from_cache"] == 0
+
+        fake_anipose["calls"].clear()
+        fake_anipose["fail_after"] = 5
+        with pytest.raises(RuntimeError, match="killed"):
+            self._evaluate(dataset, tmp_path / "resumed.bin")
+        with AniPoseCache(tmp_path / "resumed.bin") as cache:
+            assert len(cache) == 5
+
+        fake_anipose["calls"].clear()
+        fake_anipose["fail_after"] = None
+        resumed = self._evaluate(dataset, tmp_path / "resumed.bin")
+        assert len(fake_anipose["calls"]) == tasks - 5
+        assert resumed.settings["anipose_batches_from_cache"] == 5
+        for a, b in zip(whole.rows, resumed.rows):
+            assert (a.method, a.cameras) == (b.method, b.cameras)
+            np.testing.assert_array_equal(a.pmpjpe, b.pmpjpe)
+            np.testing.assert_array_equal(a.nmpjpe, b.nmpjpe)
+        assert whole.row("anipose-gt", 3).ms_per_frame == resumed.row("anipose-gt", 3).ms_per_frame == 250.0
+
+        fake_anipose["calls"].clear()
+        again = self._evaluate(dataset, tmp_path / "resumed.bin")
+        assert fake_anipose["calls"] == [] and again.settings["anipose_batches_from_cache"] == tasks
+
+    def test_other_inputs_are_solved_afresh(self, dataset, tmp_path, fake_anipose):
+        self._evaluate(dataset, tmp_path / "cache.bin")
+        fake_anipose["calls"].clear()
+        self._evaluate(dataset, tmp_path / "cache.bin", seed=1)  # other perturbed starts and aniposelib seeds
+        assert len(fake_anipose["calls"]) == 2 * 2 * FRAMES
+        fake_anipose["calls"].clear()
+        self._evaluate(dataset, tmp_path / "cache.bin", anipose_adjust_intrinsics=False)
+        assert len(fake_anipose["calls"]) == 2 * 2 * FRAMES
+
+    def test_a_record_cut_short_is_dropped(self, dataset, tmp_path, fake_anipose):
+        path = tmp_path / "cache.bin"
+        self._evaluate(dataset, path)
+        size = path.stat().st_size
+        with path.open("ab") as handle:
+            handle.write(b"\x01" * 60)  # a record header and part of a pose: a kill while writing
+        with AniPoseCache(path) as cache:
+            assert len(cache) == 2 * 2 * FRAMES
+        assert path.stat().st_size == size
+        fake_anipose["calls"].clear()
+        self._evaluate(dataset, path)
+        assert fake_anipose["calls"] == []
+
+    def test_a_file_that_is_not_a_cache_is_refused(self, tmp_path):
+        path = tmp_path / "notes.txt"
+        path.write_text("something else entirely")
+        with pytest.raises(ValueError, match="not an AniPose cache"):
+            AniPoseCache(path)
+        assert path.read_text() == "something else entirely"
+
+    def test_the_command_keeps_the_cache_in_the_output_folder(self, dataset, tmp_path, fake_anipose):
+        argv = ["evaluate", str(dataset), "--cameras", "2", "--frames", "3", "--methods", "s1", "anipose-gt",
+                "--no-progress"]
+        assert cli.main(argv + ["--out", str(tmp_path / "a")]) == 0
+        with AniPoseCache(tmp_path / "a" / ANIPOSE_CACHE_NAME) as cache:
+            assert len(cache) == 3
+        assert cli.main(argv + ["--out", str(tmp_path / "b"), "--no-cache"]) == 0
+        assert not (tmp_path / "b" / ANIPOSE_CACHE_NAME).exists()
+        assert "anipose_batches_from_cache" not in (tmp_path / "b" / "evaluation.md").read_text()

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -106,7 +107,7 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     """``evaluate``: the evaluation tables and plots of a dataset file (:mod:`metapose_geom.evaluate`)."""
     import shlex
 
-    from .evaluate import run_evaluation
+    from .evaluate import ANIPOSE_CACHE_NAME, run_evaluation
 
     for name, low in (("frames", 1), ("anipose_frames", 1), ("anipose_batch", 1), ("workers", 1), ("seed", 0),
                       ("threads", 0)):
@@ -120,6 +121,7 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             methods=args.methods, seed=args.seed, subsets=args.subsets, anipose_frames=args.anipose_frames,
             anipose_batch=args.anipose_batch, anipose_adjust_intrinsics=not args.anipose_extrinsics_only,
             workers=args.workers, threads=args.threads, progress=not args.no_progress,
+            cache=None if args.no_cache else (args.cache or Path(args.out) / ANIPOSE_CACHE_NAME),
         )
     except ImportError as error:
         print(f"metapose-geom evaluate: {error}; or leave the anipose-* methods out of --methods", file=sys.stderr)
@@ -173,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument("--threads", type=int, default=1,
                           help="solver threads while timing (default 1: per-core times; 0: all cores)")
     evaluate.add_argument("--out", default="metapose-evaluation", help="folder for the table, CSV and plots")
+    evaluate.add_argument("--cache", default=None,
+                          help="file keeping AniPose's results, so an interrupted run resumes "
+                               "(default: OUT/anipose-cache.bin)")
+    evaluate.add_argument("--no-cache", action="store_true", help="keep no AniPose results (solve every frame)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "selfcheck":

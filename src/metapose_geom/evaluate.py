@@ -39,6 +39,13 @@ and its time is the batch's time over its frames), warm-up (JIT compilation) exc
 The error columns are deterministic for a given seed (the seed drives AniPose's perturbed start
 and aniposelib's point resampling; S1, IR and the oracles draw nothing); the time column is not.
 
+AniPose is the slow part (seconds per frame), so its results can be kept as they come in
+(``cache``; :func:`run_evaluation` keeps them in ``OUT/anipose-cache.bin``): a run that is
+interrupted, or a later run with more frames, solves only what is not there yet. A result is
+found by a hash of everything it depends on (the points, the start cameras, the switches, the
+seed and aniposelib's version), so a changed dataset or setting is solved afresh, and a record cut
+short by a kill is dropped. A frame taken from the cache keeps the time it was measured with.
+
 Example::
 
     from metapose_geom.evaluate import evaluate, format_markdown
@@ -50,11 +57,13 @@ Example::
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import os
+import struct
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -72,7 +81,9 @@ from .views import Views
 F64 = NDArray[np.float64]
 
 __all__ = [
+    "ANIPOSE_CACHE_NAME",
     "DEFAULT_METHODS",
+    "AniPoseCache",
     "METHODS",
     "PCK_THRESHOLD_MM",
     "Evaluation",
@@ -123,6 +134,8 @@ _SPECS = (
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
 DEFAULT_METHODS: tuple[str, ...] = tuple(METHODS)
 
+#: The file in the output folder of :func:`run_evaluation` that keeps AniPose's results.
+ANIPOSE_CACHE_NAME = "anipose-cache.bin"
 #: AniPose's perturbed start (see :func:`metapose_geom.baselines.perturb_cameras`)
 ANIPOSE_ROTATION_DEGREES = 15.0
 ANIPOSE_TRANSLATION_FRACTION = 0.25
@@ -342,6 +355,88 @@ def _run_anipose_task(task: _AniPoseTask) -> tuple[int, F64, float]:
     return task.first, result.pose3d, result.seconds
 
 
+class AniPoseCache:
+    """AniPose results on disk, appended one record per batch as they come in.
+
+    A record is ``key (32 bytes) | n, J (int64) | seconds (float64) | pose (n, J, 3) float64``,
+    little-endian; ``key`` is :meth:`key` of the batch. Opening reads every whole record and cuts
+    off a partial one at the end (a run killed while writing), so appends stay aligned.
+    """
+
+    MAGIC = b"metapose-geom anipose cache 1\n"
+    _HEAD = struct.Struct("<32sqqd")
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.results: dict[bytes, tuple[F64, float]] = {}
+        self.hits = 0  #: batches :meth:`get` found
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            self._library = version("aniposelib")
+        except PackageNotFoundError:
+            self._library = "unknown"
+        blob = self.path.read_bytes() if self.path.exists() else b""
+        if len(blob) < len(self.MAGIC) and self.MAGIC.startswith(blob):  # new, or killed while starting it
+            self.path.write_bytes(self.MAGIC)
+            blob = self.MAGIC
+        if not blob.startswith(self.MAGIC):
+            raise ValueError(f"cache: {self.path} is not an AniPose cache of metapose-geom (delete it or pass another)")
+        offset = len(self.MAGIC)
+        while offset + self._HEAD.size <= len(blob):
+            key, n, joints, seconds = self._HEAD.unpack_from(blob, offset)
+            end = offset + self._HEAD.size + 8 * 3 * n * joints
+            if n < 1 or joints < 1 or end > len(blob):
+                break
+            pose = np.frombuffer(blob, dtype="<f8", count=3 * n * joints, offset=offset + self._HEAD.size)
+            self.results[key] = (pose.reshape(n, joints, 3).astype(np.float64), float(seconds))
+            offset = end
+        if offset < len(blob):  # a record cut short: drop it
+            with self.path.open("r+b") as handle:
+                handle.truncate(offset)
+        self._handle = self.path.open("ab")
+
+    def key(self, task: _AniPoseTask) -> bytes:
+        """SHA-256 of everything the batch's result depends on."""
+        digest = hashlib.sha256(f"aniposelib {self._library}; {task.adjust_intrinsics}; {task.seed}".encode())
+        for array in (task.points, *task.start):
+            array = np.ascontiguousarray(array, dtype="<f8")
+            digest.update(repr(array.shape).encode())
+            digest.update(array.tobytes())
+        return digest.digest()
+
+    def get(self, task: _AniPoseTask) -> tuple[F64, float] | None:
+        """(pose (n, J, 3), seconds) of a batch solved before, or None."""
+        found = self.results.get(self.key(task))
+        if found is None or found[0].shape[:2] != (task.points.shape[0], task.points.shape[2]):
+            return None
+        self.hits += 1
+        return found
+
+    def put(self, task: _AniPoseTask, pose: F64, seconds: float) -> None:
+        """Append a batch's result and flush it to disk."""
+        key = self.key(task)
+        pose = np.ascontiguousarray(pose, dtype="<f8")
+        n, joints = pose.shape[:2]
+        self._handle.write(self._HEAD.pack(key, n, joints, float(seconds)) + pose.tobytes())
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self.results[key] = (pose.astype(np.float64), float(seconds))
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> AniPoseCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _same_cameras(data: _Data, a: int, b: int) -> bool:
     return all(np.array_equal(data[name][a], data[name][b]) for name in ("cam_rot", "cam_pose3d", "cam_intr", "cam_kd"))
 
@@ -406,16 +501,31 @@ def _anipose_pool(workers: int) -> Iterator[Any]:
         yield pool
 
 
-def _run_anipose_all(tasks: list[_AniPoseTask], frames_total: int, joints: int, pool, bar) -> tuple[F64, F64]:
-    """Run the tasks (on ``pool`` when given) -> pose (n, J, 3), seconds per frame (n,)."""
+def _run_anipose_all(tasks: list[_AniPoseTask], frames_total: int, joints: int, pool, bar,
+                     cache: AniPoseCache | None = None) -> tuple[F64, F64]:
+    """Run the tasks (on ``pool`` when given; those in ``cache`` are taken from it, the others are
+    added to it as they finish) -> pose (n, J, 3), seconds per frame (n,)."""
     pose = np.full((frames_total, joints, 3), np.nan)
     seconds = np.zeros(frames_total)
-    results = map(_run_anipose_task, tasks) if pool is None else pool.map(_run_anipose_task, tasks, chunksize=2)
-    for first, batch_pose, batch_seconds in results:
+
+    def store(first: int, batch_pose: F64, batch_seconds: float) -> None:
         count = batch_pose.shape[0]
         pose[first:first + count] = batch_pose
         seconds[first:first + count] = batch_seconds / count
         bar.update(count)
+
+    todo = []
+    for task in tasks:
+        found = None if cache is None else cache.get(task)
+        if found is None:
+            todo.append(task)
+        else:
+            store(task.first, *found)
+    results = map(_run_anipose_task, todo) if pool is None else pool.map(_run_anipose_task, todo, chunksize=2)
+    for task, (first, batch_pose, batch_seconds) in zip(todo, results):
+        if cache is not None:
+            cache.put(task, batch_pose, batch_seconds)
+        store(first, batch_pose, batch_seconds)
     return pose, seconds
 
 
@@ -457,6 +567,7 @@ def evaluate(
     workers: int = 1,
     threads: int = 1,
     progress: bool = True,
+    cache: str | os.PathLike | None = None,
 ) -> Evaluation:
     """Evaluate ``methods`` on the first ``frames`` frames (all when None) of a dataset file.
 
@@ -473,6 +584,8 @@ def evaluate(
         workers: processes for AniPose (each single-threaded); 1 runs in this process.
         threads: the compiled solver's threads while timing (1: per-core figures; 0: all cores).
         progress: show a progress bar.
+        cache: a file for AniPose's results (:class:`AniPoseCache`): batches found there are not
+            solved again, new ones are added as they finish. None keeps nothing.
 
     Returns:
         An :class:`Evaluation` with one :class:`Row` per camera count and method.
@@ -518,7 +631,8 @@ def evaluate(
     rows = []
     try:
         with tqdm(total=total, desc="evaluate", unit="frame", disable=not progress, dynamic_ncols=True) as bar, \
-                _anipose_pool(workers if "anipose" in kinds else 1) as pool:
+                _anipose_pool(workers if "anipose" in kinds else 1) as pool, \
+                (AniPoseCache(cache) if cache is not None and "anipose" in kinds else nullcontext()) as store:
             for count, subset_list in plan.items():
                 for spec in specs:
                     n = count_frames[spec.name]
@@ -527,7 +641,7 @@ def evaluate(
                     for subset in subset_list:
                         if spec.kind == "anipose":
                             tasks = _anipose_tasks(data, spec, n, subset, seed, anipose_batch, anipose_adjust_intrinsics)
-                            pose, per_frame = _run_anipose_all(tasks, n, data.skeleton.num_joints, pool, bar)
+                            pose, per_frame = _run_anipose_all(tasks, n, data.skeleton.num_joints, pool, bar, store)
                             seconds += float(per_frame.sum())
                         else:
                             pose, elapsed = _run_solver(data, spec, n, subset)
@@ -548,6 +662,8 @@ def evaluate(
         "anipose_frames": anipose_frames, "anipose_batch": anipose_batch,
         "anipose_adjust_intrinsics": anipose_adjust_intrinsics, "workers": workers, "threads": threads,
     }
+    if cache is not None and "anipose" in kinds:
+        settings["anipose_batches_from_cache"] = store.hits
     return Evaluation(rows, str(dataset), data.skeleton.joints, settings, time.perf_counter() - start_time)
 
 
@@ -686,9 +802,11 @@ def _save(figure, plt, path: str | os.PathLike) -> Path:
 def run_evaluation(dataset: str | os.PathLike, out: str | os.PathLike = "metapose-evaluation",
                    command: str | None = None, **kwargs) -> Evaluation:
     """:func:`evaluate`, then write ``out/evaluation.md`` (settings and table), ``out/evaluation.csv``,
-    ``out/error_vs_cameras.png`` and ``out/per_joint_error.png``; prints the table."""
-    result = evaluate(dataset, **kwargs)
+    ``out/error_vs_cameras.png`` and ``out/per_joint_error.png``; prints the table. AniPose's
+    results are kept in ``out/anipose-cache.bin`` unless ``cache`` says otherwise (None: nowhere)."""
     out = Path(out)
+    kwargs.setdefault("cache", out / ANIPOSE_CACHE_NAME)
+    result = evaluate(dataset, **kwargs)
     out.mkdir(parents=True, exist_ok=True)
     table = format_markdown(result)
     settings = ", ".join(f"{name} {value}" for name, value in result.settings.items())
