@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/report.py benchmarks/results/kernels.json
     python benchmarks/report.py benchmarks/results/refiner.json
+    python benchmarks/report.py benchmarks/results/baselines.json
 
 Prints the machine summary, then for the kernels one row per (kernel, items) with the numpy and
 core medians and their ratio numpy/core (above 1: the core is faster), and one row per kernel of
@@ -230,12 +231,34 @@ def refiner_cameras_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def baseline_table(benchmarks: list[dict[str, Any]]) -> list[str]:
+    """test_baselines.py: per group, each method's ms per frame and its ratio to IR's."""
+    rows = [b for b in benchmarks if b.get("extra_info", {}).get("kind") == "baseline"]
+    if not rows:
+        return []
+    lines = [
+        "| workload | method | start | ms per frame (median) | ratio to IR | rounds |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for group in dict.fromkeys(b["group"] for b in rows):
+        members = {b["extra_info"]["implementation"]: b for b in rows if b["group"] == group}
+        base = _per_frame_ms(members["ir"]) if "ir" in members else None
+        for name in sorted(members, key=lambda name: (name != "ir", name)):
+            bench = members[name]
+            ms = _per_frame_ms(bench)
+            ratio = "-" if base is None else f"{ms / base:.3g}x"
+            lines.append(f"| {group} | {name} | {bench['extra_info'].get('start', '-')} | {ms:.4g} | {ratio} | "
+                         f"{bench['stats']['rounds']} |")
+    return lines
+
+
 def render(data: dict[str, Any]) -> str:
     benchmarks = data.get("benchmarks", [])
     parts = ["### Machine", "", *machine_summary(data)]
     kernels = kernel_table(benchmarks)
     refiner = refiner_table(benchmarks)
-    if len(kernels) > 2 or not refiner:  # header only: no kernel rows in this JSON
+    baselines = baseline_table(benchmarks)
+    if len(kernels) > 2 or not (refiner or baselines):  # header only: no kernel rows in this JSON
         parts += ["", "### Kernels: numpy vs compiled core", "", *kernels]
     threads = thread_table(benchmarks)
     if threads:
@@ -245,6 +268,8 @@ def render(data: dict[str, Any]) -> str:
     cameras = refiner_cameras_table(benchmarks)
     if cameras:
         parts += ["", "### Iterative refiner over cameras: compiled core, 1 thread", "", *cameras]
+    if baselines:
+        parts += ["", "### MetaPose's refiner against aniposelib (public API, 1 thread)", "", *baselines]
     return "\n".join(parts) + "\n"
 
 

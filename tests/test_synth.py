@@ -153,6 +153,30 @@ class TestGeometry:
         np.testing.assert_allclose(centres[:, 1], 1500.0)
         np.testing.assert_allclose(np.hypot(*(centres - pose[[0, 7, 8]].mean(0))[:, [0, 2]].T), 4000.0)
 
+    def test_a_fixed_rig_sees_every_frame(self):
+        rig = synth.sample_cameras(np.random.default_rng(3), synth.make_scene(3).pose3d, 3)
+        frames = synth.make_scenes(4, seed=9, cameras=rig)
+        for i, scene in enumerate(frames):
+            for name in ("rotation", "translation", "intrinsics", "distortion", "image_size"):
+                np.testing.assert_array_equal(getattr(scene, name), getattr(rig, name))
+            pixels = geometry.project_perspective(np.repeat(scene.pose3d[None], 3, axis=0), *rig[:4])
+            np.testing.assert_allclose(scene.pose2d, pixels, rtol=0, atol=1e-9)
+            # the pose is drawn before the cameras: the same as the frame made without the rig
+            np.testing.assert_array_equal(scene.pose3d, synth.make_scene(np.random.default_rng([9, i])).pose3d)
+        assert not np.array_equal(frames[0].pose3d, frames[1].pose3d)
+
+    def test_a_rig_with_the_subject_behind_a_camera_is_refused(self):
+        rig = synth.sample_cameras(np.random.default_rng(3), synth.make_scene(3).pose3d, 3)
+        centres = -np.einsum("cba,cb->ca", rig.rotation, rig.translation)
+        away = rig.rotation * np.array([-1.0, 1.0, -1.0])[:, None]  # turned 180 degrees about y: facing away
+        turned = rig._replace(rotation=away, translation=-np.einsum("cab,cb->ca", away, centres))
+        with pytest.raises(ValueError, match="behind a camera"):
+            synth.make_scene(0, cameras=turned)
+        with pytest.raises(ValueError, match="cameras: expected a PerspectiveCameras"):
+            synth.make_scene(0, cameras=rig.rotation)
+        with pytest.raises(ValueError, match=r"cameras.translation: expected shape"):
+            synth.make_scene(0, cameras=rig._replace(translation=rig.translation[:2]))
+
     def test_cameras_spread_around_the_subject(self, scenes):
         for scene in scenes:
             centres = -np.einsum("cba,cb->ca", scene.rotation, scene.translation)

@@ -379,8 +379,13 @@ _gt_mixtures = gt_mixtures  # reachable inside Scene.ablated_views, whose argume
 def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int = 4, num_components: int = 4,
                occlusion_rate: float = 0.1, confusion_rate: float = 0.05, pixel_noise: float = 3.0,
                depth_noise: float = 40.0, depth_scale_error: float = 0.15, flip_rate: float = 0.1,
-               heatmaps: bool = False, heatmap_size: int = 64) -> Scene:
+               heatmaps: bool = False, heatmap_size: int = 64, cameras: PerspectiveCameras | None = None) -> Scene:
     """One synthetic frame: C = ``num_cameras`` (2..8) views, K = ``num_components`` (>= 1).
+
+    ``cameras``: a fixed rig to see the pose with (C = its count, ``num_cameras`` is then ignored),
+    e.g. :func:`sample_cameras` once for a sequence of frames, as AniPose calibrates a rig on many
+    frames; every joint must be in front of every camera (ValueError otherwise). None draws a new
+    rig around the pose. The pose is drawn first, so it is the same with or without a rig.
 
     ``seed_or_rng``: a seed (int or sequence) or a Generator (used, and advanced, in place).
     Per view and joint, ``occlusion_rate`` is the chance of an occluded joint (wider components,
@@ -414,7 +419,17 @@ def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int = 4, num_components: 
     _check_int(heatmap_size, "heatmap_size", 4, None)
 
     pose3d = sample_pose(rng)
-    cameras = sample_cameras(rng, pose3d, num_cameras)
+    if cameras is None:
+        cameras = sample_cameras(rng, pose3d, num_cameras)
+    else:
+        if not isinstance(cameras, PerspectiveCameras):
+            raise ValueError(f"cameras: expected a PerspectiveCameras or None, got {type(cameras).__name__}")
+        cameras = cameras.validated("cameras")
+        num_cameras = cameras.num_cameras
+        _check_int(num_cameras, "cameras (count)", 2, 8)
+        depth = np.einsum("cab,jb->cja", cameras.rotation, pose3d)[..., 2] + cameras.translation[:, None, 2]
+        if not (depth > 0).all():
+            raise ValueError("cameras: a joint of the sampled pose is behind a camera of the rig")
     count, joints = num_cameras, len(pose3d)
     pose3d_cam = np.einsum("cab,jb->cja", cameras.rotation, pose3d) + cameras.translation[:, None, :]
     pose2d = project_perspective(np.repeat(pose3d[None], count, axis=0), *cameras[:4])
