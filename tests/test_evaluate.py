@@ -288,3 +288,41 @@ class TestAniPoseCache:
         assert cli.main(argv + ["--out", str(tmp_path / "b"), "--no-cache"]) == 0
         assert not (tmp_path / "b" / ANIPOSE_CACHE_NAME).exists()
         assert "anipose_batches_from_cache" not in (tmp_path / "b" / "evaluation.md").read_text()
+
+
+class TestAniPoseCacheSafety:
+    def test_a_cache_in_use_by_another_run_is_refused(self, tmp_path):
+        with AniPoseCache(tmp_path / "cache.bin"):
+            with pytest.raises(ValueError, match="in use by another run"):
+                AniPoseCache(tmp_path / "cache.bin")
+        AniPoseCache(tmp_path / "cache.bin").close()  # free again once the first run closed it
+
+    def test_the_key_covers_the_library_versions(self, tmp_path, monkeypatch):
+        from metapose_geom.baselines import scene_cameras
+
+        scene = synth.make_scene(0, num_cameras=2)
+        task = evaluate_module._AniPoseTask(0, scene.pose2d[None], scene_cameras(scene), True, 7)
+        with AniPoseCache(tmp_path / "a.bin") as cache:
+            before = cache.key(task)
+            assert cache.key(task) == before
+            assert cache.key(evaluate_module._AniPoseTask(0, scene.pose2d[None] + 1e-9, task.start, True, 7)) != before
+            assert cache.key(evaluate_module._AniPoseTask(0, task.points, task.start, False, 7)) != before
+        monkeypatch.setattr(evaluate_module, "ANIPOSE_ADAPTER_VERSION", evaluate_module.ANIPOSE_ADAPTER_VERSION + 1)
+        with AniPoseCache(tmp_path / "b.bin") as cache:
+            assert cache.key(task) != before
+
+    def test_the_command_refuses_conflicting_or_empty_cache_options(self, dataset, tmp_path, capsys):
+        with pytest.raises(SystemExit):
+            cli.main(["evaluate", str(dataset), "--cache", str(tmp_path / "c.bin"), "--no-cache"])
+        with pytest.raises(SystemExit):
+            cli.main(["evaluate", str(dataset), "--cache", "", "--out", str(tmp_path)])
+
+    def test_the_command_reports_a_file_that_is_not_a_cache(self, dataset, tmp_path, capsys, monkeypatch):
+        from metapose_geom import baselines
+
+        monkeypatch.setattr(baselines, "require_aniposelib", lambda: None)
+        (tmp_path / "notes.txt").write_text("not a cache")
+        argv = ["evaluate", str(dataset), "--frames", "2", "--cameras", "2", "--methods", "anipose-gt",
+                "--cache", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "out"), "--no-progress"]
+        assert cli.main(argv) == 2
+        assert "not an AniPose cache" in capsys.readouterr().err

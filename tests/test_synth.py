@@ -454,3 +454,11 @@ class TestBadInput:
             from metapose_geom.skeletons import Skeleton
 
             synth.sample_pose(rng, Skeleton("other", ("a",), (), ((0.0, 0.0, 0.0),)))
+
+
+def test_num_cameras_must_agree_with_a_rig():
+    rig = synth.sample_cameras(np.random.default_rng(3), synth.make_scene(3).pose3d, 3)
+    assert synth.make_scene(0, num_cameras=3, cameras=rig).num_cameras == 3
+    with pytest.raises(ValueError, match="num_cameras: 4 given with a rig of 3 cameras"):
+        synth.make_scene(0, num_cameras=4, cameras=rig)
+    assert synth.make_scene(0).num_cameras == 4  # the default without a rig

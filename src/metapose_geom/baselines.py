@@ -194,7 +194,9 @@ def anipose_solve(points: ArrayLike, start: PerspectiveCameras, adjust_cameras: 
     """AniPose on N frames seen by the same C cameras: bundle adjustment, then triangulation.
 
     Args:
-        points: (N, C, J, 2) or (C, J, 2) pixels, e.g. :func:`mixture_mean_pixels`.
+        points: (N, C, J, 2) or (C, J, 2) pixels, e.g. :func:`mixture_mean_pixels`; NaN marks a
+            joint a view does not see (aniposelib leaves it out; a joint seen by fewer than two
+            views comes back NaN).
         start: the C cameras the adjustment starts from (:class:`~metapose_geom.PerspectiveCameras`).
         adjust_cameras: run ``bundle_adjust_iter`` (aniposelib's defaults) on all N frames' points
             before triangulating; False triangulates with the start cameras.
@@ -218,8 +220,10 @@ def anipose_solve(points: ArrayLike, start: PerspectiveCameras, adjust_cameras: 
     if array.ndim != 4 or array.shape[1] != count or array.shape[3] != 2 or 0 in array.shape:
         raise ValueError(f"points: expected shape (N, C={count}, J, 2) or (C={count}, J, 2) pixels, "
                          f"got {np.shape(points)}")
-    if not np.isfinite(array).all():
-        raise ValueError("points: contains NaN or inf")
+    if np.isinf(array).any():
+        raise ValueError("points: contains inf (NaN marks a missing joint)")
+    if np.isnan(array).any(axis=-1).all():
+        raise ValueError("points: every point is NaN (missing)")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
     frames, _, joints, _ = array.shape

@@ -114,6 +114,8 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         value = getattr(args, name)
         if value is not None and value < low:
             parser.error(f"--{name.replace('_', '-')}: expected an integer >= {low}")
+    if args.cache is not None and not args.cache.strip():
+        parser.error("--cache: expected a file path")
     command = "metapose-geom " + " ".join(shlex.quote(part) for part in args.argv)
     try:
         run_evaluation(
@@ -121,10 +123,13 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             methods=args.methods, seed=args.seed, subsets=args.subsets, anipose_frames=args.anipose_frames,
             anipose_batch=args.anipose_batch, anipose_adjust_intrinsics=not args.anipose_extrinsics_only,
             workers=args.workers, threads=args.threads, progress=not args.no_progress,
-            cache=None if args.no_cache else (args.cache or Path(args.out) / ANIPOSE_CACHE_NAME),
+            cache=None if args.no_cache else (args.cache if args.cache is not None else Path(args.out) / ANIPOSE_CACHE_NAME),
         )
     except ImportError as error:
         print(f"metapose-geom evaluate: {error}; or leave the anipose-* methods out of --methods", file=sys.stderr)
+        return 2
+    except ValueError as error:
+        print(f"metapose-geom evaluate: {error}", file=sys.stderr)
         return 2
     return 0
 
@@ -175,10 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument("--threads", type=int, default=1,
                           help="solver threads while timing (default 1: per-core times; 0: all cores)")
     evaluate.add_argument("--out", default="metapose-evaluation", help="folder for the table, CSV and plots")
-    evaluate.add_argument("--cache", default=None,
-                          help="file keeping AniPose's results, so an interrupted run resumes "
-                               "(default: OUT/anipose-cache.bin)")
-    evaluate.add_argument("--no-cache", action="store_true", help="keep no AniPose results (solve every frame)")
+    keep = evaluate.add_mutually_exclusive_group()
+    keep.add_argument("--cache", default=None,
+                      help="file keeping AniPose's results, so an interrupted run resumes (default: OUT/anipose-cache.bin)")
+    keep.add_argument("--no-cache", action="store_true", help="keep no AniPose results (solve and time every frame)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "selfcheck":

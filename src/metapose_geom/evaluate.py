@@ -355,6 +355,23 @@ def _run_anipose_task(task: _AniPoseTask) -> tuple[int, F64, float]:
     return task.first, result.pose3d, result.seconds
 
 
+#: Bumped whenever :func:`metapose_geom.baselines.anipose_solve` changes what it returns, so
+#: cached AniPose results of an older adapter are not reused.
+ANIPOSE_ADAPTER_VERSION = 2
+
+
+def _anipose_versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = [f"adapter {ANIPOSE_ADAPTER_VERSION}"]
+    for package in ("aniposelib", "opencv-contrib-python", "opencv-python", "opencv-python-headless", "scipy"):
+        try:
+            found.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
 class AniPoseCache:
     """AniPose results on disk, appended one record per batch as they come in.
 
@@ -371,12 +388,7 @@ class AniPoseCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.results: dict[bytes, tuple[F64, float]] = {}
         self.hits = 0  #: batches :meth:`get` found
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            self._library = version("aniposelib")
-        except PackageNotFoundError:
-            self._library = "unknown"
+        self._versions = _anipose_versions()
         blob = self.path.read_bytes() if self.path.exists() else b""
         if len(blob) < len(self.MAGIC) and self.MAGIC.startswith(blob):  # new, or killed while starting it
             self.path.write_bytes(self.MAGIC)
@@ -396,10 +408,20 @@ class AniPoseCache:
             with self.path.open("r+b") as handle:
                 handle.truncate(offset)
         self._handle = self.path.open("ab")
+        try:
+            import fcntl
+
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no fcntl (Windows): no lock
+            pass
+        except OSError:
+            self._handle.close()
+            raise ValueError(f"cache: {self.path} is in use by another run (give each run its own --cache)") from None
 
     def key(self, task: _AniPoseTask) -> bytes:
-        """SHA-256 of everything the batch's result depends on."""
-        digest = hashlib.sha256(f"aniposelib {self._library}; {task.adjust_intrinsics}; {task.seed}".encode())
+        """SHA-256 of everything the batch's result depends on: the points, the start cameras, the
+        switches, the seed, and the versions of this adapter, aniposelib, OpenCV and scipy."""
+        digest = hashlib.sha256(f"{self._versions}; {task.adjust_intrinsics}; {task.seed}".encode())
         for array in (task.points, *task.start):
             array = np.ascontiguousarray(array, dtype="<f8")
             digest.update(repr(array.shape).encode())
@@ -631,8 +653,8 @@ def evaluate(
     rows = []
     try:
         with tqdm(total=total, desc="evaluate", unit="frame", disable=not progress, dynamic_ncols=True) as bar, \
-                _anipose_pool(workers if "anipose" in kinds else 1) as pool, \
-                (AniPoseCache(cache) if cache is not None and "anipose" in kinds else nullcontext()) as store:
+                (AniPoseCache(cache) if cache is not None and "anipose" in kinds else nullcontext()) as store, \
+                _anipose_pool(workers if "anipose" in kinds else 1) as pool:
             for count, subset_list in plan.items():
                 for spec in specs:
                     n = count_frames[spec.name]
@@ -814,6 +836,10 @@ def run_evaluation(dataset: str | os.PathLike, out: str | os.PathLike = "metapos
     if command:
         lines += ["```bash", command, "```", ""]
     lines += [f"Settings: {settings}. Run time {result.seconds:.0f} s.", "", table, ""]
+    cached = result.settings.get("anipose_batches_from_cache", 0)
+    if cached:
+        lines += [f"AniPose's ms / frame includes {cached} batch(es) taken from the cache, timed when they were "
+                  "first solved; run with --no-cache (cache=None) to time every frame now.", ""]
     (out / "evaluation.md").write_text("\n".join(lines))
     write_csv(result, out / "evaluation.csv")
     plot_error_vs_cameras(result, out / "error_vs_cameras.png")

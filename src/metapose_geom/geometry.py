@@ -171,8 +171,9 @@ class PerspectiveCameras(NamedTuple):
         return int(np.shape(self.rotation)[0])
 
     def validated(self, name: str = "cameras") -> PerspectiveCameras:
-        """A float64 copy after checking the shapes (C >= 2 cameras) and that every value is finite;
-        ValueError naming ``name`` and the field otherwise."""
+        """A float64 copy after checking the shapes (C >= 2 cameras), that every value is finite,
+        that the rotations are rotations (orthonormal to 1e-6, determinant +1) and that the focal
+        lengths and image sizes are positive; ValueError naming ``name`` and the field otherwise."""
         rotation = as_float64(self.rotation, f"{name}.rotation")
         count = rotation.shape[0] if rotation.ndim == 3 else -1
         if rotation.shape != (count, 3, 3) or count < 2:
@@ -186,6 +187,14 @@ class PerspectiveCameras(NamedTuple):
         for field, value in zip(self._fields, parts):
             if not np.isfinite(value).all():
                 raise ValueError(f"{name}.{field}: contains NaN or inf")
+        rotation, _, intrinsics, _, image_size = parts
+        gram = rotation @ np.swapaxes(rotation, -1, -2)
+        if np.abs(gram - np.eye(3)).max() > 1e-6 or (np.linalg.det(rotation) <= 0).any():
+            raise ValueError(f"{name}.rotation: expected rotation matrices (orthonormal, determinant +1)")
+        if (intrinsics[:, :2] <= 0).any():
+            raise ValueError(f"{name}.intrinsics: expected focal lengths fx, fy > 0")
+        if (image_size <= 0).any():
+            raise ValueError(f"{name}.image_size: expected width and height > 0")
         return PerspectiveCameras(*(part.copy() for part in parts))
 
 

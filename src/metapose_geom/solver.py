@@ -9,7 +9,9 @@ similarity that a set of uncalibrated weak cameras cannot see. Compare it to a g
 ``method="anipose"`` is the classical alternative (:mod:`metapose_geom.baselines`, needs the
 ``anipose`` extra): aniposelib's bundle adjustment of full-perspective cameras, started from
 cameras the caller gives, on the mixture means in pixels, then triangulation. Its pose is in the
-adjusted camera 0's frame, in the start cameras' world units.
+adjusted camera 0's frame, in the start cameras' world units. A joint whose evidence in a view is
+no sharper than one box (``UNINFORMATIVE_VARIANCE``: a missing keypoint, an invalid heatmap) is
+left out of that view; a joint left with fewer than two views is a ValueError.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import geometry
 from ._core_loader import core as _core
 from .geometry import PerspectiveCameras
-from .views import Views, pixels_to_box
+from .views import UNINFORMATIVE_VARIANCE, Views, pixels_to_box
 
 F64 = NDArray[np.float64]
 Method = Literal["s1", "ir", "anipose"]
@@ -172,7 +174,8 @@ class Solution:
         method: ``"s1"``, ``"ir"`` or ``"anipose"``.
         pose3d: (J, 3) in camera 0's weak frame (camera 0 has rotation I and scale 1), box units;
             for ``"anipose"`` in the adjusted camera 0's frame (``R_0 X + t_0``), in the start
-            cameras' world units.
+            cameras' world units (a bundle adjustment leaves the overall scale free: it stays
+            near the start's, not exactly; compare with PMPJPE).
         cameras: the C weak cameras; for ``"anipose"`` the adjusted :class:`PerspectiveCameras`.
         reprojection: (C, J, 2) the pose seen by the cameras, box units.
         reprojection_pixels: (C, J, 2) the same in pixels through the views' boxes (box units
@@ -377,6 +380,18 @@ def _solve_anipose(frames: Sequence[Views], cameras: Any, options: AniPoseOption
     unit = np.array([0.0, 0.0, 1.0, 1.0])  # views without boxes: pixels are box units
     boxes = np.stack([np.tile(unit, (C, 1)) if views.boxes is None else views.boxes for views in frames])
     points = mixture_mean_pixels(mixtures, boxes)  # (N, C, J, 2) px
+    # a joint whose evidence is no sharper than one box (a missing keypoint, an invalid heatmap) is
+    # missing for AniPose, not a point at the box centre
+    missing = (mixtures[..., 3] >= UNINFORMATIVE_VARIANCE).all(axis=-1)  # (N, C, J)
+    points[missing] = np.nan
+    seen = (~missing).sum(axis=1)  # (N, J)
+    if (seen < 2).any():
+        frame, joint = (int(i) for i in np.argwhere(seen < 2)[0])
+        name = frames[frame].skeleton.joints[joint]
+        raise ValueError(
+            f"frames[{frame}]: joint {joint} ({name}) has evidence in {seen[frame, joint]} view(s); AniPose "
+            "triangulates only joints seen by two or more views (method='ir' handles missing joints)"
+        )
     groups = [range(N)] if len(starts) == 1 else [range(i, i + 1) for i in range(N)]
     solutions: list[Solution] = []
     for group, start in zip(groups, starts):

@@ -376,13 +376,13 @@ class Scene:
 _gt_mixtures = gt_mixtures  # reachable inside Scene.ablated_views, whose argument shadows the name
 
 
-def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int = 4, num_components: int = 4,
+def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int | None = None, num_components: int = 4,
                occlusion_rate: float = 0.1, confusion_rate: float = 0.05, pixel_noise: float = 3.0,
                depth_noise: float = 40.0, depth_scale_error: float = 0.15, flip_rate: float = 0.1,
                heatmaps: bool = False, heatmap_size: int = 64, cameras: PerspectiveCameras | None = None) -> Scene:
-    """One synthetic frame: C = ``num_cameras`` (2..8) views, K = ``num_components`` (>= 1).
+    """One synthetic frame: C = ``num_cameras`` (2..8, default 4) views, K = ``num_components`` (>= 1).
 
-    ``cameras``: a fixed rig to see the pose with (C = its count, ``num_cameras`` is then ignored),
+    ``cameras``: a fixed rig to see the pose with (C = its count; ``num_cameras``, when given, must equal it),
     e.g. :func:`sample_cameras` once for a sequence of frames, as AniPose calibrates a rig on many
     frames; every joint must be in front of every camera (ValueError otherwise). None draws a new
     rig around the pose. The pose is drawn first, so it is the same with or without a rig.
@@ -406,7 +406,8 @@ def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int = 4, num_components: 
     last: every other field equals the scene made with ``heatmaps=False`` from the same seed.
     """
     rng = _generator(seed_or_rng, "seed_or_rng")
-    _check_int(num_cameras, "num_cameras", 2, 8)
+    if num_cameras is not None:
+        _check_int(num_cameras, "num_cameras", 2, 8)
     _check_int(num_components, "num_components", 1, None)
     for name, rate in (("occlusion_rate", occlusion_rate), ("confusion_rate", confusion_rate),
                        ("flip_rate", flip_rate)):
@@ -420,11 +421,14 @@ def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int = 4, num_components: 
 
     pose3d = sample_pose(rng)
     if cameras is None:
+        num_cameras = 4 if num_cameras is None else num_cameras
         cameras = sample_cameras(rng, pose3d, num_cameras)
     else:
         if not isinstance(cameras, PerspectiveCameras):
             raise ValueError(f"cameras: expected a PerspectiveCameras or None, got {type(cameras).__name__}")
         cameras = cameras.validated("cameras")
+        if num_cameras is not None and num_cameras != cameras.num_cameras:
+            raise ValueError(f"num_cameras: {num_cameras} given with a rig of {cameras.num_cameras} cameras")
         num_cameras = cameras.num_cameras
         _check_int(num_cameras, "cameras (count)", 2, 8)
         depth = np.einsum("cab,jb->cja", cameras.rotation, pose3d)[..., 2] + cameras.translation[:, None, 2]
@@ -463,7 +467,7 @@ def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int = 4, num_components: 
     )
 
 
-def make_scenes(count: int, num_cameras: int = 4, seed: int = 0, **kwargs) -> list[Scene]:
+def make_scenes(count: int, num_cameras: int | None = None, seed: int = 0, **kwargs) -> list[Scene]:
     """``count`` scenes; scene i is ``make_scene(np.random.default_rng([seed, i]), num_cameras, **kwargs)``,
     so any frame can be regenerated alone. ``kwargs`` are :func:`make_scene`'s."""
     _check_int(count, "count", 0, None)
