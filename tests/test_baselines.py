@@ -154,6 +154,21 @@ class TestAniPose:
         np.testing.assert_allclose(first.cameras.intrinsics, start.intrinsics, rtol=1e-12)
         np.testing.assert_allclose(first.cameras.distortion, start.distortion, rtol=1e-12)
 
+    def test_a_failure_inside_aniposelib_is_an_anipose_error(self, scene, monkeypatch):
+        from aniposelib.cameras import CameraGroup
+
+        def diverged(self, *args, **kwargs):
+            raise ZeroDivisionError("integer division or modulo by zero")
+
+        monkeypatch.setattr(CameraGroup, "bundle_adjust_iter", diverged)
+        np.random.seed(5)
+        before = np.random.get_state()[1].copy()
+        with pytest.raises(baselines.AniPoseError, match="aniposelib failed on these points: ZeroDivisionError"):
+            anipose_solve(scene.pose2d, scene_cameras(scene))
+        np.testing.assert_array_equal(np.random.get_state()[1], before)
+        with pytest.raises(baselines.AniPoseError, match=r"frames\[0\]: aniposelib failed.*closer to the truth"):
+            mg.solve(scene.views(), method="anipose", cameras=scene_cameras(scene))
+
     def test_bad_input(self, scene):
         cameras = scene_cameras(scene)
         with pytest.raises(ValueError, match="points"):

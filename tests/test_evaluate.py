@@ -5,6 +5,7 @@ AniPose rows when aniposelib is installed."""
 from __future__ import annotations
 
 import csv
+import types
 import sys
 
 import numpy as np
@@ -326,3 +327,25 @@ class TestAniPoseCacheSafety:
                 "--cache", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "out"), "--no-progress"]
         assert cli.main(argv) == 2
         assert "not an AniPose cache" in capsys.readouterr().err
+
+
+def test_a_batch_aniposelib_fails_on_counts_as_a_failure_and_the_run_goes_on(dataset, monkeypatch):
+    """aniposelib raises from inside its adjustment on some starts (ZeroDivisionError when an
+    iteration keeps no point); the evaluation records that frame as failed and carries on."""
+    from metapose_geom import baselines
+
+    def solve(points, start, adjust_intrinsics=True, seed=0):
+        if np.isclose(points[0, 0, 0, 0], failing):
+            raise baselines.AniPoseError("aniposelib failed on these points: ZeroDivisionError", 0.5)
+        n, joints = points.shape[0], points.shape[2]
+        return types.SimpleNamespace(pose3d=np.ones((n, joints, 3)), seconds=0.25)
+
+    monkeypatch.setattr(baselines, "require_aniposelib", lambda: None)
+    monkeypatch.setattr(baselines, "anipose_solve", solve)
+    with DatasetReader(dataset) as reader:
+        failing = baselines.mixture_mean_pixels(reader.read("heatmaps", 2, 3), reader.read("bboxes", 2, 3))[0, 0, 0, 0]
+    result = evaluate(dataset, cameras=(2,), frames=4, methods=("anipose-gt",), progress=False)
+    row = result.row("anipose-gt", 2)
+    assert row.failures == 1 and row.pmpjpe.shape == (3,) and np.isfinite(row.pmpjpe).all()
+    assert row.ms_per_frame == pytest.approx(1e3 * (3 * 0.25 + 0.5) / 4)
+    assert "(1 failed)" in format_markdown(result)

@@ -45,6 +45,7 @@ F64 = NDArray[np.float64]
 
 __all__ = [
     "ANIPOSE_INSTALL_HINT",
+    "AniPoseError",
     "AniPoseResult",
     "anipose_solve",
     "mixture_mean_pixels",
@@ -134,6 +135,16 @@ def perturb_cameras(cameras: PerspectiveCameras, subject: ArrayLike, rng: np.ran
                               cameras.image_size.copy())
 
 
+class AniPoseError(RuntimeError):
+    """aniposelib failed inside its bundle adjustment or triangulation (it has no error handling of
+    its own: a start far from the truth can leave an iteration without points, for example).
+    ``seconds`` is the time spent until the failure."""
+
+    def __init__(self, message: str, seconds: float = 0.0) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
 class AniPoseResult:
     """The result of :func:`anipose_solve` on N frames that share C cameras (J joints).
@@ -208,7 +219,8 @@ def anipose_solve(points: ArrayLike, start: PerspectiveCameras, adjust_cameras: 
     Returns:
         :class:`AniPoseResult`; ``pose3d`` (N, J, 3) in the adjusted camera 0's frame.
 
-    Raises ImportError (with the install command) when aniposelib is absent, ValueError on bad input.
+    Raises ImportError (with the install command) when aniposelib is absent, ValueError on bad input,
+    :class:`AniPoseError` when aniposelib fails on the points.
     """
     anipose_cameras = require_aniposelib()
     start = _check_cameras(start, "start")
@@ -234,9 +246,14 @@ def anipose_solve(points: ArrayLike, start: PerspectiveCameras, adjust_cameras: 
     np.random.seed(int(seed) % 2**32)
     try:
         begin = time.perf_counter()
-        if adjust_cameras:
-            group.bundle_adjust_iter(flat.copy(), only_extrinsics=not adjust_intrinsics)
-        world = np.asarray(group.triangulate(flat.copy()), dtype=np.float64)
+        try:
+            if adjust_cameras:
+                group.bundle_adjust_iter(flat.copy(), only_extrinsics=not adjust_intrinsics)
+            world = np.asarray(group.triangulate(flat.copy()), dtype=np.float64)
+        except Exception as error:  # whatever aniposelib's numerics hit, e.g. ZeroDivisionError when an
+            # iteration of bundle_adjust_iter keeps no point under its error threshold (a diverged start)
+            raise AniPoseError(f"aniposelib failed on these points: {type(error).__name__}: {error}",
+                               time.perf_counter() - begin) from error
         seconds = time.perf_counter() - begin
         errors = np.asarray(group.reprojection_error(world, flat, mean=True), dtype=np.float64)
         reprojection = np.asarray(group.project(world), dtype=np.float64)  # (C, N J, 2)

@@ -344,15 +344,20 @@ _WARM = False  # has this process run aniposelib once (JIT compilation of its ke
 
 def _run_anipose_task(task: _AniPoseTask) -> tuple[int, F64, float]:
     """-> (first frame, pose (n, J, 3) in camera 0, seconds). The first call in a process is run
-    twice and the first run, which compiles aniposelib's numba and jax kernels, is not timed."""
-    from .baselines import anipose_solve
+    twice and the first run, which compiles aniposelib's numba and jax kernels, is not timed. A
+    batch aniposelib fails on (:class:`~metapose_geom.baselines.AniPoseError`) gives NaN poses,
+    which the table counts as failures, and the time until the failure."""
+    from .baselines import AniPoseError, anipose_solve
 
     global _WARM
-    if not _WARM:
-        anipose_solve(task.points, task.start, adjust_intrinsics=task.adjust_intrinsics, seed=task.seed)
+    for _ in range(1 if _WARM else 2):
+        try:
+            result = anipose_solve(task.points, task.start, adjust_intrinsics=task.adjust_intrinsics, seed=task.seed)
+            pose, seconds = result.pose3d, result.seconds
+        except AniPoseError as error:
+            pose, seconds = np.full(task.points.shape[:1] + task.points.shape[2:3] + (3,), np.nan), error.seconds
         _WARM = True
-    result = anipose_solve(task.points, task.start, adjust_intrinsics=task.adjust_intrinsics, seed=task.seed)
-    return task.first, result.pose3d, result.seconds
+    return task.first, pose, seconds
 
 
 #: Bumped whenever :func:`metapose_geom.baselines.anipose_solve` changes what it returns, so

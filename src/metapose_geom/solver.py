@@ -372,7 +372,7 @@ def _anipose_starts(cameras: Any, frames: int, num_cameras: int) -> list[Perspec
 def _solve_anipose(frames: Sequence[Views], cameras: Any, options: AniPoseOptions, bar: Any = None) -> list[Solution]:
     """AniPose on frames sharing C, J and K: one adjustment of a shared start over all frames'
     points, or one per frame with per-frame starts."""
-    from .baselines import anipose_solve, mixture_mean_pixels
+    from .baselines import AniPoseError, anipose_solve, mixture_mean_pixels
 
     mixtures, _ = _stack(frames)
     N, C = mixtures.shape[:2]
@@ -395,8 +395,13 @@ def _solve_anipose(frames: Sequence[Views], cameras: Any, options: AniPoseOption
     groups = [range(N)] if len(starts) == 1 else [range(i, i + 1) for i in range(N)]
     solutions: list[Solution] = []
     for group, start in zip(groups, starts):
-        result = anipose_solve(points[group.start:group.stop], start, adjust_cameras=bool(options.adjust_cameras),
-                               adjust_intrinsics=bool(options.adjust_intrinsics), seed=int(options.seed))
+        try:
+            result = anipose_solve(points[group.start:group.stop], start, adjust_cameras=bool(options.adjust_cameras),
+                                   adjust_intrinsics=bool(options.adjust_intrinsics), seed=int(options.seed))
+        except AniPoseError as error:
+            where = f"frames[{group.start}]" if len(group) == 1 else f"frames[{group.start}:{group.stop}]"
+            raise AniPoseError(f"{where}: {error}; start from cameras closer to the truth, or pass "
+                               "adjust_intrinsics=False", error.seconds) from error
         for i, frame in enumerate(group):
             pose, pixels = result.pose3d[i], result.reprojection[i]
             if not (np.isfinite(pose).all() and np.isfinite(pixels).all()):
