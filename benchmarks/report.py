@@ -44,6 +44,11 @@ def _median_and_rounds(bench: dict[str, Any]) -> tuple[float, int, float]:
     return stats["median"], stats["rounds"], stats["iqr"]
 
 
+def _extra_values(data: dict[str, Any], key: str) -> list[Any]:
+    """``extra_info[key]`` of every benchmark that recorded it."""
+    return [b["extra_info"][key] for b in data.get("benchmarks", []) if key in b.get("extra_info", {})]
+
+
 def machine_summary(data: dict[str, Any]) -> list[str]:
     info = data.get("machine_info", {})
     cpu = info.get("cpu", {})
@@ -62,18 +67,10 @@ def machine_summary(data: dict[str, Any]) -> list[str]:
             return " / ".join(f"{v:.2f}" for v in values) if values else "?"
 
         lines.append(f"- load average (1/5/15 min) at start: {fmt(load.get('at_start'))}; at end: {fmt(load.get('at_end'))}")
-    seen = [
-        b["extra_info"]["load_average_1min_at_start"]
-        for b in data.get("benchmarks", [])
-        if "load_average_1min_at_start" in b.get("extra_info", {})
-    ]
+    seen = _extra_values(data, "load_average_1min_at_start")
     if seen:
         lines.append(f"- 1-min load average at the start of each benchmark: {min(seen):.2f} to {max(seen):.2f}")
-    other = [
-        b["extra_info"]["other_cpu_cores"]
-        for b in data.get("benchmarks", [])
-        if "other_cpu_cores" in b.get("extra_info", {})
-    ]
+    other = _extra_values(data, "other_cpu_cores")
     if other:
         lines.append(
             f"- CPU used by other processes during each benchmark: {min(other):.2f} to {max(other):.2f} cores "

@@ -308,7 +308,9 @@ class TestAniPoseCacheSafety:
             assert cache.key(task) == before
             assert cache.key(evaluate_module._AniPoseTask(0, scene.pose2d[None] + 1e-9, task.start, True, 7)) != before
             assert cache.key(evaluate_module._AniPoseTask(0, task.points, task.start, False, 7)) != before
-        monkeypatch.setattr(evaluate_module, "ANIPOSE_ADAPTER_VERSION", evaluate_module.ANIPOSE_ADAPTER_VERSION + 1)
+        from metapose_geom import baselines
+
+        monkeypatch.setattr(baselines, "ADAPTER_VERSION", baselines.ADAPTER_VERSION + 1)
         with AniPoseCache(tmp_path / "b.bin") as cache:
             assert cache.key(task) != before
 

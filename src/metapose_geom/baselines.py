@@ -54,6 +54,10 @@ __all__ = [
     "scene_cameras",
 ]
 
+#: Bumped whenever :func:`anipose_solve` changes what it returns, so that results an older adapter
+#: left in an evaluation's cache (:class:`metapose_geom.evaluate.AniPoseCache`) are not reused.
+ADAPTER_VERSION = 2
+
 #: How to get the optional dependency, quoted by the error raised when it is missing.
 ANIPOSE_INSTALL_HINT = "pip install 'metapose-geom[anipose]'  (or: pip install aniposelib)"
 

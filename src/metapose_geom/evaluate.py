@@ -360,15 +360,12 @@ def _run_anipose_task(task: _AniPoseTask) -> tuple[int, F64, float]:
     return task.first, pose, seconds
 
 
-#: Bumped whenever :func:`metapose_geom.baselines.anipose_solve` changes what it returns, so
-#: cached AniPose results of an older adapter are not reused.
-ANIPOSE_ADAPTER_VERSION = 2
-
-
 def _anipose_versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    found = [f"adapter {ANIPOSE_ADAPTER_VERSION}"]
+    from . import baselines
+
+    found = [f"adapter {baselines.ADAPTER_VERSION}"]
     for package in ("aniposelib", "opencv-contrib-python", "opencv-python", "opencv-python-headless", "scipy"):
         try:
             found.append(f"{package} {version(package)}")
@@ -433,17 +430,17 @@ class AniPoseCache:
             digest.update(array.tobytes())
         return digest.digest()
 
-    def get(self, task: _AniPoseTask) -> tuple[F64, float] | None:
-        """(pose (n, J, 3), seconds) of a batch solved before, or None."""
-        found = self.results.get(self.key(task))
+    def get(self, task: _AniPoseTask, key: bytes | None = None) -> tuple[F64, float] | None:
+        """(pose (n, J, 3), seconds) of a batch solved before, or None (``key``: :meth:`key`, if known)."""
+        found = self.results.get(self.key(task) if key is None else key)
         if found is None or found[0].shape[:2] != (task.points.shape[0], task.points.shape[2]):
             return None
         self.hits += 1
         return found
 
-    def put(self, task: _AniPoseTask, pose: F64, seconds: float) -> None:
-        """Append a batch's result and flush it to disk."""
-        key = self.key(task)
+    def put(self, task: _AniPoseTask, pose: F64, seconds: float, key: bytes | None = None) -> None:
+        """Append a batch's result and flush it to disk (``key``: :meth:`key`, if known)."""
+        key = self.key(task) if key is None else key
         pose = np.ascontiguousarray(pose, dtype="<f8")
         n, joints = pose.shape[:2]
         self._handle.write(self._HEAD.pack(key, n, joints, float(seconds)) + pose.tobytes())
@@ -541,17 +538,19 @@ def _run_anipose_all(tasks: list[_AniPoseTask], frames_total: int, joints: int, 
         seconds[first:first + count] = batch_seconds / count
         bar.update(count)
 
-    todo = []
+    todo, keys = [], []
     for task in tasks:
-        found = None if cache is None else cache.get(task)
+        key = None if cache is None else cache.key(task)
+        found = None if cache is None else cache.get(task, key)
         if found is None:
             todo.append(task)
+            keys.append(key)
         else:
             store(task.first, *found)
     results = map(_run_anipose_task, todo) if pool is None else pool.map(_run_anipose_task, todo, chunksize=2)
-    for task, (first, batch_pose, batch_seconds) in zip(todo, results):
+    for task, key, (first, batch_pose, batch_seconds) in zip(todo, keys, results):
         if cache is not None:
-            cache.put(task, batch_pose, batch_seconds)
+            cache.put(task, batch_pose, batch_seconds, key)
         store(first, batch_pose, batch_seconds)
     return pose, seconds
 
