@@ -335,6 +335,23 @@ def test_core_objective_and_gradient_equal_autograd(scene, bone_weight):
     np.testing.assert_allclose(gradient, expected_gradient.numpy(), rtol=OBJECTIVE_TOL, atol=OBJECTIVE_TOL)
 
 
+def test_core_scale_and_its_gradient_equal_autograd_across_the_softplus_range(scene):
+    """The core's softplus, its sigmoid slope and their log1p / exp (its own vectorised ones) against
+    torch, from scales of 1e-17 to 40: each camera's scale_raw set to one value of the sweep."""
+    sweep = np.array([-40.0, -30.0, -5.0, -0.3466, -1e-9, 0.0, 1e-9, 0.3466, 0.9, 5.0, 18.0, 40.0])
+    x0 = np.repeat(scene["x0"][:1], len(sweep), axis=0)
+    x0[:, 3 * J + 6 * C : 3 * J + 7 * C] = sweep[:, None]
+    frames = {name: np.repeat(scene[name][:1], len(sweep), axis=0) for name in ("mixtures", "bone_reference")}
+    value, gradient = metapose_geom._core.refiner_objective(frames["mixtures"], x0, BONES, frames["bone_reference"], 0.0)
+    x = t64(x0).requires_grad_(True)
+    expected = torch_objective(frames, x, 0.0)
+    (expected_gradient,) = torch.autograd.grad(expected.sum(), x)
+    np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-12)
+    scale_columns = slice(3 * J + 6 * C, 3 * J + 7 * C)
+    np.testing.assert_allclose(gradient[:, scale_columns], expected_gradient.numpy()[:, scale_columns], rtol=1e-9)
+    np.testing.assert_allclose(gradient, expected_gradient.numpy(), rtol=OBJECTIVE_TOL, atol=OBJECTIVE_TOL)
+
+
 @pytest.mark.parametrize("bone_weight", [0.0, 0.1])
 def test_core_refine_trajectory_equals_torch(scene, bone_weight):
     steps, learning_rate, beta1, beta2, epsilon, every = 100, 1e-2, 0.9, 0.999, 1e-7, 10

@@ -251,6 +251,64 @@ class TestBadInput:
             mg.geometry._core.refiner_objective(views.mixtures[None], np.zeros((1, 91)), bones + 100, reference, 0.0)
 
 
+class TestRefinerLanes:
+    """The core refines frames in groups of vector lanes; no lane may see another's values."""
+
+    @staticmethod
+    def _inputs(scenes, count):
+        views = [scene.views() for scene in scenes[:count]]
+        mixtures = np.stack([v.mixtures for v in views])
+        x0 = geometry._core.stage1(np.stack([v.mono3d for v in views]))
+        bones = np.array(mg.H36M_17.bones, dtype=np.int64)
+        reference = np.random.default_rng(3).uniform(0.5, 1.5, (count, len(bones)))  # a different one per frame
+        return mixtures, x0, bones, reference
+
+    @staticmethod
+    def _refine(mixtures, x0, bones, reference, steps=30):
+        return geometry._core.refine(mixtures, x0, bones, reference, 0.1, steps, 1e-2, 0.9, 0.999, 1e-7, 10)
+
+    @pytest.mark.parametrize("threads", [1, 2])
+    def test_a_frame_gives_the_same_bits_alone_in_any_group_and_any_order(self, scenes, threads):
+        # 19 frames: on 1 thread, groups of 4, 4, 4, 4 and 3 (in 4 lanes); on 2 threads the chunks
+        # of 10 and 9 frames end in groups of 2 and 1 lanes. Alone, a frame runs in 1 lane; a pair in 2.
+        mixtures, x0, bones, reference = self._inputs(scenes, 19)
+        order = np.random.default_rng(0).permutation(19)
+        previous = mg.get_num_threads()
+        mg.set_num_threads(threads)
+        try:
+            together = self._refine(mixtures, x0, bones, reference)
+            shuffled = self._refine(mixtures[order], x0[order], bones, reference[order])
+        finally:
+            mg.set_num_threads(previous)
+        names = ["x", "objective", "history_x", "history_objective"]
+        for name, batch, permuted in zip(names, together, shuffled):
+            np.testing.assert_array_equal(permuted, batch[order], err_msg=name)
+        for frames in ([0], [7], [18], [5, 6], [16, 17, 18]):
+            part = self._refine(mixtures[frames], x0[frames], bones, reference[frames])
+            for name, batch, single in zip(names, together, part):
+                np.testing.assert_array_equal(single, batch[frames], err_msg=f"{name} of frames {frames}")
+
+    @pytest.mark.parametrize("frame", [0, 5, 9, 10])
+    def test_an_undefined_rotation_is_reported_for_its_own_frame(self, scenes, frame):
+        mixtures, x0, bones, reference = self._inputs(scenes, 11)
+        rot6d = slice(3 * 17 + 6, 3 * 17 + 12)  # camera 1's two rows
+        x0[frame, rot6d] = np.tile(x0[frame, rot6d][:3], 2)  # parallel rows: no rotation
+        with pytest.raises(ValueError, match=rf"diverged.* at index \({frame},\)"):
+            self._refine(mixtures, x0, bones, reference, steps=3)
+
+    def test_lane_neighbours_of_a_far_frame_are_unaffected(self, scenes):
+        """A frame whose objective values are extreme does not change its group's other frames."""
+        mixtures, x0, bones, reference = self._inputs(scenes, 8)
+        far = x0.copy()
+        far[3, : 3 * 17] *= 1e6  # a pose a million times too large: every point far out in the tails
+        baseline = self._refine(mixtures, x0, bones, reference)
+        moved = self._refine(mixtures, far, bones, reference)
+        keep = [0, 1, 2, 4, 5, 6, 7]
+        for name, a, b in zip(["x", "objective", "history_x", "history_objective"], baseline, moved):
+            np.testing.assert_array_equal(b[keep], a[keep], err_msg=name)
+        assert not np.array_equal(moved[0][3], baseline[0][3])
+
+
 class TestAnyComponentCount:
     """The refiner has unrolled kernels for common K and a general one for the rest."""
 

@@ -1,4 +1,5 @@
 // Bindings of refiner.hpp: stage 1, the refiner objective and the Adam refiner over frames.
+#include <algorithm>
 #include <vector>
 
 #include "bind_common.hpp"
@@ -161,11 +162,31 @@ py::tuple refine_binding(const py::object& mixtures, const py::object& x0, const
   double *xs = x.mutable_data(), *obj = objective.mutable_data(), *hx = history_x.mutable_data(),
          *hobj = history_objective.mutable_data();
   FirstFailure failure;
+  // Each thread refines its frames in lane groups (refiner_lane_width); a frame's bits do not
+  // depend on its group.
   run_batch(frames, kGrain, [&](std::size_t begin, std::size_t end) {
-    std::vector<double> scratch(static_cast<std::size_t>(refine_workspace_size(f.C, f.J, f.K)));
-    for (std::size_t b = begin; b < end; ++b)
-      if (!refine(f.problem(b), options, xs + P * b, obj + b, hx + H * P * b, hobj + H * b, scratch.data()))
-        failure.record(b);
+    constexpr int L = kRefinerLanes;
+    std::vector<double> scratch(static_cast<std::size_t>(refine_workspace_size(f.C, f.J, f.K, f.num_bones, L)));
+    for (std::size_t group = begin; group < end;) {
+      const int width = refiner_lane_width(static_cast<long long>(end - group));
+      const int count = static_cast<int>(std::min<std::size_t>(width, end - group));
+      RefinerProblem<double> problems[L];
+      double *x_of[L], *objective_of[L], *history_x_of[L], *history_objective_of[L];
+      bool ok[L];
+      for (int l = 0; l < count; ++l) {
+        const std::size_t b = group + l;
+        problems[l] = f.problem(b);
+        x_of[l] = xs + P * b;
+        objective_of[l] = obj + b;
+        history_x_of[l] = hx + H * P * b;
+        history_objective_of[l] = hobj + H * b;
+      }
+      refine_group(width, problems, count, options, x_of, objective_of, history_x_of, history_objective_of,
+                   scratch.data(), ok);
+      for (int l = 0; l < count; ++l)
+        if (!ok[l]) failure.record(group + l);
+      group += count;
+    }
   });
   raise_failure(failure, f.x,
                 "refinement diverged (a rotation became undefined or the objective overflowed); lower learning_rate");

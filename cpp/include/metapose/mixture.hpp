@@ -21,28 +21,6 @@
 
 #include "linalg.hpp"
 
-#if defined(__GNUC__) || defined(__clang__) || defined(_MSC_VER)
-#define METAPOSE_RESTRICT __restrict
-#else
-#define METAPOSE_RESTRICT
-#endif
-// Tells the compiler the next loop's iterations are independent (no run-time alias check).
-#if defined(__clang__)
-#define METAPOSE_VECTORIZE _Pragma("clang loop vectorize(enable)")
-#elif defined(__GNUC__)
-#define METAPOSE_VECTORIZE _Pragma("GCC ivdep")
-#else
-#define METAPOSE_VECTORIZE
-#endif
-// Unrolls the next (short, fixed-length) loop fully, so that an enclosing loop can vectorise.
-#if defined(__clang__)
-#define METAPOSE_UNROLL _Pragma("clang loop unroll(full)")
-#elif defined(__GNUC__)
-#define METAPOSE_UNROLL _Pragma("GCC unroll 16")
-#else
-#define METAPOSE_UNROLL
-#endif
-
 // a * b + c, fused where the target has FMA (then exact to one rounding, and the same in scalar and
 // vector code), plain otherwise.
 #if defined(__FMA__)
@@ -63,9 +41,9 @@ inline double exp_nonpositive(double x) {
   constexpr double kLn2Lo = 1.90821492927058770002e-10;
   constexpr double kShifter = 6755399441055744.0;          // 1.5 * 2^52: adding it rounds to an integer
   x = x < -700.0 ? -700.0 : x;
-  const double shifted = x * kLog2e + kShifter;
+  const double shifted = METAPOSE_MADD(x, kLog2e, kShifter);
   const double n = shifted - kShifter;
-  const double r = (x - n * kLn2Hi) - n * kLn2Lo;  // |r| <= ln(2) / 2
+  const double r = METAPOSE_MADD(-n, kLn2Lo, METAPOSE_MADD(-n, kLn2Hi, x));  // |r| <= ln(2) / 2
   // Taylor series of e^r to degree 13: truncation below 4e-18 relative on |r| <= 0.347.
   double p = 1.0 / 6227020800.0;
   p = METAPOSE_MADD(p, r, 1.0 / 479001600.0);
@@ -91,6 +69,46 @@ inline double exp_nonpositive(double x) {
   return p * scale;
 }
 
+// log(x) for a positive normal x (not 0, subnormal, inf or NaN) to about 1 ulp, branch-free so
+// that loops over it vectorise (the library's log is a scalar call). x = 2^k f with f in
+// [sqrt(1/2), sqrt(2)), and log f = 2 atanh(s), s = (f - 1) / (f + 1), |s| < 0.172, summed to
+// s^23 (the first term left out is below 1e-17 relative); k ln 2 is added in two parts.
+inline double log_positive(double x) {
+  constexpr double kLn2Hi = 6.93147180369123816490e-01;
+  constexpr double kLn2Lo = 1.90821492927058770002e-10;
+  constexpr double kSqrt2 = 1.41421356237309504880;
+  std::int64_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  const std::int64_t exponent = ((bits >> 52) & 0x7ff) - 1023;
+  const std::uint64_t mantissa_bits =
+      (static_cast<std::uint64_t>(bits) & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;  // f in [1, 2)
+  double f;
+  std::memcpy(&f, &mantissa_bits, sizeof f);
+  const bool halve = f >= kSqrt2;
+  f = halve ? 0.5 * f : f;
+  const double k = static_cast<double>(exponent) + (halve ? 1.0 : 0.0);
+  const double s = (f - 1.0) / (f + 1.0);
+  const double z = s * s;
+  double p = 1.0 / 23;
+  p = METAPOSE_MADD(p, z, 1.0 / 21);
+  p = METAPOSE_MADD(p, z, 1.0 / 19);
+  p = METAPOSE_MADD(p, z, 1.0 / 17);
+  p = METAPOSE_MADD(p, z, 1.0 / 15);
+  p = METAPOSE_MADD(p, z, 1.0 / 13);
+  p = METAPOSE_MADD(p, z, 1.0 / 11);
+  p = METAPOSE_MADD(p, z, 1.0 / 9);
+  p = METAPOSE_MADD(p, z, 1.0 / 7);
+  p = METAPOSE_MADD(p, z, 1.0 / 5);
+  p = METAPOSE_MADD(p, z, 1.0 / 3);
+  const double log_f = METAPOSE_MADD(2.0 * s * z, p, 2.0 * s);
+  return METAPOSE_MADD(k, kLn2Hi, METAPOSE_MADD(k, kLn2Lo, log_f));
+}
+
+template <class T>
+inline T log_positive(T x) {
+  return std::log(x);  // other scalar types: the library log
+}
+
 template <class T>
 inline T exp_nonpositive(T x) {
   return std::exp(x);  // other scalar types: the library exp
@@ -99,19 +117,21 @@ inline T exp_nonpositive(T x) {
 // N mixtures (N x K x 4, [w, mu_x, mu_y, var] per component) -> prepared (4 K stride), field-major:
 // value f of component k of mixture n at prepared[(f K + k) stride + n], fields c, mu_x, mu_y, h,
 // with stride >= N. Padding entries n >= N are left as they are: all zero makes a padding point
-// that contributes a zero gradient.
+// that contributes a zero gradient. Weights must be finite and >= 0 and variances finite and
+// >= 1e-300 (the bindings check), so that both logs see normal numbers.
 template <class T>
 inline void prepare_mixtures(const T* mixtures, int N, int K, T* prepared, int stride) {
   constexpr T kLog2Pi = T(1.8378770664093454835606594728112);
-  clean_vector_state();
-  for (int n = 0; n < N; ++n)
-    for (int k = 0; k < K; ++k) {
+  for (int k = 0; k < K; ++k) {
+    METAPOSE_VECTORIZE
+    for (int n = 0; n < N; ++n) {
       const T* c = mixtures + 4 * (K * n + k);
-      prepared[(0 * K + k) * stride + n] = std::log(c[0] + T(kMixtureWeightFloor)) - kLog2Pi - std::log(c[3]);
+      prepared[(0 * K + k) * stride + n] = log_positive(c[0] + T(kMixtureWeightFloor)) - kLog2Pi - log_positive(c[3]);
       prepared[(1 * K + k) * stride + n] = c[1];
       prepared[(2 * K + k) * stride + n] = c[2];
       prepared[(3 * K + k) * stride + n] = T(1) / (T(2) * c[3]);
     }
+  }
 }
 
 // Rounds a count of points up to a whole number of 4-double vectors, so that the evaluation
@@ -143,7 +163,7 @@ inline void evaluate_mixtures_any_k(const T* px_in, const T* py_in, int N, const
     METAPOSE_VECTORIZE
     for (int n = 0; n < N; ++n) {
       const T dx = px[n] - mx[n], dy = py[n] - my[n];
-      e[n] = c0[n] - (dx * dx + dy * dy) * h[n];
+      e[n] = METAPOSE_MADD(-METAPOSE_MADD(dy, dy, dx * dx), h[n], c0[n]);
       m[n] = e[n] > m[n] ? e[n] : m[n];
     }
   }
@@ -155,20 +175,21 @@ inline void evaluate_mixtures_any_k(const T* px_in, const T* py_in, int N, const
     METAPOSE_VECTORIZE
     for (int n = 0; n < N; ++n) {
       const T r = exp_nonpositive(e[n] - m[n]);
-      const T w = T(2) * r * h[n];
+      const T w = r * h[n];
       total[n] += r;
-      gx[n] -= w * (px[n] - mx[n]);
-      gy[n] -= w * (py[n] - my[n]);
+      gx[n] = METAPOSE_MADD(-w, px[n] - mx[n], gx[n]);
+      gy[n] = METAPOSE_MADD(-w, py[n] - my[n], gy[n]);
     }
   }
   METAPOSE_VECTORIZE
-  for (int n = 0; n < N; ++n) {
-    gx[n] /= total[n];
-    gy[n] /= total[n];
+  for (int n = 0; n < N; ++n) {  // the factor 2 of 2 h_k = 1 / var_k, and the division by sum_k r_k
+    const T to_gradient = T(2) / total[n];
+    gx[n] *= to_gradient;
+    gy[n] *= to_gradient;
   }
   if (values != nullptr) {
-    clean_vector_state();
-    for (int n = 0; n < N; ++n) values[n] = m[n] + std::log(total[n]);
+    METAPOSE_VECTORIZE
+    for (int n = 0; n < N; ++n) values[n] = m[n] + log_positive(total[n]);  // 1 <= total <= K
   }
 }
 
@@ -193,36 +214,39 @@ inline void evaluate_mixtures_fixed_k(const T* px_in, const T* py_in, int N, con
     for (int k = 0; k < K; ++k) {
       dx[k] = px[n] - mx[k * N + n];
       dy[k] = py[n] - my[k * N + n];
-      e[k] = c0[k * N + n] - (dx[k] * dx[k] + dy[k] * dy[k]) * h[k * N + n];
+      e[k] = METAPOSE_MADD(-METAPOSE_MADD(dy[k], dy[k], dx[k] * dx[k]), h[k * N + n], c0[k * N + n]);
       m = e[k] > m ? e[k] : m;
     }
+    // dL/dp = -sum_k 2 r_k h_k (p - mu_k) / sum_k r_k (h_k = 1 / (2 var_k)), one division per point.
     T total = 0, sx = 0, sy = 0;
     METAPOSE_UNROLL
     for (int k = 0; k < K; ++k) {
       const T r = exp_nonpositive(e[k] - m);
-      const T w = T(2) * r * h[k * N + n];
+      const T w = r * h[k * N + n];
       total += r;
-      sx -= w * dx[k];
-      sy -= w * dy[k];
+      sx = METAPOSE_MADD(-w, dx[k], sx);
+      sy = METAPOSE_MADD(-w, dy[k], sy);
     }
-    gx[n] = sx / total;
-    gy[n] = sy / total;
+    const T to_gradient = T(2) / total;
+    gx[n] = sx * to_gradient;
+    gy[n] = sy * to_gradient;
   }
-  // The values need a log the vector loop cannot take; they are asked for only at history points
-  // and at the end, so a second, scalar pass recomputes them.
+  // The values are asked for only at history points and at the end, so a second pass computes them.
   if (values != nullptr) {
-    clean_vector_state();
+    METAPOSE_VECTORIZE
     for (int n = 0; n < N; ++n) {
       T m = -std::numeric_limits<T>::infinity();
       T e[K];
+      METAPOSE_UNROLL
       for (int k = 0; k < K; ++k) {
         const T ddx = px[n] - mx[k * N + n], ddy = py[n] - my[k * N + n];
-        e[k] = c0[k * N + n] - (ddx * ddx + ddy * ddy) * h[k * N + n];
+        e[k] = METAPOSE_MADD(-METAPOSE_MADD(ddy, ddy, ddx * ddx), h[k * N + n], c0[k * N + n]);
         m = e[k] > m ? e[k] : m;
       }
       T total = 0;
+      METAPOSE_UNROLL
       for (int k = 0; k < K; ++k) total += exp_nonpositive(e[k] - m);
-      values[n] = m + std::log(total);
+      values[n] = m + log_positive(total);  // 1 <= total <= K
     }
   }
 }

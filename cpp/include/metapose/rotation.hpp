@@ -17,34 +17,99 @@
 #pragma once
 
 #include <cmath>
+#include <limits>
 
 #include "linalg.hpp"
 
 namespace metapose {
 
-// The Gram-Schmidt step shared by the forward and reverse maps: b1, b2, the norms |a1|, |u2| and
-// d = b1 . a2. u2 is re-orthogonalised against b1 once more (mathematically a no-op, so the
-// derivatives are unchanged) to keep b1 . b2 at rounding level when a2 is nearly parallel to a1.
-// Returns false where the rows are zero or parallel.
-template <class T>
+// The Gram-Schmidt step shared by the forward and reverse maps, for L rotations side by side
+// (the refiner runs several frames in one vector): values are lane-minor, entry i of lane l at
+// [i L + l], so L = 1 is the plain layout. It keeps b1, b2, the norms |a1|, |u2| and d = b1 . a2.
+// u2 is re-orthogonalised against b1 once more (mathematically a no-op, so the derivatives are
+// unchanged) to keep b1 . b2 at rounding level when a2 is nearly parallel to a1. Every lane is
+// computed; compute() clears ok[l] where lane l's rows are zero or parallel, whose values are then
+// meaningless. Each lane's arithmetic is the same whatever L is and whatever the other lanes hold.
+template <class T, int L = 1>
 struct GramSchmidt {
-  T b1[3], b2[3], n1, n2, d;
+  T b1[3 * L], b2[3 * L], n1[L], n2[L], inv_n1[L], inv_n2[L], d[L];  // n1 = |a1|, n2 = |u2|
 
-  bool compute(const T* r6) {
-    const T* a1 = r6;
-    const T* a2 = r6 + 3;
-    n1 = norm3(a1);
-    if (!(n1 > T(0)) || !std::isfinite(n1)) return false;
-    for (int i = 0; i < 3; ++i) b1[i] = a1[i] / n1;
-    d = dot3(b1, a2);
-    T u2[3] = {a2[0] - d * b1[0], a2[1] - d * b1[1], a2[2] - d * b1[2]};
-    const T again = dot3(b1, u2);
-    for (int i = 0; i < 3; ++i) u2[i] -= again * b1[i];
-    n2 = norm3(u2);
-    // Parallel rows: the component of a2 orthogonal to a1 is lost in rounding.
-    if (!(n2 > T(1e-12) * norm3(a2)) || !(n2 > T(0)) || !std::isfinite(n2)) return false;
-    for (int i = 0; i < 3; ++i) b2[i] = u2[i] / n2;
-    return true;
+  void compute(const T* r6, bool* ok) {
+    constexpr T kLargest = std::numeric_limits<T>::max();
+    T n2_squared[L], a2_squared[L];
+    METAPOSE_VECTORIZE
+    for (int l = 0; l < L; ++l) {
+      const T a1[3] = {r6[l], r6[L + l], r6[2 * L + l]};
+      const T a2[3] = {r6[3 * L + l], r6[4 * L + l], r6[5 * L + l]};
+      n1[l] = norm3(a1);
+      const T inv1 = T(1) / n1[l];
+      T c[3];
+      for (int i = 0; i < 3; ++i) c[i] = a1[i] * inv1;
+      const T dd = dot3(c, a2);
+      T u2[3] = {a2[0] - dd * c[0], a2[1] - dd * c[1], a2[2] - dd * c[2]};
+      const T again = dot3(c, u2);
+      for (int i = 0; i < 3; ++i) u2[i] -= again * c[i];
+      n2_squared[l] = dot3(u2, u2);
+      n2[l] = std::sqrt(n2_squared[l]);
+      const T inv2 = T(1) / n2[l];
+      for (int i = 0; i < 3; ++i) {
+        b1[i * L + l] = c[i];
+        b2[i * L + l] = u2[i] * inv2;
+      }
+      inv_n1[l] = inv1;
+      inv_n2[l] = inv2;
+      d[l] = dd;
+      a2_squared[l] = dot3(a2, a2);
+    }
+    // Zero rows, or parallel ones: the component of a2 orthogonal to a1 (|u2| against 1e-12 |a2|)
+    // is lost in rounding. (x <= largest is isfinite for x >= 0.)
+    for (int l = 0; l < L; ++l)
+      ok[l] = ok[l] && n1[l] > T(0) && n1[l] <= kLargest && n2_squared[l] > T(1e-24) * a2_squared[l] &&
+              n2_squared[l] > T(0) && n2_squared[l] <= kLargest;
+  }
+
+  // R (9 L, row-major per lane) = [b1; b2; b1 x b2].
+  void matrix(T* R) const {
+    METAPOSE_VECTORIZE
+    for (int l = 0; l < L; ++l)
+      for (int i = 0; i < 3; ++i) {
+        const int j = (i + 1) % 3, k = (i + 2) % 3;
+        R[i * L + l] = b1[i * L + l];
+        R[(3 + i) * L + l] = b2[i * L + l];
+        R[(6 + i) * L + l] = b1[j * L + l] * b2[k * L + l] - b1[k * L + l] * b2[j * L + l];
+      }
+  }
+
+  // Reverse mode, given the r6 (6 L) it was computed from: G = dL/dR (9 L, row-major per lane) ->
+  // dL/dr6 (6 L, lane stride L) = J^T G, without forming J (about a fifth of the work). With G's
+  // rows g1, g2, g3 (for b1, b2, b3), P(v) = I - v v^T and [.] the accumulated adjoints:
+  //   b3 = b1 x b2:            [b1] = g1 + b2 x g3,  [b2] = g2 + g3 x b1
+  //   b2 = u2 / |u2|:          [u2] = P(b2) [b2] / |u2|
+  //   u2 = a2 - (b1 . a2) b1:  [a2] = P(b1) [u2],    [b1] -= (b1 . a2) [u2] + (b1 . [u2]) a2
+  //   b1 = a1 / |a1|:          [a1] = P(b1) [b1] / |a1|
+  void backward(const T* r6, const T* G, T* gradient) const {
+    METAPOSE_VECTORIZE
+    for (int l = 0; l < L; ++l) {
+      const T a2[3] = {r6[3 * L + l], r6[4 * L + l], r6[5 * L + l]};
+      const T c1[3] = {b1[l], b1[L + l], b1[2 * L + l]};
+      const T c2[3] = {b2[l], b2[L + l], b2[2 * L + l]};
+      const T g3[3] = {G[6 * L + l], G[7 * L + l], G[8 * L + l]};
+      T x[3], y[3];
+      cross3(c2, g3, x);
+      cross3(g3, c1, y);
+      T adj_b1[3] = {G[l] + x[0], G[L + l] + x[1], G[2 * L + l] + x[2]};
+      const T adj_b2[3] = {G[3 * L + l] + y[0], G[4 * L + l] + y[1], G[5 * L + l] + y[2]};
+      const T along_b2 = dot3(c2, adj_b2);
+      const T adj_u2[3] = {(adj_b2[0] - c2[0] * along_b2) * inv_n2[l], (adj_b2[1] - c2[1] * along_b2) * inv_n2[l],
+                           (adj_b2[2] - c2[2] * along_b2) * inv_n2[l]};
+      const T along_b1 = dot3(c1, adj_u2);
+      for (int i = 0; i < 3; ++i) {
+        gradient[(3 + i) * L + l] = adj_u2[i] - c1[i] * along_b1;
+        adj_b1[i] -= d[l] * adj_u2[i] + along_b1 * a2[i];
+      }
+      const T along = dot3(c1, adj_b1);
+      for (int i = 0; i < 3; ++i) gradient[i * L + l] = (adj_b1[i] - c1[i] * along) * inv_n1[l];
+    }
   }
 };
 
@@ -53,18 +118,14 @@ struct GramSchmidt {
 template <class T>
 bool rot6d_to_matrix(const T* r6, T* R, T* jacobian = nullptr) {
   GramSchmidt<T> gs;
-  if (!gs.compute(r6)) return false;
+  bool ok = true;
+  gs.compute(r6, &ok);
+  if (!ok) return false;
   const T* a2 = r6 + 3;
   const T* b1 = gs.b1;
   const T* b2 = gs.b2;
-  const T n1 = gs.n1, n2 = gs.n2, d = gs.d;
-  T b3[3];
-  cross3(b1, b2, b3);
-  for (int i = 0; i < 3; ++i) {
-    R[i] = b1[i];
-    R[3 + i] = b2[i];
-    R[6 + i] = b3[i];
-  }
+  const T n1 = gs.n1[0], n2 = gs.n2[0], d = gs.d[0];
+  gs.matrix(R);
   if (jacobian == nullptr) return true;
 
   // db1/da1 (3x3), symmetric.
@@ -118,36 +179,14 @@ bool rot6d_to_matrix(const T* r6, T* R, T* jacobian = nullptr) {
 }
 
 // Reverse mode of rot6d_to_matrix: given G = dL/dR (9, row-major), writes dL/dr6 (6) = J^T G
-// without forming J, which is what the refiner needs (about a fifth of the work). With G's rows
-// g1, g2, g3 (for b1, b2, b3), P(v) = I - v v^T and [.] the accumulated adjoints:
-//   b3 = b1 x b2:            [b1] = g1 + b2 x g3,  [b2] = g2 + g3 x b1
-//   b2 = u2 / |u2|:          [u2] = P(b2) [b2] / |u2|
-//   u2 = a2 - (b1 . a2) b1:  [a2] = P(b1) [u2],    [b1] -= (b1 . a2) [u2] + (b1 . [u2]) a2
-//   b1 = a1 / |a1|:          [a1] = P(b1) [b1] / |a1|
-// Returns false where the rows are zero or parallel (gradient untouched).
+// (GramSchmidt::backward). Returns false where the rows are zero or parallel (gradient untouched).
 template <class T>
 bool rot6d_to_matrix_backward(const T* r6, const T* G, T* gradient) {
   GramSchmidt<T> gs;
-  if (!gs.compute(r6)) return false;
-  const T* a2 = r6 + 3;
-  const T* b1 = gs.b1;
-  const T* b2 = gs.b2;
-  const T n1 = gs.n1, n2 = gs.n2, d = gs.d;
-  T x[3], y[3];
-  cross3(b2, G + 6, x);
-  cross3(G + 6, b1, y);
-  T adj_b1[3] = {G[0] + x[0], G[1] + x[1], G[2] + x[2]};
-  const T adj_b2[3] = {G[3] + y[0], G[4] + y[1], G[5] + y[2]};
-  const T along_b2 = dot3(b2, adj_b2);
-  const T adj_u2[3] = {(adj_b2[0] - b2[0] * along_b2) / n2, (adj_b2[1] - b2[1] * along_b2) / n2,
-                       (adj_b2[2] - b2[2] * along_b2) / n2};
-  const T along_b1 = dot3(b1, adj_u2);
-  for (int i = 0; i < 3; ++i) {
-    gradient[3 + i] = adj_u2[i] - b1[i] * along_b1;
-    adj_b1[i] -= d * adj_u2[i] + along_b1 * a2[i];
-  }
-  const T along = dot3(b1, adj_b1);
-  for (int i = 0; i < 3; ++i) gradient[i] = (adj_b1[i] - b1[i] * along) / n1;
+  bool ok = true;
+  gs.compute(r6, &ok);
+  if (!ok) return false;
+  gs.backward(r6, G, gradient);
   return true;
 }
 
