@@ -81,6 +81,17 @@ class TestMixtureLogLikelihood:
         assert np.all(value < -1e4)
         assert_close(value, ref.mixture_log_likelihood(points, mixtures))
 
+    def test_huge_variance_component_far_from_the_point(self):
+        """A variance near the largest double and a point 1e200 away: that component's exponent is
+        -inf (not inf * 0 = NaN), and the other component sets the value."""
+        points = np.array([[1e200, 0.0]])
+        mixtures = np.array([[[1.0, 0.0, 0.0, 1.5e308], [1.0, 1e200, 0.0, 1.0]]])
+        value, gradient = geometry.mixture_log_likelihood_with_gradient(points, mixtures)
+        # the first component's density is exp(-5e399 / 1.5e308) = 0; the second is at its mean
+        expected = np.log(1.0 + 1e-8) - np.log(2 * np.pi)
+        assert_close(value, np.array([expected]), rtol=1e-14)
+        np.testing.assert_array_equal(gradient, 0.0)
+
     def test_invariant_to_component_order(self, rng):
         points, mixtures = mixture_inputs(rng, (20,), 5)
         shuffled = mixtures[:, rng.permutation(5)]

@@ -102,6 +102,19 @@ class TestRot6dToMatrix:
         assert_close(geometry.rot6d_to_matrix(changed), geometry.rot6d_to_matrix(rot6d), rtol=1e-12)
 
 
+    @pytest.mark.parametrize("magnitude", [1e-150, 1e-100, 1e100, 1e150])
+    def test_rows_of_any_normal_norm_give_the_same_rotation(self, rng, magnitude):
+        rot6d = random_rot6d(rng, (20,))
+        assert_close(geometry.rot6d_to_matrix(rot6d * magnitude), geometry.rot6d_to_matrix(rot6d), rtol=1e-14)
+
+    @pytest.mark.parametrize("row", [[3e-161, 0, 0, 0, 1, 0], [1, 0, 0, 0, 1e-160, 0], [1e160, 0, 0, 0, 1, 0]])
+    def test_rows_whose_squared_norm_leaves_the_normal_range_are_rejected(self, row):
+        """Squares below the smallest normal lose precision (R would not be orthonormal); above the
+        largest they overflow."""
+        with pytest.raises(ValueError, match=r"rot6d: .*norms outside 1e-154 \.\. 1e154"):
+            geometry.rot6d_to_matrix(np.array(row, dtype=float))
+
+
 class TestRot6dToMatrixWithJacobian:
     @pytest.mark.parametrize("batch", BATCH_SHAPES)
     def test_shapes(self, rng, batch):

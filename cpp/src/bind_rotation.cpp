@@ -24,7 +24,9 @@ Array rot6d_matrix(const py::object& rot6d_object, Array* jacobian_out) {
     for (std::size_t i = begin; i < end; ++i)
       if (!rot6d_to_matrix(in + 6 * i, out + 9 * i, jac ? jac + 54 * i : nullptr)) failure.record(i);
   });
-  raise_failure(failure, rot6d, "the two rows are zero or parallel, so they define no rotation,");
+  raise_failure(failure, rot6d,
+                "the two rows are zero or parallel, or have norms outside 1e-154 .. 1e154, so they define no "
+                "rotation,");
   if (jacobian_out != nullptr) check_result(*jacobian_out, "rot6d");
   return rotation;
 }

@@ -11,7 +11,8 @@
 // c_k = log(w_k + 1e-8) - log(2 pi var_k), mu_k and h_k = 1 / (2 var_k), stored field-major over
 // a block of N mixtures so that the evaluation vectorises over points; the refiner prepares once
 // per frame and evaluates at every step. exp_nonpositive is a branch-free, vectorisable exp for
-// the arguments e_k - m <= 0.
+// the arguments e_k - m <= 0, and log_positive a vectorisable log, exact for normal positive
+// numbers (the library's exp and log are scalar calls).
 #pragma once
 
 #include <cmath>
@@ -69,16 +70,22 @@ inline double exp_nonpositive(double x) {
   return p * scale;
 }
 
-// log(x) for a positive normal x (not 0, subnormal, inf or NaN) to about 1 ulp, branch-free so
-// that loops over it vectorise (the library's log is a scalar call). x = 2^k f with f in
-// [sqrt(1/2), sqrt(2)), and log f = 2 atanh(s), s = (f - 1) / (f + 1), |s| < 0.172, summed to
-// s^23 (the first term left out is below 1e-17 relative); k ln 2 is added in two parts.
+// log(x) to about 2 ulp, branch-free so that loops over it vectorise (the library's log is a
+// scalar call). x = 2^k f with f in [sqrt(1/2), sqrt(2)), and log f = 2 atanh(s), s = (f - 1) /
+// (f + 1), |s| < 0.172, summed to s^23 (the first term left out is below 1e-17 relative); k ln 2
+// is added in two parts. Subnormals are scaled by 2^54 first; 0 gives -inf, inf gives inf, and a
+// negative x or NaN gives NaN, as the library's log.
 inline double log_positive(double x) {
   constexpr double kLn2Hi = 6.93147180369123816490e-01;
   constexpr double kLn2Lo = 1.90821492927058770002e-10;
   constexpr double kSqrt2 = 1.41421356237309504880;
+  constexpr double kSmallest = std::numeric_limits<double>::min();  // smallest normal
+  constexpr double kLargest = std::numeric_limits<double>::max();
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  const bool subnormal = x < kSmallest;
+  const double y = subnormal ? x * 18014398509481984.0 : x;  // 2^54
   std::int64_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
+  std::memcpy(&bits, &y, sizeof bits);
   const std::int64_t exponent = ((bits >> 52) & 0x7ff) - 1023;
   const std::uint64_t mantissa_bits =
       (static_cast<std::uint64_t>(bits) & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;  // f in [1, 2)
@@ -86,7 +93,7 @@ inline double log_positive(double x) {
   std::memcpy(&f, &mantissa_bits, sizeof f);
   const bool halve = f >= kSqrt2;
   f = halve ? 0.5 * f : f;
-  const double k = static_cast<double>(exponent) + (halve ? 1.0 : 0.0);
+  const double k = static_cast<double>(exponent) + (halve ? 1.0 : 0.0) - (subnormal ? 54.0 : 0.0);
   const double s = (f - 1.0) / (f + 1.0);
   const double z = s * s;
   double p = 1.0 / 23;
@@ -101,7 +108,10 @@ inline double log_positive(double x) {
   p = METAPOSE_MADD(p, z, 1.0 / 5);
   p = METAPOSE_MADD(p, z, 1.0 / 3);
   const double log_f = METAPOSE_MADD(2.0 * s * z, p, 2.0 * s);
-  return METAPOSE_MADD(k, kLn2Hi, METAPOSE_MADD(k, kLn2Lo, log_f));
+  const double result = METAPOSE_MADD(k, kLn2Hi, METAPOSE_MADD(k, kLn2Lo, log_f));
+  // Outside (0, largest]: 0 -> -inf, inf -> inf, negative or NaN -> NaN (x - x is NaN for both).
+  const double special = x == 0.0 ? -kInf : (x == kInf ? kInf : (x - x) / 0.0);
+  return x > 0.0 && x <= kLargest ? result : special;
 }
 
 template <class T>
@@ -129,7 +139,7 @@ inline void prepare_mixtures(const T* mixtures, int N, int K, T* prepared, int s
       prepared[(0 * K + k) * stride + n] = log_positive(c[0] + T(kMixtureWeightFloor)) - kLog2Pi - log_positive(c[3]);
       prepared[(1 * K + k) * stride + n] = c[1];
       prepared[(2 * K + k) * stride + n] = c[2];
-      prepared[(3 * K + k) * stride + n] = T(1) / (T(2) * c[3]);
+      prepared[(3 * K + k) * stride + n] = T(0.5) / c[3];  // 1 / (2 var) without overflowing 2 var
     }
   }
 }

@@ -9,7 +9,7 @@
 // Gradient, with g_cj = -1/(C J) dL/dp (mixture.hpp) and q_cj = X_j R_c:
 //   df/dX_j      += s_c R_c[:, :2] g_cj           df/dR_c[a][k] += s_c X_ja g_cj,k   (k < 2)
 //   df/ds_c      += q_cj[:2] . g_cj               df/dshift_c[k] += g_cj,k           (k < 2; z has none)
-//   df/drot6d_c   = J6(rot6d_c)^T df/dR_c (rot6d_to_matrix_backward)
+//   df/drot6d_c   = J6(rot6d_c)^T df/dR_c (GramSchmidt::backward, rotation.hpp)
 //   df/dscale_raw_c = df/ds_c * sigmoid(scale_raw_c)
 // Bone term, u = l/mean(l) - r (r = l_ref/mean(l_ref), B bones), E = lambda |u|:
 //   dE/du = lambda u/|u| (0 at u = 0);  dE/dl_a = (dE/du_a - (1/B) sum_b dE/du_b l_b/mean(l)) / mean(l);
@@ -50,7 +50,7 @@ inline int solution_size(int C, int J) { return 3 * J + 10 * C; }
 // The refiner keeps per-camera values on the stack; callers check C against this.
 inline constexpr int kMaxCameras = 16;
 
-// log(1 + y) for 0 <= y <= 1 to about 2 ulp, vectorisable (the library's log1p is a scalar call):
+// log(1 + y) for 0 <= y <= 1 to about 3 ulp, vectorisable (the library's log1p is a scalar call):
 // the log of u = 1 + y rounded, plus that rounding's error y - (u - 1) to first order, divided by u.
 template <class T>
 inline T log1p_unit(T y) {
@@ -59,7 +59,9 @@ inline T log1p_unit(T y) {
 }
 
 // s = softplus(x) = log(1 + e^x) and its derivative sigmoid(x), from one exp: with e = e^-|x|,
-// s = max(x, 0) + log(1 + e) and sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below.
+// s = max(x, 0) + log(1 + e) and sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below; to about
+// 3 ulp. Below x = -700 exp_nonpositive holds e at e^-700, so s and sigmoid(x) are 1e-304 there
+// rather than e^x (an absolute error under 1e-304).
 template <class T>
 inline void softplus_and_slope(T x, T* s, T* slope) {
   const T e = exp_nonpositive(-std::fabs(x));
@@ -128,7 +130,7 @@ struct RefinerLanes {
 // Values refiner_objective needs as scratch, for L lanes.
 inline int objective_workspace_size(int C, int J, int K, int L = 1) {
   const int Jp = padded_count(J);
-  return L * (6 * Jp + (9 + K) * C * Jp);  // pose and gradient by coordinate; 7 arrays of C Jp; (K + 2) C Jp scratch
+  return L * (6 * Jp + (9 + K) * C * Jp);  // pose and gradient by coordinate; 7 arrays of C Jp L; (K + 2) C Jp L scratch
 }
 
 // The bone term of lane l (formulas at the top): returns its value and adds its gradient to that
@@ -346,7 +348,8 @@ inline int refine_workspace_size(int C, int J, int K, int num_bones, int L = kRe
 // Adam on `count` <= L frames side by side: problems[i], x[i] (P, updated
 // in place), objective[i] (receives f(final x)), history_x[i] (H P) and history_objective[i] (H)
 // receive x and f(x) at steps 0, n, 2n, ... <= steps when n = options.history_every > 0. Lanes past
-// `count` repeat frame 0 and are discarded. `scratch` holds refine_workspace_size(C, J, K,
+// `count` repeat frame 0 and are discarded. The frames share C, J, K, the bones and the bone
+// weight, which are taken from problems[0]. `scratch` holds refine_workspace_size(C, J, K,
 // num_bones, L) values. ok[i] is set false where frame i's objective became undefined.
 template <class T, int L>
 void refine(const RefinerProblem<T>* problems, int count, const RefinerOptions& options, T* const* x,

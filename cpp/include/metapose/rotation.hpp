@@ -8,7 +8,8 @@
 //   db2     = P(b2) / |u2| du2
 //   db3     = db1 x b2 + b1 x db2  =  -[b2]x db1 + [b1]x db2
 // Singular cases: a1 = 0, or a2 parallel to a1 (u2 = 0): no rotation is defined; the function
-// reports failure and the binding raises.
+// reports failure and the binding raises. So do rows with norms outside about 1e-154 .. 1e154,
+// whose squares cannot be formed in double precision.
 //
 // Rodrigues: v = theta * axis, R = I + (sin t / t) [v]x + ((1 - cos t) / t^2) [v]x^2, the two
 // coefficients taken from their Taylor series near t = 0 and 1 - cos t written 2 sin^2(t/2). R rotates column vectors (R @ x), as
@@ -36,12 +37,13 @@ struct GramSchmidt {
 
   void compute(const T* r6, bool* ok) {
     constexpr T kLargest = std::numeric_limits<T>::max();
-    T n2_squared[L], a2_squared[L];
+    T n1_squared[L], n2_squared[L], a2_squared[L];
     METAPOSE_VECTORIZE
     for (int l = 0; l < L; ++l) {
       const T a1[3] = {r6[l], r6[L + l], r6[2 * L + l]};
       const T a2[3] = {r6[3 * L + l], r6[4 * L + l], r6[5 * L + l]};
-      n1[l] = norm3(a1);
+      n1_squared[l] = dot3(a1, a1);
+      n1[l] = std::sqrt(n1_squared[l]);
       const T inv1 = T(1) / n1[l];
       T c[3];
       for (int i = 0; i < 3; ++i) c[i] = a1[i] * inv1;
@@ -61,11 +63,14 @@ struct GramSchmidt {
       d[l] = dd;
       a2_squared[l] = dot3(a2, a2);
     }
-    // Zero rows, or parallel ones: the component of a2 orthogonal to a1 (|u2| against 1e-12 |a2|)
-    // is lost in rounding. (x <= largest is isfinite for x >= 0.)
+    // Rows whose squared norms leave the normal range (norms below about 1e-154, where the square
+    // loses precision, or above 1e154, where it overflows), and parallel rows: the component of a2
+    // orthogonal to a1 (|u2| against 1e-12 |a2|) is lost in rounding. (x <= largest is isfinite
+    // for x >= 0.)
+    constexpr T kSmallest = std::numeric_limits<T>::min();
     for (int l = 0; l < L; ++l)
-      ok[l] = ok[l] && n1[l] > T(0) && n1[l] <= kLargest && n2_squared[l] > T(1e-24) * a2_squared[l] &&
-              n2_squared[l] > T(0) && n2_squared[l] <= kLargest;
+      ok[l] = ok[l] && n1_squared[l] >= kSmallest && n1_squared[l] <= kLargest &&
+              n2_squared[l] > T(1e-24) * a2_squared[l] && n2_squared[l] >= kSmallest && n2_squared[l] <= kLargest;
   }
 
   // R (9 L, row-major per lane) = [b1; b2; b1 x b2].
