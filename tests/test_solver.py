@@ -10,6 +10,7 @@ import pytest
 import metapose_geom as mg
 from metapose_geom import geometry, metrics, synth
 from metapose_geom.solver import RefineOptions, solution_size
+from metapose_geom.views import box_to_pixels
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +147,19 @@ class TestInvariance:
         assert float(metrics.pmpjpe(other, base)) < 1e-3 * np.abs(base).max()
 
 
+def _assert_same_solution(a, b):
+    """Every array of two Solutions bit for bit."""
+    assert a.method == b.method and a.objective == b.objective
+    for name in ("x", "pose3d", "reprojection", "reprojection_pixels"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    for name in ("rotation", "scale", "shift"):
+        np.testing.assert_array_equal(getattr(a.cameras, name), getattr(b.cameras, name), err_msg=f"cameras.{name}")
+    assert (a.history is None) == (b.history is None)
+    if a.history is not None:
+        for name in ("steps", "objective", "pose3d", "rotation", "scale", "shift"):
+            np.testing.assert_array_equal(getattr(a.history, name), getattr(b.history, name), err_msg=f"history.{name}")
+
+
 class TestBatch:
     @pytest.mark.parametrize("method", ["s1", "ir"])
     @pytest.mark.parametrize("threads", [1, 2])
@@ -159,10 +173,17 @@ class TestBatch:
             mg.set_num_threads(previous)
         for views, together in zip(frames, batch):
             alone = mg.solve(views, method, {"history_every": 25})
-            np.testing.assert_array_equal(together.x, alone.x)
-            assert together.objective == alone.objective
-            if method == "ir":
-                np.testing.assert_array_equal(together.history.objective, alone.history.objective)
+            _assert_same_solution(together, alone)
+
+    def test_frames_with_and_without_boxes_mix_in_a_batch(self, scenes):
+        frames = [scene.views() for scene in scenes[:4]]
+        frames[1] = dataclasses.replace(frames[1], boxes=None)  # pixels are box units for this one
+        batch = mg.solve_batch(frames, "ir", progress=False)
+        for views, together in zip(frames, batch):
+            _assert_same_solution(together, mg.solve(views, "ir"))
+        np.testing.assert_array_equal(batch[1].reprojection_pixels, batch[1].reprojection)
+        expected = box_to_pixels(batch[2].reprojection, frames[2].boxes)
+        np.testing.assert_array_equal(batch[2].reprojection_pixels, expected)
 
     def test_solve_batch_with_random_init_equals_solve(self, scenes):
         frames = [scene.views() for scene in scenes[:3]]

@@ -317,25 +317,49 @@ def _bones(views: Views, options: RefineOptions) -> tuple[NDArray[np.int64], F64
     return bones, reference
 
 
-def _solution(views: Views, method: str, options: RefineOptions, x: F64, objective: float, hx: F64, hobj: F64) -> Solution:
-    C, J = views.num_cameras, views.num_joints
+def _to_pixels(frames: Sequence[Views], points: F64) -> F64:
+    """points (B, C, J, 2) box units -> pixels through each frame's boxes, in one array operation
+    (frames without boxes keep box units). The arithmetic is that of :func:`box_to_pixels`."""
+    pixels = points.copy()
+    boxed = [i for i, views in enumerate(frames) if views.boxes is not None]
+    if boxed:
+        boxes = np.stack([frames[i].boxes for i in boxed])  # (b, C, 4), validated by Views
+        size = boxes[..., 2:].max(axis=-1)[..., None, None]  # (b, C, 1, 1)
+        pixels[boxed] = points[boxed] * size + boxes[..., None, :2]
+    return pixels
+
+
+def _solutions(
+    frames: Sequence[Views], method: str, options: RefineOptions, x: F64, objective: F64, hx: F64, hobj: F64
+) -> list[Solution]:
+    """x (B, P), objective (B,), history hx (B, H, P), hobj (B, H) -> one Solution per frame.
+
+    Every step runs on the whole batch; ``solve`` comes here with B = 1, so a frame's results are
+    the same bits alone or in a batch."""
+    C, J = frames[0].num_cameras, frames[0].num_joints
     pose, cameras = _unpack(x, C, J)
-    reprojection = cameras.project(pose)
-    history = None
-    if hx.shape[0] > 0:
+    reprojection = geometry.project_weak(pose, cameras.rotation, cameras.scale, cameras.shift)
+    pixels = _to_pixels(frames, reprojection)
+    if hx.shape[1] > 0:
         h_pose, h_cameras = _unpack(hx, C, J)
-        steps = np.minimum(np.arange(hx.shape[0]) * options.history_every, options.steps).astype(np.int64)
-        history = History(steps, hobj.copy(), h_pose, h_cameras.rotation, h_cameras.scale, h_cameras.shift)
-    return Solution(
-        method=method,
-        pose3d=pose,
-        cameras=cameras,
-        reprojection=reprojection,
-        reprojection_pixels=views.to_pixels(reprojection),
-        objective=float(objective),
-        x=x.copy(),
-        history=history,
-    )
+        steps = np.minimum(np.arange(hx.shape[1]) * options.history_every, options.steps).astype(np.int64)
+    solutions = []
+    for i in range(len(frames)):
+        history = None
+        if hx.shape[1] > 0:
+            history = History(steps.copy(), hobj[i].copy(), h_pose[i], h_cameras.rotation[i], h_cameras.scale[i],
+                              h_cameras.shift[i])
+        solutions.append(Solution(
+            method=method,
+            pose3d=pose[i],
+            cameras=WeakCameras(cameras.rotation[i], cameras.scale[i], cameras.shift[i]),
+            reprojection=reprojection[i],
+            reprojection_pixels=pixels[i],
+            objective=float(objective[i]),
+            x=x[i].copy(),
+            history=history,
+        ))
+    return solutions
 
 
 def _check_method(method: str) -> None:
@@ -457,7 +481,7 @@ def solve(views: Views, method: Method = "ir", options: Options = None,
     bones, reference = _bones(views, opts)
     mono3d = None if views.mono3d is None else views.mono3d[None]
     x, objective, hx, hobj = _solve_arrays(views.mixtures[None], mono3d, method, opts, bones, reference)
-    return _solution(views, method, opts, x[0], objective[0], hx[0], hobj[0])
+    return _solutions([views], method, opts, x, objective, hx, hobj)[0]
 
 
 def solve_batch(
@@ -497,7 +521,6 @@ def solve_batch(
             stop = min(start + chunk_size, len(frames))
             chunk_mono = None if mono3d is None else mono3d[start:stop]
             x, objective, hx, hobj = _solve_arrays(mixtures[start:stop], chunk_mono, method, opts, bones, reference)
-            for i in range(stop - start):
-                solutions.append(_solution(frames[start + i], method, opts, x[i], objective[i], hx[i], hobj[i]))
+            solutions.extend(_solutions(frames[start:stop], method, opts, x, objective, hx, hobj))
             bar.update(stop - start)
     return solutions
