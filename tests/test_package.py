@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +179,26 @@ class TestInputLayouts:
     def test_nested_lists_through_the_wrapper(self, rng):
         rot6d = random_rot6d(rng, (5,))
         np.testing.assert_array_equal(geometry.rot6d_to_matrix(rot6d.tolist()), geometry.rot6d_to_matrix(rot6d))
+
+
+class TestReadme:
+    """README.md's Python examples run as written (a fresh interpreter each, in a scratch folder)."""
+
+    README = Path(__file__).resolve().parents[1] / "README.md"
+
+    @staticmethod
+    def _blocks() -> list[str]:
+        return re.findall(r"```python\n(.*?)```", TestReadme.README.read_text(encoding="utf-8"), flags=re.S)
+
+    def test_readme_has_the_solve_example(self):
+        blocks = self._blocks()
+        assert blocks and "mg.solve(views" in blocks[0] and len(blocks[0].strip().splitlines()) <= 14
+
+    @pytest.mark.parametrize("index", range(2))
+    def test_example_runs(self, index, tmp_path):
+        blocks = self._blocks()
+        assert len(blocks) == 2, "README.md's Python examples changed: update this test's range"
+        script = tmp_path / f"example_{index}.py"
+        script.write_text(blocks[index], encoding="utf-8")
+        result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
