@@ -17,6 +17,7 @@ left out of that view; a joint left with fewer than two views is a ValueError.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import geometry
 from ._core_loader import core as _core
 from .geometry import PerspectiveCameras
+from .skeletons import Skeleton
 from .views import UNINFORMATIVE_VARIANCE, Views, pixels_to_box
 
 F64 = NDArray[np.float64]
@@ -199,12 +201,13 @@ class Solution:
 
 
 Options = RefineOptions | AniPoseOptions | Mapping[str, Any] | None
+_DEFAULTS = {RefineOptions: RefineOptions(), AniPoseOptions: AniPoseOptions()}  # frozen, so shared
 
 
 def _options(options: Options, method: str) -> RefineOptions | AniPoseOptions:
     kind = AniPoseOptions if method == "anipose" else RefineOptions
     if options is None:
-        return kind()
+        return _DEFAULTS[kind]
     if isinstance(options, kind):
         return options
     if isinstance(options, Mapping):
@@ -303,8 +306,18 @@ def _solve_arrays(
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _skeleton_arrays(skeleton: Skeleton) -> tuple[NDArray[np.int64], F64]:
+    """A skeleton's bones (nB, 2) and rest-pose bone lengths (nB,), built once (read-only)."""
+    bones = np.array(skeleton.bones, dtype=np.int64)
+    lengths = skeleton.bone_lengths(skeleton.rest_pose())
+    bones.setflags(write=False)
+    lengths.setflags(write=False)
+    return bones, lengths
+
+
 def _bones(views: Views, options: RefineOptions) -> tuple[NDArray[np.int64], F64]:
-    bones = np.array(views.skeleton.bones, dtype=np.int64)
+    bones, reference = _skeleton_arrays(views.skeleton)
     if options.bone_reference is not None:
         reference = np.array(options.bone_reference)
         if reference.shape != (len(bones),):
@@ -312,20 +325,21 @@ def _bones(views: Views, options: RefineOptions) -> tuple[NDArray[np.int64], F64
                 f"bone_reference: expected {len(bones)} lengths for skeleton {views.skeleton.name!r}, "
                 f"got {reference.shape[0]}"
             )
-    else:
-        reference = views.skeleton.bone_lengths(views.skeleton.rest_pose())
     return bones, reference
 
 
 def _to_pixels(frames: Sequence[Views], points: F64) -> F64:
     """points (B, C, J, 2) box units -> pixels through each frame's boxes, in one array operation
     (frames without boxes keep box units). The arithmetic is that of :func:`box_to_pixels`."""
-    pixels = points.copy()
     boxed = [i for i, views in enumerate(frames) if views.boxes is not None]
-    if boxed:
-        boxes = np.stack([frames[i].boxes for i in boxed])  # (b, C, 4), validated by Views
-        size = boxes[..., 2:].max(axis=-1)[..., None, None]  # (b, C, 1, 1)
-        pixels[boxed] = points[boxed] * size + boxes[..., None, :2]
+    if not boxed:
+        return points.copy()
+    boxes = np.stack([frames[i].boxes for i in boxed])  # (b, C, 4), validated by Views
+    size = boxes[..., 2:].max(axis=-1)[..., None, None]  # (b, C, 1, 1)
+    if len(boxed) == len(frames):
+        return points * size + boxes[..., None, :2]
+    pixels = points.copy()
+    pixels[boxed] = points[boxed] * size + boxes[..., None, :2]
     return pixels
 
 
