@@ -89,14 +89,10 @@ Frames take_frames(const py::object& mixtures, const py::object& x, const py::ob
     throw py::value_error("bone_reference: nB = " + std::to_string(f.bone_reference.dim(0)) +
                           " does not match bones' nB = " + std::to_string(f.num_bones));
   f.bone_weight = take_real(bone_weight, "bone_weight", 0.0);
-  {  // the kernels index their workspace with int: the widest one (kRefinerLanes lanes) must fit
-    const long long Jp = (static_cast<long long>(f.J) + 3) / 4 * 4, C = f.C, K = f.K;
-    const long long widest =
-        kRefinerLanes * (4 * (3LL * f.J + 10 * C) + 4 * K * C * Jp + f.num_bones + 6 * Jp + (9 + K) * C * Jp);
-    if (widest > std::numeric_limits<int>::max())
-      throw py::value_error("mixtures: C = " + std::to_string(f.C) + ", J = " + std::to_string(f.J) + ", K = " +
-                            std::to_string(f.K) + " is too large for the refiner (more than 2^31 workspace values)");
-  }
+  // The kernels index their workspace with int: the widest (kRefinerLanes lanes) must fit.
+  if (refine_workspace_size(f.C, f.J, f.K, f.num_bones, kRefinerLanes) > std::numeric_limits<int>::max())
+    throw py::value_error("mixtures: C = " + std::to_string(f.C) + ", J = " + std::to_string(f.J) + ", K = " +
+                          std::to_string(f.K) + " is too large for the refiner (more than 2^31 workspace values)");
 
   const std::size_t frames = f.mixtures.batch();
   const std::size_t per_frame = static_cast<std::size_t>(f.C * f.J * f.K);

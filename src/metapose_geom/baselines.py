@@ -102,19 +102,13 @@ def scene_cameras(scene) -> PerspectiveCameras:
     return PerspectiveCameras(scene.rotation, scene.translation, scene.intrinsics, scene.distortion, scene.image_size)
 
 
-def _check_cameras(cameras: PerspectiveCameras, name: str = "cameras") -> PerspectiveCameras:
-    if not isinstance(cameras, PerspectiveCameras):
-        raise ValueError(f"{name}: expected a PerspectiveCameras, got {type(cameras).__name__}")
-    return cameras.validated(name)
-
-
 def perturb_cameras(cameras: PerspectiveCameras, subject: ArrayLike, rng: np.random.Generator,
                     rotation_degrees: float = 15.0, translation_fraction: float = 0.25) -> PerspectiveCameras:
     """A random start near ``cameras``: each camera turned by ``rotation_degrees`` about a uniformly
     random axis and its centre moved by ``translation_fraction`` of its distance to ``subject``
     (3,) (world point, e.g. the pose's centroid) in a uniformly random direction. Intrinsics and
     distortion are kept. Draws come from ``rng`` (a numpy Generator)."""
-    cameras = _check_cameras(cameras)
+    cameras = PerspectiveCameras.checked(cameras)
     subject = as_float64(subject, "subject")
     if subject.shape != (3,) or not np.isfinite(subject).all():
         raise ValueError(f"subject: expected a finite (3,) world point, got shape {subject.shape}")
@@ -227,7 +221,7 @@ def anipose_solve(points: ArrayLike, start: PerspectiveCameras, adjust_cameras: 
     :class:`AniPoseError` when aniposelib fails on the points.
     """
     anipose_cameras = require_aniposelib()
-    start = _check_cameras(start, "start")
+    start = PerspectiveCameras.checked(start, "start")
     array = as_float64(points, "points")
     count = start.rotation.shape[0]
     single = array.ndim == 3

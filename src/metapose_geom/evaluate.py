@@ -430,17 +430,16 @@ class AniPoseCache:
             digest.update(array.tobytes())
         return digest.digest()
 
-    def get(self, task: _AniPoseTask, key: bytes | None = None) -> tuple[F64, float] | None:
-        """(pose (n, J, 3), seconds) of a batch solved before, or None (``key``: :meth:`key`, if known)."""
-        found = self.results.get(self.key(task) if key is None else key)
+    def get(self, key: bytes, task: _AniPoseTask) -> tuple[F64, float] | None:
+        """(pose (n, J, 3), seconds) of the batch ``task`` whose :meth:`key` is ``key``, if solved before."""
+        found = self.results.get(key)
         if found is None or found[0].shape[:2] != (task.points.shape[0], task.points.shape[2]):
             return None
         self.hits += 1
         return found
 
-    def put(self, task: _AniPoseTask, pose: F64, seconds: float, key: bytes | None = None) -> None:
-        """Append a batch's result and flush it to disk (``key``: :meth:`key`, if known)."""
-        key = self.key(task) if key is None else key
+    def put(self, key: bytes, pose: F64, seconds: float) -> None:
+        """Append the result of the batch whose :meth:`key` is ``key`` and flush it to disk."""
         pose = np.ascontiguousarray(pose, dtype="<f8")
         n, joints = pose.shape[:2]
         self._handle.write(self._HEAD.pack(key, n, joints, float(seconds)) + pose.tobytes())
@@ -541,7 +540,7 @@ def _run_anipose_all(tasks: list[_AniPoseTask], frames_total: int, joints: int, 
     todo, keys = [], []
     for task in tasks:
         key = None if cache is None else cache.key(task)
-        found = None if cache is None else cache.get(task, key)
+        found = None if key is None else cache.get(key, task)
         if found is None:
             todo.append(task)
             keys.append(key)
@@ -550,7 +549,7 @@ def _run_anipose_all(tasks: list[_AniPoseTask], frames_total: int, joints: int, 
     results = map(_run_anipose_task, todo) if pool is None else pool.map(_run_anipose_task, todo, chunksize=2)
     for task, key, (first, batch_pose, batch_seconds) in zip(todo, keys, results):
         if cache is not None:
-            cache.put(task, batch_pose, batch_seconds, key)
+            cache.put(key, batch_pose, batch_seconds)
         store(first, batch_pose, batch_seconds)
     return pose, seconds
 

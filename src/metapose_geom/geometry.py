@@ -170,6 +170,13 @@ class PerspectiveCameras(NamedTuple):
     def num_cameras(self) -> int:
         return int(np.shape(self.rotation)[0])
 
+    @classmethod
+    def checked(cls, value: object, name: str = "cameras") -> PerspectiveCameras:
+        """``value.validated(name)`` for a PerspectiveCameras; ValueError naming ``name`` for anything else."""
+        if not isinstance(value, cls):
+            raise ValueError(f"{name}: expected a PerspectiveCameras, got {type(value).__name__}")
+        return value.validated(name)
+
     def validated(self, name: str = "cameras") -> PerspectiveCameras:
         """A float64 copy after checking the shapes (C >= 2 cameras), that every value is finite,
         that the rotations are rotations (orthonormal to 1e-6, determinant +1) and that the focal

@@ -152,7 +152,7 @@ class WeakCameras:
     shift: F64  #: (C, 3), box units
 
     def project(self, pose: ArrayLike) -> F64:
-        """pose (J, 3) -> (C, J, 2) box units."""
+        """pose (..., J, 3) with cameras of the same leading dims -> (..., C, J, 2) box units."""
         return geometry.project_weak(pose, self.rotation, self.scale, self.shift)
 
 
@@ -352,18 +352,16 @@ def _solutions(
     the same bits alone or in a batch."""
     C, J = frames[0].num_cameras, frames[0].num_joints
     pose, cameras = _unpack(x, C, J)
-    reprojection = geometry.project_weak(pose, cameras.rotation, cameras.scale, cameras.shift)
+    reprojection = cameras.project(pose)
     pixels = _to_pixels(frames, reprojection)
+    histories: list[History | None] = [None] * len(frames)
     if hx.shape[1] > 0:
         h_pose, h_cameras = _unpack(hx, C, J)
         steps = np.minimum(np.arange(hx.shape[1]) * options.history_every, options.steps).astype(np.int64)
-    solutions = []
-    for i in range(len(frames)):
-        history = None
-        if hx.shape[1] > 0:
-            history = History(steps.copy(), hobj[i].copy(), h_pose[i], h_cameras.rotation[i], h_cameras.scale[i],
-                              h_cameras.shift[i])
-        solutions.append(Solution(
+        histories = [History(steps.copy(), hobj[i].copy(), h_pose[i], h_cameras.rotation[i], h_cameras.scale[i],
+                             h_cameras.shift[i]) for i in range(len(frames))]
+    return [
+        Solution(
             method=method,
             pose3d=pose[i],
             cameras=WeakCameras(cameras.rotation[i], cameras.scale[i], cameras.shift[i]),
@@ -371,9 +369,10 @@ def _solutions(
             reprojection_pixels=pixels[i],
             objective=float(objective[i]),
             x=x[i].copy(),
-            history=history,
-        ))
-    return solutions
+            history=histories[i],
+        )
+        for i in range(len(frames))
+    ]
 
 
 def _check_method(method: str) -> None:
@@ -398,9 +397,7 @@ def _anipose_starts(cameras: Any, frames: int, num_cameras: int) -> list[Perspec
         raise ValueError(f"{_NEEDS_START}; got {type(cameras).__name__}")
     checked = []
     for start, name in zip(starts, names):
-        if not isinstance(start, PerspectiveCameras):
-            raise ValueError(f"{name}: expected a PerspectiveCameras, got {type(start).__name__}")
-        start = start.validated(name)
+        start = PerspectiveCameras.checked(start, name)
         if start.num_cameras != num_cameras:
             raise ValueError(f"{name}: expected {num_cameras} cameras, one per view, got {start.num_cameras}")
         checked.append(start)

@@ -146,7 +146,10 @@ inline void prepare_mixtures(const T* mixtures, int N, int K, T* prepared, int s
 
 // Rounds a count of points up to a whole number of 4-double vectors, so that the evaluation
 // loops have no scalar remainder.
-inline int padded_count(int n) { return (n + 3) & ~3; }
+template <class Int>
+inline Int padded_count(Int n) {
+  return (n + 3) & ~Int(3);
+}
 
 // Any K: two passes over the components with the points innermost. `scratch` holds (K + 2) N values.
 template <class T>

@@ -45,7 +45,8 @@ struct RefinerOptions {
   int history_every = 0;  // 0: no history
 };
 
-inline int solution_size(int C, int J) { return 3 * J + 10 * C; }
+// Sizes are computed in 64 bits, so that a caller can check them against the int indexing inside.
+inline long long solution_size(long long C, long long J) { return 3 * J + 10 * C; }
 
 // The refiner keeps per-camera values on the stack; callers check C against this.
 inline constexpr int kMaxCameras = 16;
@@ -77,18 +78,23 @@ inline T inverse_softplus(T s) {
   return s > T(30) ? s + std::log1p(-std::exp(-s)) : std::log(std::expm1(s));
 }
 
-// One frame's refinement problem. Mixtures are prepared (mixture.hpp) once per frame as one block
+// The refinement problem of L frames of one shape (C, J, K) side by side (see "Lanes" below); L = 1
+// (RefinerProblem) is one frame. Mixtures are prepared (mixture.hpp) once per frame as one block
 // over the C Jp points (camera c's joint j is point c Jp + j, Jp = padded_count(J)), field-major
-// with stride C Jp, all zero in the padding.
-template <class T>
-struct RefinerProblem {
+// with stride C Jp, all zero in the padding; with L lanes every value of that block is followed
+// by the other frames' (lane-minor), and so is each bone reference.
+template <class T, int L = 1>
+struct RefinerLanes {
   int C = 0, J = 0, K = 0;
-  const T* prepared = nullptr;        // 4 K C Jp
+  const T* prepared = nullptr;        // 4 K C Jp L
   int num_bones = 0;
-  const long long* bones = nullptr;   // num_bones * 2 (parent, child)
-  const T* bone_reference = nullptr;  // num_bones, already divided by its mean
-  T bone_weight = 0;
+  const long long* bones = nullptr;   // num_bones * 2 (parent, child), shared by the L frames
+  const T* bone_reference = nullptr;  // num_bones L, each frame's already divided by its mean
+  T bone_weight = 0;                  // shared by the L frames
 };
+
+template <class T>
+using RefinerProblem = RefinerLanes<T, 1>;
 
 // Prepares one frame's mixtures (C x J x K x 4) into the block RefinerProblem::prepared points to
 // (4 K C Jp values, zeroed here).
@@ -99,7 +105,7 @@ inline void prepare_frame(const T* mixtures, int C, int J, int K, T* prepared) {
   for (int c = 0; c < C; ++c) prepare_mixtures(mixtures + 4 * K * J * c, J, K, prepared + c * Jp, C * Jp);
 }
 
-inline int prepared_frame_size(int C, int J, int K) { return 4 * K * C * padded_count(J); }
+inline long long prepared_frame_size(long long C, long long J, long long K) { return 4 * K * C * padded_count(J); }
 
 // Lanes. The objective and Adam run L frames of one shape (C, J, K) side by side, so that the
 // per-camera work (Gram-Schmidt, its reverse, the reductions over joints) and Adam fill vector
@@ -115,21 +121,9 @@ inline constexpr int kRefinerLanes = 4;
 // for four.
 inline int refiner_lane_width(long long left) { return left >= 3 ? kRefinerLanes : static_cast<int>(left); }
 
-// L frames' problems, interleaved: prepared is 4 K C Jp L (the frames' prepared blocks, lane-minor)
-// and bone_reference num_bones L.
-template <class T, int L>
-struct RefinerLanes {
-  int C = 0, J = 0, K = 0;
-  const T* prepared = nullptr;
-  int num_bones = 0;
-  const long long* bones = nullptr;
-  const T* bone_reference = nullptr;
-  T bone_weight = 0;
-};
-
 // Values refiner_objective needs as scratch, for L lanes.
-inline int objective_workspace_size(int C, int J, int K, int L = 1) {
-  const int Jp = padded_count(J);
+inline long long objective_workspace_size(long long C, long long J, long long K, long long L = 1) {
+  const long long Jp = padded_count(J);
   return L * (6 * Jp + (9 + K) * C * Jp);  // pose and gradient by coordinate; 7 arrays of C Jp L; (K + 2) C Jp L scratch
 }
 
@@ -328,20 +322,14 @@ void refiner_objective(const RefinerLanes<T, L>& problem, const T* x, T* value, 
 // value is not finite.
 template <class T>
 bool refiner_objective(const RefinerProblem<T>& problem, const T* x, T* value, T* gradient, T* work) {
-  RefinerLanes<T, 1> lanes;
-  lanes.C = problem.C, lanes.J = problem.J, lanes.K = problem.K;
-  lanes.prepared = problem.prepared;  // one lane: the plain layout
-  lanes.num_bones = problem.num_bones;
-  lanes.bones = problem.bones;
-  lanes.bone_reference = problem.bone_reference;
-  lanes.bone_weight = problem.bone_weight;
   bool ok = true;
-  refiner_objective(lanes, x, value, gradient, work, &ok);
+  refiner_objective(problem, x, value, gradient, work, &ok);
   return ok;
 }
 
 // Scratch refine needs, for L lanes (enough for any narrower width too).
-inline int refine_workspace_size(int C, int J, int K, int num_bones, int L = kRefinerLanes) {
+inline long long refine_workspace_size(long long C, long long J, long long K, long long num_bones,
+                                       long long L = kRefinerLanes) {
   return L * (4 * solution_size(C, J) + prepared_frame_size(C, J, K) + num_bones) + objective_workspace_size(C, J, K, L);
 }
 
@@ -356,7 +344,7 @@ void refine(const RefinerProblem<T>* problems, int count, const RefinerOptions& 
             T* const* objective, T* const* history_x, T* const* history_objective, T* scratch, bool* ok) {
   const RefinerProblem<T>& first = problems[0];
   const int C = first.C, J = first.J, K = first.K, B = first.num_bones;
-  const int P = solution_size(C, J), prepared_size = prepared_frame_size(C, J, K);
+  const int P = static_cast<int>(solution_size(C, J)), prepared_size = static_cast<int>(prepared_frame_size(C, J, K));
   T* METAPOSE_RESTRICT xl = scratch;
   T* METAPOSE_RESTRICT gradient = xl + P * L;
   T* METAPOSE_RESTRICT m = gradient + P * L;

@@ -26,14 +26,14 @@ namespace metapose {
 
 // The Gram-Schmidt step shared by the forward and reverse maps, for L rotations side by side
 // (the refiner runs several frames in one vector): values are lane-minor, entry i of lane l at
-// [i L + l], so L = 1 is the plain layout. It keeps b1, b2, the norms |a1|, |u2| and d = b1 . a2.
+// [i L + l], so L = 1 is the plain layout. It keeps b1, b2, 1 / |a1|, 1 / |u2| and d = b1 . a2.
 // u2 is re-orthogonalised against b1 once more (mathematically a no-op, so the derivatives are
 // unchanged) to keep b1 . b2 at rounding level when a2 is nearly parallel to a1. Every lane is
 // computed; compute() clears ok[l] where lane l's rows are zero or parallel, whose values are then
 // meaningless. Each lane's arithmetic is the same whatever L is and whatever the other lanes hold.
 template <class T, int L = 1>
 struct GramSchmidt {
-  T b1[3 * L], b2[3 * L], n1[L], n2[L], inv_n1[L], inv_n2[L], d[L];  // n1 = |a1|, n2 = |u2|
+  T b1[3 * L], b2[3 * L], inv_n1[L], inv_n2[L], d[L];  // inv_n1 = 1 / |a1|, inv_n2 = 1 / |u2|
 
   void compute(const T* r6, bool* ok) {
     constexpr T kLargest = std::numeric_limits<T>::max();
@@ -43,8 +43,7 @@ struct GramSchmidt {
       const T a1[3] = {r6[l], r6[L + l], r6[2 * L + l]};
       const T a2[3] = {r6[3 * L + l], r6[4 * L + l], r6[5 * L + l]};
       n1_squared[l] = dot3(a1, a1);
-      n1[l] = std::sqrt(n1_squared[l]);
-      const T inv1 = T(1) / n1[l];
+      const T inv1 = T(1) / std::sqrt(n1_squared[l]);
       T c[3];
       for (int i = 0; i < 3; ++i) c[i] = a1[i] * inv1;
       const T dd = dot3(c, a2);
@@ -52,8 +51,7 @@ struct GramSchmidt {
       const T again = dot3(c, u2);
       for (int i = 0; i < 3; ++i) u2[i] -= again * c[i];
       n2_squared[l] = dot3(u2, u2);
-      n2[l] = std::sqrt(n2_squared[l]);
-      const T inv2 = T(1) / n2[l];
+      const T inv2 = T(1) / std::sqrt(n2_squared[l]);
       for (int i = 0; i < 3; ++i) {
         b1[i * L + l] = c[i];
         b2[i * L + l] = u2[i] * inv2;
@@ -129,14 +127,14 @@ bool rot6d_to_matrix(const T* r6, T* R, T* jacobian = nullptr) {
   const T* a2 = r6 + 3;
   const T* b1 = gs.b1;
   const T* b2 = gs.b2;
-  const T n1 = gs.n1[0], n2 = gs.n2[0], d = gs.d[0];
+  const T inv_n1 = gs.inv_n1[0], inv_n2 = gs.inv_n2[0], d = gs.d[0];
   gs.matrix(R);
   if (jacobian == nullptr) return true;
 
   // db1/da1 (3x3), symmetric.
   T db1[9];
   for (int r = 0; r < 3; ++r)
-    for (int c = 0; c < 3; ++c) db1[3 * r + c] = ((r == c ? T(1) : T(0)) - b1[r] * b1[c]) / n1;
+    for (int c = 0; c < 3; ++c) db1[3 * r + c] = ((r == c ? T(1) : T(0)) - b1[r] * b1[c]) * inv_n1;
   // du2/da1 = -(d I + b1 a2^T) db1 ; du2/da2 = P(b1).
   T du2_da1[9], du2_da2[9];
   for (int r = 0; r < 3; ++r)
@@ -149,7 +147,7 @@ bool rot6d_to_matrix(const T* r6, T* R, T* jacobian = nullptr) {
   // db2/dx = P(b2)/n2 du2/dx.
   T P2[9];
   for (int r = 0; r < 3; ++r)
-    for (int c = 0; c < 3; ++c) P2[3 * r + c] = ((r == c ? T(1) : T(0)) - b2[r] * b2[c]) / n2;
+    for (int c = 0; c < 3; ++c) P2[3 * r + c] = ((r == c ? T(1) : T(0)) - b2[r] * b2[c]) * inv_n2;
   T db2_da1[9], db2_da2[9];
   matmul3(P2, du2_da1, db2_da1);
   matmul3(P2, du2_da2, db2_da2);
