@@ -138,3 +138,23 @@ class TestSubset:
         views = mg.Views(mixtures(rng, cameras=3))
         with pytest.raises(ValueError, match=match):
             views.subset(cameras)
+
+
+class TestReadOnlyCopies:
+    def test_caller_changes_do_not_reach_the_views(self, rng):
+        m, mono, boxes = mixtures(rng), rng.normal(size=(3, 17, 3)), np.tile([10.0, 20, 300, 400], (3, 1))
+        views = mg.Views(m, mono, boxes)
+        kept = [views.mixtures.copy(), views.mono3d.copy(), views.boxes.copy()]
+        m[...] = 0.0  # a loop that refills one buffer must not change earlier frames
+        mono[...] = 7.0
+        boxes[..., 2:] = -1.0  # nor can an edit after validation bypass the checks
+        for got, expected in zip([views.mixtures, views.mono3d, views.boxes], kept):
+            np.testing.assert_array_equal(got, expected)
+
+    def test_nobody_writes_into_a_validated_view(self, rng):
+        views = mg.Views(mixtures(rng), rng.normal(size=(3, 17, 3)), np.tile([10.0, 20, 300, 400], (3, 1)))
+        for array in (views.mixtures, views.mono3d, views.boxes):
+            with pytest.raises(ValueError, match="read-only"):
+                array[0] = 1.0
+        for derived in (views.subset([2, 0]), mg.Views.from_keypoints(rng.uniform(0, 1, (2, 17, 2)), np.ones((2, 17)))):
+            assert not derived.mixtures.flags.writeable

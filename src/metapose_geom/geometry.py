@@ -30,6 +30,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._checks import as_float64, check_int
 from ._core_loader import core as _core
 
 F64 = NDArray[np.float64]
@@ -56,22 +57,9 @@ __all__ = [
 ]
 
 
-def as_float64(value: ArrayLike, name: str) -> F64:
-    """Return ``value`` as a C-contiguous float64 array, or raise ValueError naming ``name``."""
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as error:  # ragged nested lists and the like
-        raise ValueError(f"{name}: expected a real numeric array, got {type(value).__name__} ({error})") from None
-    if array.dtype.kind not in "fiu":
-        raise ValueError(f"{name}: expected a real numeric array, got dtype {array.dtype}")
-    return np.asarray(array, dtype=np.float64, order="C")  # keeps 0-d arrays 0-d
-
-
 def set_num_threads(count: int) -> None:
     """Use ``count`` threads (>= 1) for large batches; 0 means one per hardware core."""
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-        raise ValueError(f"count: expected an integer >= 0, got {count!r}")
-    _core.set_num_threads(int(count))
+    _core.set_num_threads(check_int(count, "count", 0))
 
 
 def get_num_threads() -> int:

@@ -71,8 +71,9 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .geometry import as_float64, get_num_threads
-from .views import UNINFORMATIVE_VARIANCE
+from ._checks import as_float64, check_choice, check_int, check_number
+from .geometry import get_num_threads
+from .mixtures import UNINFORMATIVE_VARIANCE, check_mixtures
 
 F64 = NDArray[np.float64]
 
@@ -375,18 +376,6 @@ def _render_many(mixtures, limits, rows, cols):
 # --------------------------------------------------------------------------- validation helpers
 
 
-def _check_int(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_choice(value, name: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
-    return value
-
-
 def _check_heatmaps(heatmaps: ArrayLike) -> F64:
     array = as_float64(heatmaps, "heatmaps")
     if array.ndim < 2 or array.shape[-1] == 0 or array.shape[-2] == 0:
@@ -417,7 +406,7 @@ def _check_size(size) -> tuple[int, int]:
         rows, cols = size
     except (TypeError, ValueError):
         raise ValueError(f"size: expected an integer or (H, W), got {size!r}") from None
-    return _check_int(rows, "size", 1), _check_int(cols, "size", 1)
+    return check_int(rows, "size", 1), check_int(cols, "size", 1)
 
 
 def initial_split_points(num_components: int) -> F64:
@@ -428,7 +417,7 @@ def initial_split_points(num_components: int) -> F64:
     ``2 p_{K-1} - m_{K-2}`` (m the first and last midpoints); ``(-0.3, 0.3)`` for K = 2, ``(0,)``
     for K = 1. Ascending and symmetric about 0.
     """
-    count = _check_int(num_components, "num_components", 1)
+    count = check_int(num_components, "num_components", 1)
     if count == 1:
         return np.zeros(1)
     if count == 2:
@@ -440,10 +429,10 @@ def initial_split_points(num_components: int) -> F64:
 
 def _prepare(heatmaps, num_components, steps, limits, on_invalid, negative):
     array = _check_heatmaps(heatmaps)
-    count = _check_int(num_components, "num_components", 1)
-    steps = _check_int(steps, "steps", 0)
-    _check_choice(on_invalid, "on_invalid", _ON_INVALID)
-    _check_choice(negative, "negative", _NEGATIVE)
+    count = check_int(num_components, "num_components", 1)
+    steps = check_int(steps, "steps", 0)
+    check_choice(on_invalid, "on_invalid", _ON_INVALID)
+    check_choice(negative, "negative", _NEGATIVE)
     leading = array.shape[:-2]
     return array.reshape((-1,) + array.shape[-2:]), leading, count, steps, _check_limits(limits, leading)
 
@@ -616,15 +605,7 @@ def render_mixtures(mixtures: ArrayLike, size: int | tuple[int, int] = 64, limit
     about the weight inside the limits. ``size`` is H = W or (H, W). Weights must be >= 0,
     variances > 0 (box units squared), everything finite.
     """
-    array = as_float64(mixtures, "mixtures")
-    if array.ndim < 2 or array.shape[-1] != 4 or array.shape[-2] == 0:
-        raise ValueError(f"mixtures: expected shape (..., K, 4) with K >= 1, got {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError("mixtures: contains NaN or inf")
-    if (array[..., 0] < 0).any():
-        raise ValueError("mixtures: weights must be >= 0")
-    if (array[..., 3] <= 0).any():
-        raise ValueError("mixtures: variances must be > 0")
+    array = check_mixtures(mixtures, positive_total=False)
     rows, cols = _check_size(size)
     leading = array.shape[:-2]
     limit_rows = _check_limits(limits, leading)
@@ -649,9 +630,7 @@ def render_heatmaps(points: ArrayLike, size: int | tuple[int, int] = 64, sigma_p
         raise ValueError(f"points: expected shape (..., 2), got {array.shape}")
     if not np.isfinite(array).all():
         raise ValueError("points: contains NaN or inf")
-    if isinstance(sigma_px, bool) or not isinstance(sigma_px, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(sigma_px) or sigma_px <= 0:
-        raise ValueError(f"sigma_px: expected a finite number > 0, got {sigma_px!r}")
+    check_number(sigma_px, "sigma_px", 0.0, low_open=True)
     rows, cols = _check_size(size)
     leading = array.shape[:-1]
     limit_rows = _check_limits(limits, leading)

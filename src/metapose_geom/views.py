@@ -14,15 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .geometry import as_float64
+from ._checks import as_float64
+from .mixtures import KEYPOINT_SIGMA, UNINFORMATIVE_VARIANCE, check_mixtures, keypoints_to_mixtures
 from .skeletons import H36M_17, Skeleton
 
 F64 = NDArray[np.float64]
-
-#: Variance (box units squared) of the component that stands for a missing joint: one box wide.
-UNINFORMATIVE_VARIANCE = 1.0
-#: Spread (box units) of a keypoint detected with confidence 1; it grows as 1 / confidence.
-KEYPOINT_SIGMA = 0.01
 
 __all__ = ["KEYPOINT_SIGMA", "UNINFORMATIVE_VARIANCE", "Views", "box_to_pixels", "pixels_to_box"]
 
@@ -54,9 +50,16 @@ def box_to_pixels(points: ArrayLike, boxes: ArrayLike) -> F64:
     return array * box[:, 2:].max(axis=1).reshape(shape[:-1] + (1,)) + box[:, :2].reshape(shape)
 
 
+def _frozen(array: F64) -> F64:
+    """A read-only copy: a Views never shares memory with its caller, and nobody writes into it."""
+    copy = np.array(array, dtype=np.float64, order="C", copy=True)
+    copy.setflags(write=False)
+    return copy
+
+
 @dataclass(frozen=True)
 class Views:
-    """Validated evidence for one frame.
+    """Validated evidence for one frame, held as read-only copies of what was given.
 
     Attributes:
         mixtures: (C, J, K, 4) ``[weight, mu_x, mu_y, variance]`` in box units.
@@ -83,16 +86,7 @@ class Views:
             raise ValueError(
                 f"mixtures: J = {joints} joints, but skeleton {self.skeleton.name!r} has {self.skeleton.num_joints}"
             )
-        if not np.isfinite(mixtures).all():
-            raise ValueError("mixtures: contains NaN or inf")
-        if (mixtures[..., 0] < 0).any():
-            raise ValueError("mixtures: weights must be >= 0")
-        if (mixtures[..., 3] <= 0).any():
-            raise ValueError("mixtures: variances must be > 0")
-        empty = np.argwhere(mixtures[..., 0].sum(axis=-1) <= 0)
-        if len(empty):
-            c, j = empty[0]
-            raise ValueError(f"mixtures: zero total weight at camera {c}, joint {j} ({self.skeleton.joints[j]})")
+        mixtures = _frozen(check_mixtures(mixtures, joint_names=tuple(self.skeleton.joints)))
         object.__setattr__(self, "mixtures", mixtures)
 
         if self.mono3d is not None:
@@ -101,9 +95,9 @@ class Views:
                 raise ValueError(f"mono3d: expected shape (C={cameras}, J={joints}, 3), got {mono3d.shape}")
             if not np.isfinite(mono3d).all():
                 raise ValueError("mono3d: contains NaN or inf")
-            object.__setattr__(self, "mono3d", mono3d)
+            object.__setattr__(self, "mono3d", _frozen(mono3d))
         if self.boxes is not None:
-            object.__setattr__(self, "boxes", _check_boxes(self.boxes, cameras))
+            object.__setattr__(self, "boxes", _frozen(_check_boxes(self.boxes, cameras)))
         names = tuple(self.camera_names) or tuple(f"cam{c}" for c in range(cameras))
         if len(names) != cameras or len(set(names)) != cameras:
             raise ValueError(f"camera_names: expected {cameras} distinct names, got {names}")
@@ -180,15 +174,9 @@ class Views:
             raise ValueError("confidences: expected finite values in [0, 1]")
         if np.isinf(points).any():
             raise ValueError("keypoints: contains inf (use NaN for a missing joint)")
-        missing = np.isnan(points).any(axis=-1) | (conf == 0)
-        filled = np.where(missing[..., None], 0.0, points)
         if boxes is not None:
-            filled = pixels_to_box(filled, boxes)
-        sigma = np.minimum(KEYPOINT_SIGMA / np.maximum(conf, 1e-12), np.sqrt(UNINFORMATIVE_VARIANCE))
-        mixtures = np.empty(points.shape[:2] + (1, 4))
-        mixtures[..., 0, 0] = 1.0
-        mixtures[..., 0, 1:3] = np.where(missing[..., None], 0.5, filled)
-        mixtures[..., 0, 3] = np.where(missing, UNINFORMATIVE_VARIANCE, sigma**2)
+            points = pixels_to_box(points, boxes)  # NaN (missing) stays NaN
+        mixtures = keypoints_to_mixtures(points, conf)
         return cls(mixtures, mono3d, boxes, tuple(camera_names), skeleton)
 
     @classmethod
