@@ -8,7 +8,7 @@ import pytest
 from metapose_geom import metrics
 
 import reference as ref
-from conftest import BATCH_SHAPES, assert_close, random_rotations
+from conftest import BATCH_SHAPES, assert_close, in_unit, random_rotations, refusal
 
 JOINTS = 17
 MODES = ["norm_ratio", "umeyama"]
@@ -66,27 +66,36 @@ class TestPmpjpe:
         assert_close(metrics.pmpjpe(moved, ground_truth, scale=mode), metrics.pmpjpe(prediction, ground_truth, scale=mode),
                      rtol=1e-10)
 
-    @pytest.mark.parametrize("unit", [1e-120, 1e-3, 1e3, 1e120])
-    def test_equivariant_to_the_unit_of_length(self, rng, unit, mode="norm_ratio"):
-        """Both poses in another unit: the error in that unit (or ValueError out of float64's range)."""
+    @pytest.mark.parametrize("unit", [1e-300, 1e-120, 1e-3, 1e3, 1e120, 1e300, 1e306])
+    @pytest.mark.parametrize("mode", MODES)
+    def test_equivariant_to_the_unit_of_length(self, rng, unit, mode):
+        """Both poses in another unit: the error in that unit, wherever the poses and the error
+        are finite in float64; a pose that is not (1e306 x 1337 mm) is refused."""
         prediction, ground_truth = pose_pair(rng, (4,))
         base = metrics.pmpjpe(prediction, ground_truth, scale=mode, per_joint=True)
-        try:
-            got = metrics.pmpjpe(unit * prediction, unit * ground_truth, scale=mode, per_joint=True)
-        except ValueError:
-            return
-        assert_close(got / unit, base, rtol=1e-9)
+        inputs = in_unit(unit, prediction, ground_truth)
+        expected_refusal = refusal(inputs, in_unit(unit, base))
+        if expected_refusal:
+            assert unit == 1e306
+            with pytest.raises(ValueError, match=expected_refusal):
+                metrics.pmpjpe(*inputs, scale=mode, per_joint=True)
+        else:
+            assert_close(metrics.pmpjpe(*inputs, scale=mode, per_joint=True) / unit, base, rtol=1e-9)
 
-    @pytest.mark.parametrize("unit", [1e-200, 1e-3, 1e3, 1e200])
+    @pytest.mark.parametrize("unit", [1e-300, 1e-200, 1e-3, 1e3, 1e200, 1e300, 1e306])
     def test_invariant_to_the_unit_of_the_prediction(self, rng, unit):
-        """A prediction in metres against a truth in mm is what the scale alignment is for."""
+        """A prediction in metres against a truth in mm is what the scale alignment is for: the
+        same error whenever the prediction is finite in float64."""
         prediction, ground_truth = pose_pair(rng, (4,))
         base = metrics.pmpjpe(prediction, ground_truth, per_joint=True)
-        try:
-            got = metrics.pmpjpe(unit * prediction, ground_truth, per_joint=True)
-        except ValueError:
-            return
-        assert_close(got, base, rtol=1e-9)
+        (moved,) = in_unit(unit, prediction)
+        expected_refusal = refusal([moved, ground_truth], [base])
+        if expected_refusal:
+            assert unit == 1e306
+            with pytest.raises(ValueError, match=expected_refusal):
+                metrics.pmpjpe(moved, ground_truth, per_joint=True)
+        else:
+            assert_close(metrics.pmpjpe(moved, ground_truth, per_joint=True), base, rtol=1e-9)
 
     def test_zero_for_any_similar_copy(self, rng):
         _, ground_truth = pose_pair(rng, (6,))
@@ -140,25 +149,34 @@ class TestNmpjpe:
         moved = 0.01 * prediction + np.array([5.0, -3.0, 1000.0])
         assert_close(metrics.nmpjpe(moved, ground_truth), metrics.nmpjpe(prediction, ground_truth), rtol=1e-10)
 
-    @pytest.mark.parametrize("unit", [1e-200, 1e-3, 1e3, 1e200])
-    def test_equivariant_to_the_unit_of_length(self, rng, unit, mirror_fix=True):
+    @pytest.mark.parametrize("unit", [1e-300, 1e-200, 1e-3, 1e3, 1e200, 1e300, 1e305])
+    @pytest.mark.parametrize("mirror_fix", [False, True])
+    def test_equivariant_to_the_unit_of_length(self, rng, unit, mirror_fix):
+        """The error in the poses' unit wherever they are finite in float64; a pose that is not
+        (1e305 x 4000 mm of depth) is refused."""
         prediction, ground_truth = camera_frame_pair(rng, (4,))
         base = metrics.nmpjpe(prediction, ground_truth, mirror_fix=mirror_fix, per_joint=True)
-        try:
-            got = metrics.nmpjpe(unit * prediction, unit * ground_truth, mirror_fix=mirror_fix, per_joint=True)
-        except ValueError:
-            return
-        assert_close(got / unit, base, rtol=1e-9)
+        inputs = in_unit(unit, prediction, ground_truth)
+        expected_refusal = refusal(inputs, in_unit(unit, base))
+        if expected_refusal:
+            assert unit == 1e305
+            with pytest.raises(ValueError, match=expected_refusal):
+                metrics.nmpjpe(*inputs, mirror_fix=mirror_fix, per_joint=True)
+        else:
+            assert_close(metrics.nmpjpe(*inputs, mirror_fix=mirror_fix, per_joint=True) / unit, base, rtol=1e-9)
 
-    @pytest.mark.parametrize("unit", [1e-200, 1e-3, 1e3, 1e200])
+    @pytest.mark.parametrize("unit", [1e-300, 1e-200, 1e-3, 1e3, 1e200, 1e300, 1e305])
     def test_invariant_to_the_unit_of_the_prediction(self, rng, unit):
         prediction, ground_truth = camera_frame_pair(rng, (4,))
         base = metrics.nmpjpe(prediction, ground_truth, per_joint=True)
-        try:
-            got = metrics.nmpjpe(unit * prediction, ground_truth, per_joint=True)
-        except ValueError:
-            return
-        assert_close(got, base, rtol=1e-9)
+        (moved,) = in_unit(unit, prediction)
+        expected_refusal = refusal([moved, ground_truth], [base])
+        if expected_refusal:
+            assert unit == 1e305
+            with pytest.raises(ValueError, match=expected_refusal):
+                metrics.nmpjpe(moved, ground_truth, per_joint=True)
+        else:
+            assert_close(metrics.nmpjpe(moved, ground_truth, per_joint=True), base, rtol=1e-9)
 
     def test_not_invariant_to_rotation(self, rng):
         """Unlike PMPJPE, no rotation is fitted: a rotated exact copy has a positive error."""
