@@ -267,8 +267,8 @@ def fuzz_signature(signature: Signature, data, *, public: bool, function=None, o
     return check_call(expected, make, _checker(signature, call.arrays), signature.id)
 
 
-#: the share of calls that must succeed: about a third of the calls are left intact, and some
-#: mutated ones succeed too
+#: the share of calls that must succeed: about a third of the calls are left intact and some
+#: mutated ones succeed too (38% to 68% per signature in these deterministic runs)
 FLOOR = 0.25
 
 
@@ -335,7 +335,8 @@ def test_fuzz_procrustes_scale():
 
 # --------------------------------------------------------------------------- refiner bindings
 # stage1, refiner_objective and refine live in the same extension (the refiner's part of it):
-# the same contract holds for them -- ValueError, or finite outputs of the implied shapes.
+# the same contract holds for them -- must raise, must succeed with finite outputs of the implied
+# shapes, or (mutated values, a huge bone weight) either.
 
 H36M_BONES = np.array([(0, 7), (7, 8), (8, 9), (9, 10), (8, 11), (8, 14), (14, 15), (15, 16), (11, 12), (12, 13),
                        (0, 4), (0, 1), (1, 2), (2, 3), (4, 5), (5, 6)], dtype=np.int64)
