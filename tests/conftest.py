@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import reference as ref
+from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (hooks: CI may not skip aniposelib)
 
 SEED = 20220619
 
