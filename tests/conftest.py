@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import reference as ref
+from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (hooks: CI may not skip aniposelib)
 
 SEED = 20220619
 
@@ -194,6 +195,27 @@ def assert_close(got, want, rtol: float = RTOL, err_msg: str = "") -> None:
     assert got.dtype == np.float64, (err_msg, got.dtype)
     scale = float(np.abs(want).max(initial=0.0))
     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=err_msg)
+
+
+# --------------------------------------------------------------------------- float64's range
+
+
+def in_unit(unit: float, *arrays) -> tuple[np.ndarray, ...]:
+    """Each array times ``unit``; what leaves float64's range becomes inf (no warning)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return tuple(unit * np.asarray(a, dtype=np.float64) for a in arrays)
+
+
+def refusal(inputs, results) -> str | None:
+    """Decide up front whether a call must succeed: None when every input and every exact
+    result is finite in float64; else the regex of the ValueError it must raise -- the input
+    check's (``name: contains NaN or inf``) when an input is not finite, the overflow check's
+    (``names: values too large or too small for float64``) when only a result is not."""
+    if not all(np.all(np.isfinite(a)) for a in inputs):
+        return r"^\w+: contains NaN or inf"
+    if not all(np.all(np.isfinite(r)) for r in results):
+        return r"^\w+(, \w+)*: values too large or too small for float64"
+    return None
 
 
 def pytest_configure(config):

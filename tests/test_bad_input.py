@@ -371,6 +371,20 @@ class TestMetricArguments:
         with pytest.raises(ValueError, match="threshold"):
             metrics.pck(prediction, ground_truth, threshold=threshold)
 
+    @pytest.mark.parametrize("flag", ["no", None, 0, 1, [True]])
+    @pytest.mark.parametrize("call", [
+        lambda p, g, flag: metrics.nmpjpe(p, g, mirror_fix=flag),
+        lambda p, g, flag: metrics.pck(p, g, mirror_fix=flag),
+        lambda p, g, flag: metrics.nmpjpe(p, g, per_joint=flag),
+        lambda p, g, flag: metrics.pmpjpe(p, g, per_joint=flag),
+    ], ids=["nmpjpe-mirror_fix", "pck-mirror_fix", "nmpjpe-per_joint", "pmpjpe-per_joint"])
+    def test_switches_are_true_or_false(self, rng, flag, call):
+        """Not anything Python finds truthy: "no" would otherwise switch the mirror fix on."""
+        prediction, ground_truth = rng.normal(size=(2, 17, 3))
+        with pytest.raises(ValueError, match=r"^(mirror_fix|per_joint): expected True or False"):
+            call(prediction, ground_truth, flag)
+        call(prediction, ground_truth, np.bool_(True))  # numpy's bool is a bool
+
 
 class TestThreadCount:
     @pytest.mark.parametrize("count", [-1, -100, 1.5, 2.0, "2", None, True, False, [2]])

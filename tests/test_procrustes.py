@@ -8,7 +8,7 @@ import pytest
 from metapose_geom import geometry
 
 import reference as ref
-from conftest import BATCH_SHAPES, assert_close, assert_rotation, random_rotations
+from conftest import BATCH_SHAPES, assert_close, assert_rotation, in_unit, random_rotations, refusal
 
 MODES = ["umeyama", "norm_ratio"]
 POINTS = 17
@@ -181,31 +181,42 @@ class TestProcrustes:
         for a, b in zip(first, second):
             np.testing.assert_array_equal(a, b)
 
-    @pytest.mark.parametrize("unit", [1e-120, 1e-60, 1e-20, 1e20, 1e60, 1e120])
+    @pytest.mark.parametrize("unit", [1e-300, 1e-120, 1e-60, 1e-20, 1e20, 1e60, 1e120, 1e300, 1e308])
     @pytest.mark.parametrize("mode", MODES)
     def test_equivariant_to_the_unit_of_length(self, rng, unit, mode):
-        """Both sets in another unit: the same rotation and scale, the translation in the new unit
-        -- or a ValueError where the unit leaves float64's range. Never a different answer."""
+        """Both sets in another unit: the same rotation and scale, the translation in the new unit,
+        wherever the sets and the translation are finite in float64 (the core rescales inside, so
+        even 1e300 works); sets that are not (1e308 x 17) are refused. Never a different answer."""
         source, target, _ = similar_pair(rng, (4,), noise=0.3)
         base = geometry.procrustes(source, target, scale=mode)
-        try:
-            got = geometry.procrustes(unit * source, unit * target, scale=mode)
-        except ValueError:
+        inputs = in_unit(unit, source, target)
+        expected_refusal = refusal(inputs, in_unit(unit, base.translation))
+        if expected_refusal:
+            assert unit == 1e308
+            with pytest.raises(ValueError, match=expected_refusal):
+                geometry.procrustes(*inputs, scale=mode)
             return
+        got = geometry.procrustes(*inputs, scale=mode)
         assert_close(got.rotation, base.rotation, rtol=1e-9, err_msg="rotation")
         assert_close(np.asarray(got.scale), np.asarray(base.scale), rtol=1e-9, err_msg="scale")
         assert_close(got.translation / unit, base.translation, rtol=1e-9, err_msg="translation")
 
-    @pytest.mark.parametrize("unit", [1e-200, 1e-3, 1e3, 1e200])
+    @pytest.mark.parametrize("unit", [1e-310, 1e-300, 1e-200, 1e-3, 1e3, 1e200, 1e300, 1e308])
     @pytest.mark.parametrize("mode", MODES)
     def test_source_in_another_unit(self, rng, unit, mode):
-        """Only the source rescaled: the same rotation, the scale divided by the unit (or ValueError)."""
+        """Only the source rescaled: the same rotation, the scale divided by the unit, wherever the
+        source and that scale are finite in float64. A source of 1e308 x 2.7 is refused as input;
+        one of 1e-310 x 2.7 is accepted, but its scale (1e310) overflows and is refused as result."""
         source, target, _ = similar_pair(rng, (4,), noise=0.3)
         base = geometry.procrustes(source, target, scale=mode)
-        try:
-            got = geometry.procrustes(unit * source, target, scale=mode)
-        except ValueError:
+        (moved,) = in_unit(unit, source)
+        expected_refusal = refusal([moved, target], in_unit(1 / unit, base.scale))
+        if expected_refusal:
+            assert unit in (1e-310, 1e308)
+            with pytest.raises(ValueError, match=expected_refusal):
+                geometry.procrustes(moved, target, scale=mode)
             return
+        got = geometry.procrustes(moved, target, scale=mode)
         assert_close(got.rotation, base.rotation, rtol=1e-9, err_msg="rotation")
         assert_close(np.asarray(got.scale) * unit, np.asarray(base.scale), rtol=1e-9, err_msg="scale")
         assert_close(got.translation, base.translation, rtol=1e-9, err_msg="translation")

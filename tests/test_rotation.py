@@ -62,19 +62,21 @@ class TestRot6dToMatrix:
         rot6d = rng.normal(size=(500, 6))
         assert_rotation(geometry.rot6d_to_matrix(rot6d), atol=1e-14)
 
-    @pytest.mark.parametrize("angle", [1e-2, 1e-4, 1e-8, 1e-11])
+    @pytest.mark.parametrize("angle", [1e-2, 1e-4, 1e-8, 1e-11, 1e-13, 1e-16, 0.0])
     def test_nearly_parallel_rows_still_give_a_rotation(self, rng, angle):
-        """Rows a few degrees or a hair apart: either refused (ValueError) or a rotation to
-        rounding -- never a matrix that matrix_to_rodrigues would itself reject as no rotation."""
+        """Rows a few degrees or a hair apart give a rotation to rounding; rows closer than the
+        documented cut (|u2| <= 1e-12 |a2|, rotation.hpp: below it the orthogonal part is lost
+        in rounding) are refused. The angles stay a factor 10 clear of the cut."""
         a1 = rng.normal(size=(50, 3))
         across = np.cross(a1, rng.normal(size=(50, 3)))
         across /= np.linalg.norm(across, axis=-1, keepdims=True)
         a2 = 2.0 * (a1 / np.linalg.norm(a1, axis=-1, keepdims=True) + angle * across)
-        try:
-            rotation = geometry.rot6d_to_matrix(np.concatenate([a1, a2], axis=-1))
-        except ValueError:
-            return
-        assert_rotation(rotation, atol=1e-12)
+        rot6d = np.concatenate([a1, a2], axis=-1)
+        if angle > 1e-12:  # |u2| / |a2| = angle / sqrt(1 + angle^2)
+            assert_rotation(geometry.rot6d_to_matrix(rot6d), atol=1e-12)
+        else:
+            with pytest.raises(ValueError, match=r"^rot6d: the two rows are zero or parallel.* at index \(0,\)"):
+                geometry.rot6d_to_matrix(rot6d)
 
     def test_first_row_is_the_normalised_first_input_row(self, rng):
         rot6d = random_rot6d(rng, (20,))

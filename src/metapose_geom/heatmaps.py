@@ -400,7 +400,8 @@ def _check_limits(limits: ArrayLike, leading: tuple[int, ...]) -> F64:
 
 
 def _check_size(size) -> tuple[int, int]:
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+    """``size``: one integer (a square) or (H, W), each >= 1 (check_int refuses bools)."""
+    if isinstance(size, (int, np.integer)):
         size = (size, size)
     try:
         rows, cols = size

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._checks import as_float64, check_bool, check_number
 from ._core_loader import core as _core
-from .geometry import F64, ScaleMode, _scale_mode, as_float64
+from .geometry import F64, ScaleMode, _scale_mode
 
 __all__ = ["nmpjpe", "pck", "pmpjpe"]
 
@@ -22,6 +23,7 @@ def pmpjpe(prediction: ArrayLike, ground_truth: ArrayLike, scale: ScaleMode = "n
     (proper rotation; ``scale="norm_ratio"`` as the original, or ``"umeyama"``), then the
     per-joint distances are averaged (or returned, with ``per_joint=True``).
     """
+    per_joint = check_bool(per_joint, "per_joint")
     errors = _core.pmpjpe_per_joint(
         as_float64(prediction, "prediction"), as_float64(ground_truth, "ground_truth"), _scale_mode(scale)
     )
@@ -43,23 +45,17 @@ def nmpjpe(prediction: ArrayLike, ground_truth: ArrayLike, mirror_fix: bool = Fa
     per-joint distances are averaged. With ``mirror_fix`` the better of the prediction and its
     depth-mirrored copy (z negated) is taken, by mean error.
     """
+    per_joint = check_bool(per_joint, "per_joint")
     errors = _nmpjpe_per_joint(prediction, ground_truth, mirror_fix)
     return errors if per_joint else _mean_over_joints(errors)
 
 
 def pck(prediction: ArrayLike, ground_truth: ArrayLike, threshold: float = 150.0, mirror_fix: bool = False) -> F64:
     """Fraction of joints whose NMPJPE-aligned error is below ``threshold``: (..., J, 3) x2 -> (...) in [0, 1]."""
-    if (
-        isinstance(threshold, (bool, np.bool_))
-        or not isinstance(threshold, (int, float, np.integer, np.floating))
-        or not np.isfinite(threshold)
-        or threshold <= 0
-    ):
-        raise ValueError(f"threshold: expected a positive finite number, got {threshold!r}")
+    threshold = check_number(threshold, "threshold", low=0.0, low_open=True)
     return (_nmpjpe_per_joint(prediction, ground_truth, mirror_fix) < threshold).mean(axis=-1)
 
 
 def _nmpjpe_per_joint(prediction: ArrayLike, ground_truth: ArrayLike, mirror_fix: bool) -> F64:
-    return _core.nmpjpe_per_joint(
-        as_float64(prediction, "prediction"), as_float64(ground_truth, "ground_truth"), bool(mirror_fix)
-    )
+    mirror_fix = check_bool(mirror_fix, "mirror_fix")
+    return _core.nmpjpe_per_joint(as_float64(prediction, "prediction"), as_float64(ground_truth, "ground_truth"), mirror_fix)

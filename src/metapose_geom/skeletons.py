@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
+
+from ._checks import as_float64
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,11 @@ class Skeleton:
         """(J, 3) rest pose in mm: x to the subject's left, y up, z forward, pelvis at the origin."""
         return np.array(self.rest_pose_mm, dtype=np.float64)
 
-    def bone_lengths(self, pose: NDArray[np.float64]) -> NDArray[np.float64]:
-        """(..., J, 3) -> (..., B) bone lengths in the pose's units."""
+    def bone_lengths(self, pose: ArrayLike) -> NDArray[np.float64]:
+        """(..., J, 3) -> (..., B) bone lengths in the pose's units; ValueError for another shape."""
+        pose = as_float64(pose, "pose")
+        if pose.shape[-2:] != (self.num_joints, 3):
+            raise ValueError(f"pose: expected shape (..., {self.num_joints}, 3) for {self.name}, got {pose.shape}")
         parents, children = np.array(self.bones).T
         return np.linalg.norm(pose[..., children, :] - pose[..., parents, :], axis=-1)
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .geometry import PerspectiveCameras, as_float64, project_perspective
+from ._checks import as_float64, check_bool, check_int, check_number
+from .geometry import PerspectiveCameras, project_perspective
 from .skeletons import H36M_17, Skeleton
 from .views import Views
 
@@ -79,8 +80,8 @@ def gt_mixtures(points: ArrayLike, noise: float = 0.0, rng: SeedLike = None,
     array = as_float64(points, "points")
     if array.ndim < 1 or array.shape[-1] != 2 or not np.isfinite(array).all():
         raise ValueError(f"points: expected finite values of shape (..., 2), got {array.shape}")
-    _check_number(noise, "noise", low=0.0)
-    _check_number(variance, "variance", low=0.0, strict=True)
+    check_number(noise, "noise", low=0.0)
+    check_number(variance, "variance", low=0.0, low_open=True)
     out = np.empty(array.shape[:-1] + (4, 4))
     out[..., 0] = 0.25
     out[..., 1:3] = array[..., None, :]
@@ -191,11 +192,11 @@ def sample_cameras(rng: np.random.Generator, pose3d: ArrayLike, num_cameras: int
     5 px and where the lens distortion is monotonic; RuntimeError after ``max_tries`` draws.
     """
     rng = _generator(rng, "rng")
-    _check_int(num_cameras, "num_cameras", 2, 8)
-    _check_int(max_tries, "max_tries", 1, None)
-    for name, (low, high) in (("distance", distance), ("height", height)):
-        if not (np.isfinite([low, high]).all() and 0 <= low <= high) or (name == "distance" and low <= 0):
-            raise ValueError(f"{name}: expected (low, high) with 0 < low <= high in mm, got {(low, high)}")
+    check_int(num_cameras, "num_cameras", 2, 8)
+    check_int(max_tries, "max_tries", 1)
+    for name, (low, high) in (("distance", distance), ("height", height)):  # mm; 0 < low <= high for distance
+        low = check_number(low, f"{name}[0]", low=0.0, low_open=name == "distance")
+        check_number(high, f"{name}[1]", low=low)
     pose = as_float64(pose3d, "pose3d")
     if pose.ndim != 2 or pose.shape[1] != 3 or pose.shape[0] < 11 or not np.isfinite(pose).all():
         raise ValueError(f"pose3d: expected a finite H36M pose (J, 3) in mm, got shape {pose.shape}")
@@ -348,7 +349,7 @@ class Scene:
         each component moved with its joint from the perspective to the weak label when
         ``weak_labels``. ``gt_init``: mono3d is :meth:`gt_mono3d` instead of the noisy guesses.
         """
-        _check_number(mixture_noise, "mixture_noise", low=0.0)
+        check_number(mixture_noise, "mixture_noise", low=0.0)
         if mixture_noise > 0 and not gt_mixtures:
             raise ValueError("mixture_noise: only applies with gt_mixtures=True")
         labels = self.weak_labels() if weak_labels else self.pose2d_box_units()
@@ -407,17 +408,16 @@ def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int | None = None, num_co
     """
     rng = _generator(seed_or_rng, "seed_or_rng")
     if num_cameras is not None:
-        _check_int(num_cameras, "num_cameras", 2, 8)
-    _check_int(num_components, "num_components", 1, None)
+        check_int(num_cameras, "num_cameras", 2, 8)
+    check_int(num_components, "num_components", 1)
     for name, rate in (("occlusion_rate", occlusion_rate), ("confusion_rate", confusion_rate),
                        ("flip_rate", flip_rate)):
-        _check_number(rate, name, low=0.0, high=1.0)
-    _check_number(pixel_noise, "pixel_noise", low=0.0)
-    _check_number(depth_noise, "depth_noise", low=0.0)
-    _check_number(depth_scale_error, "depth_scale_error", low=0.0, high=0.9)
-    if not isinstance(heatmaps, (bool, np.bool_)):
-        raise ValueError(f"heatmaps: expected True or False, got {heatmaps!r}")
-    _check_int(heatmap_size, "heatmap_size", 4, None)
+        check_number(rate, name, low=0.0, high=1.0)
+    check_number(pixel_noise, "pixel_noise", low=0.0)
+    check_number(depth_noise, "depth_noise", low=0.0)
+    check_number(depth_scale_error, "depth_scale_error", low=0.0, high=0.9)
+    check_bool(heatmaps, "heatmaps")
+    check_int(heatmap_size, "heatmap_size", 4)
 
     pose3d = sample_pose(rng)
     if cameras is None:
@@ -430,7 +430,7 @@ def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int | None = None, num_co
         if num_cameras is not None and num_cameras != cameras.num_cameras:
             raise ValueError(f"num_cameras: {num_cameras} given with a rig of {cameras.num_cameras} cameras")
         num_cameras = cameras.num_cameras
-        _check_int(num_cameras, "cameras (count)", 2, 8)
+        check_int(num_cameras, "cameras (count)", 2, 8)
         depth = np.einsum("cab,jb->cja", cameras.rotation, pose3d)[..., 2] + cameras.translation[:, None, 2]
         if not (depth > 0).all():
             raise ValueError("cameras: a joint of the sampled pose is behind a camera of the rig")
@@ -470,8 +470,8 @@ def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int | None = None, num_co
 def make_scenes(count: int, num_cameras: int | None = None, seed: int = 0, **kwargs) -> list[Scene]:
     """``count`` scenes; scene i is ``make_scene(np.random.default_rng([seed, i]), num_cameras, **kwargs)``,
     so any frame can be regenerated alone. ``kwargs`` are :func:`make_scene`'s."""
-    _check_int(count, "count", 0, None)
-    _check_int(seed, "seed", 0, None)
+    check_int(count, "count", 0)
+    check_int(seed, "seed", 0)
     return [make_scene(np.random.default_rng([seed, i]), num_cameras, **kwargs) for i in range(count)]
 
 
@@ -524,15 +524,3 @@ def _generator(seed: SeedLike, name: str) -> np.random.Generator:
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name}: expected a seed (int >= 0 or a sequence of them) or a Generator ({error})") from None
 
-
-def _check_int(value, name: str, low: int, high: int | None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (high and value > high):
-        raise ValueError(f"{name}: expected an integer in [{low}, {high if high else 'inf'}], got {value!r}")
-
-
-def _check_number(value, name: str, low: float, high: float | None = None, strict: bool = False) -> None:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    ok = ok and np.isfinite(value) and (value > low if strict else value >= low) and (high is None or value <= high)
-    if not ok:
-        bounds = f"{'(' if strict else '['}{low}, {high if high is not None else 'inf'}]"
-        raise ValueError(f"{name}: expected a finite number in {bounds}, got {value!r}")
