@@ -3,7 +3,8 @@
 Format (version :data:`FORMAT_VERSION`). One HDF5 file holds N frames of C cameras, J joints (the
 skeleton's) and K mixture components. Every field is one dataset at the root with a leading frame
 axis, chunked along it and compressed (gzip + shuffle by default); each dataset carries ``units``
-and ``description`` attributes. The fields (per-frame shapes; P = 3 J + 10 C, the solution vector):
+and ``description`` attributes. The fields (per-frame shapes; P = 3 J + 10 C, the solution vector's
+length, :func:`metapose_geom.layout.solution_size`):
 
 =================  ==============  =======  =====  ====================================================
 field              shape           dtype    units  contents (and, for the synthetic build, its source)
