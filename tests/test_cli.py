@@ -1,12 +1,16 @@
-"""The command line: the self-check and the demo job."""
+"""The command line: the self-check and the demo job (its table comes from the evaluation's writer)."""
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from metapose_geom import cli
+from metapose_geom.demo import DEMO_COLUMNS
+from metapose_geom.evaluation import Row
+from metapose_geom.evaluation.report import markdown_table
 
 
 def test_selfcheck_passes(capsys):
@@ -34,3 +38,13 @@ def test_demo_rejects_bad_arguments():
         cli.main(["demo", "--frames", "0"])
     with pytest.raises(ValueError, match="num_cameras"):
         cli.main(["demo", "--frames", "2", "--cameras", "1"])
+
+
+def test_the_demo_table_is_written_by_the_evaluation_writer():
+    row = Row("s1", "S1", 4, 10, 1, np.array([20.0, 30.0]), np.array([40.0, 44.0]), np.array([0.9, 1.0]),
+              np.full(17, 25.0), 0.1234)
+    assert markdown_table([row], DEMO_COLUMNS).splitlines() == [
+        "| method   | PMPJPE mm | NMPJPE mm | PCK@150 % | ms / frame |",
+        "|----------|----------:|----------:|------------:|------------:|",
+        "| S1       |     25.0 |     42.0 |        95.0 |       0.123 |",
+    ]

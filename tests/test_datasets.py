@@ -1,6 +1,7 @@
 """Tests of metapose_geom.datasets: exact write-read round trips, shape and dtype validation, the
-commit protocol (a half-written chunk never counts), and resumable synthetic builds, including a
-build killed with SIGKILL midway and restarted, compared byte for byte with one built in one go."""
+commit protocol (a half-written chunk never counts), resumable synthetic builds, including a
+build killed with SIGKILL midway and restarted, compared byte for byte with one built in one go,
+the Scene <-> fields conversion both ways, and what reading a file imports."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import pytest
 import metapose_geom as mg
 from metapose_geom import cli, datasets, synth
 from metapose_geom.datasets import (
-    FIELDS, FORMAT_VERSION, REQUIRED_FIELDS, DatasetReader, DatasetWriter, build_synthetic_dataset,
-    committed_frames, field_shape, make_datasets, split_seed, synthetic_frames,
+    FIELDS, FORMAT_VERSION, REQUIRED_FIELDS, SCENE_FIELDS, DatasetReader, DatasetWriter, build_synthetic_dataset,
+    committed_frames, field_shape, make_datasets, scene_fields, scene_from_fields, split_seed, synthetic,
+    synthetic_frames,
 )
 from metapose_geom.skeletons import H36M_17, Skeleton
 from metapose_geom.views import Views
@@ -305,13 +307,13 @@ def fail_commit_number(monkeypatch, number: int) -> None:
 
 def record_frames(monkeypatch) -> list[int]:
     """Record the index of every synthetic frame computed."""
-    computed, original = [], datasets._make_frame
+    computed, original = [], synthetic.synthetic_scene
 
     def make_frame(seed, index, num_cameras, num_components):
         computed.append(index)
         return original(seed, index, num_cameras, num_components)
 
-    monkeypatch.setattr(datasets, "_make_frame", make_frame)
+    monkeypatch.setattr(synthetic, "synthetic_scene", make_frame)
     return computed
 
 
@@ -413,19 +415,8 @@ class TestSynthetic:
             assert reader.attrs["seed"] == 21 and reader.attrs["split"] == "test"
             data = {name: reader.read(name) for name in reader.fields}
         for i, scene in enumerate(scenes):
-            for name, value in [
-                ("heatmaps", scene.mixtures), ("pose3d_epi_pred", scene.mono3d), ("bboxes", scene.boxes),
-                ("pose3d", scene.pose3d), ("cam_rot", scene.rotation), ("cam_intr", scene.intrinsics),
-                ("cam_kd", scene.distortion), ("cam_image_size", scene.image_size),
-                ("pose2d_gt", scene.pose2d_box_units()), ("pose2d_repr", scene.weak_labels()),
-                ("occluded", scene.occluded), ("confused", scene.confused),
-            ]:
+            for name, value in scene_fields(scene).items():  # what they hold: TestScenes
                 assert_exact(data[name][i], value, name)
-            weights = scene.mixtures[..., 0]
-            mean = (weights[..., None] * scene.mixtures[..., 1:3]).sum(axis=2) / weights.sum(axis=2)[..., None]
-            np.testing.assert_allclose(data["pose2d_pred"][i], mean, rtol=1e-14, atol=1e-14)
-            in_camera = (scene.pose3d[None] - data["cam_pose3d"][i][:, None]) @ np.swapaxes(scene.rotation, 1, 2)
-            np.testing.assert_allclose(in_camera, scene.pose3d_cam, rtol=0, atol=1e-8)
             assert data["keys"][i, 2] == f"synthetic/seed21/frame{i:07d}/cam2"
 
     def test_solver_fields_equal_solve_on_the_stored_views(self, built):
@@ -491,6 +482,111 @@ class TestSynthetic:
             make_datasets(tmp_path, cameras=(9,), progress=False)
         with pytest.raises(ValueError, match="split"):
             split_seed(0, "valid")
+
+
+# --------------------------------------------------------------------------- scenes <-> fields
+
+
+class TestScenes:
+    EXACT = ("pose3d", "rotation", "intrinsics", "distortion", "image_size", "boxes", "mixtures", "mono3d",
+             "occluded", "confused")
+    DERIVED = ("translation", "pose3d_cam", "pose2d")  # through -R^T t, box units and back
+
+    @pytest.mark.parametrize("cameras, seed", [(2, 0), (4, 1), (6, 2)])
+    def test_scene_to_fields_to_scene(self, cameras, seed):
+        scene = synth.make_scene(seed, num_cameras=cameras)
+        fields = scene_fields(scene)
+        assert tuple(fields) == SCENE_FIELDS
+        rebuilt = scene_from_fields(fields, scene.skeleton)
+        for name in self.EXACT:
+            assert_exact(getattr(rebuilt, name), getattr(scene, name), name)
+        for name in self.DERIVED:
+            np.testing.assert_allclose(getattr(rebuilt, name), getattr(scene, name), rtol=1e-12, atol=1e-9,
+                                       err_msg=name)
+        again = scene_fields(rebuilt)
+        for name in SCENE_FIELDS:
+            np.testing.assert_allclose(again[name], fields[name], rtol=1e-12, atol=1e-9, err_msg=name)
+
+    def test_fields_are_the_scene_and_its_mixture_mean(self):
+        scene = synth.make_scene(3, num_cameras=3)
+        fields = scene_fields(scene)
+        for name, value in [
+            ("heatmaps", scene.mixtures), ("pose3d_epi_pred", scene.mono3d), ("bboxes", scene.boxes),
+            ("pose3d", scene.pose3d), ("cam_rot", scene.rotation), ("cam_intr", scene.intrinsics),
+            ("cam_kd", scene.distortion), ("cam_image_size", scene.image_size),
+            ("pose2d_gt", scene.pose2d_box_units()), ("pose2d_repr", scene.weak_labels()),
+            ("occluded", scene.occluded), ("confused", scene.confused),
+        ]:
+            assert_exact(fields[name], value, name)
+        weights = scene.mixtures[..., 0]
+        mean = (weights[..., None] * scene.mixtures[..., 1:3]).sum(axis=2) / weights.sum(axis=2)[..., None]
+        np.testing.assert_allclose(fields["pose2d_pred"], mean, rtol=1e-14, atol=1e-14)
+        in_camera = (scene.pose3d[None] - fields["cam_pose3d"][:, None]) @ np.swapaxes(scene.rotation, 1, 2)
+        np.testing.assert_allclose(in_camera, scene.pose3d_cam, rtol=0, atol=1e-8)
+
+    def test_a_subset_of_cameras_is_the_scene_of_those_cameras(self):
+        scene = synth.make_scene(4, num_cameras=4)
+        fields = scene_fields(scene)
+        full, subset = scene_from_fields(fields), scene_from_fields(fields, cameras=(1, 3))
+        for name in self.EXACT[1:] + self.DERIVED:
+            np.testing.assert_array_equal(getattr(subset, name), getattr(full, name)[[1, 3]], err_msg=name)
+        np.testing.assert_allclose(subset.gt_mono3d(), full.gt_mono3d()[[1, 3]], rtol=1e-12, atol=1e-12)
+
+    def test_missing_optional_fields(self):
+        scene = synth.make_scene(5, num_cameras=2)
+        fields = {k: v for k, v in scene_fields(scene).items() if k not in ("occluded", "confused", "cam_image_size")}
+        rebuilt = scene_from_fields(fields)
+        assert not rebuilt.occluded.any() and rebuilt.occluded.shape == (2, 17) and not rebuilt.confused.any()
+        np.testing.assert_array_equal(rebuilt.image_size, 2 * scene.intrinsics[:, 2:])
+
+
+# --------------------------------------------------------------------------- what reading imports
+
+
+class TestLightReading:
+    @pytest.fixture(scope="class")
+    @classmethod
+    def small_file(cls, tmp_path_factory):
+        path = tmp_path_factory.mktemp("light") / "data.h5"
+        with DatasetWriter(path, C, ("pose3d",), K) as writer:
+            writer.append(random_chunk(np.random.default_rng(0), 3, fields=REQUIRED_FIELDS + ("pose3d",)))
+        return path
+
+    def run(self, code: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return out.stdout.split()
+
+    def test_reading_needs_neither_the_solver_nor_the_generator(self, small_file):
+        # metapose_geom/__init__.py imports the solver and synth for the package's public surface; an
+        # empty stand-in for the package body shows what the datasets package itself imports to read
+        code = (
+            "import importlib.util, sys, types\n"
+            "spec = importlib.util.find_spec('metapose_geom')\n"
+            "package = types.ModuleType('metapose_geom')\n"
+            "package.__path__, package.__spec__ = list(spec.submodule_search_locations), spec\n"
+            "sys.modules['metapose_geom'] = package\n"
+            "import metapose_geom.datasets as d\n"
+            f"with d.DatasetReader({str(small_file)!r}) as reader:\n"
+            "    reader.read('heatmaps', 0, 2); reader.views(1)\n"
+            "print(*sorted(sys.modules))\n"
+        )
+        loaded = self.run(code)
+        assert "metapose_geom.datasets.hdf5" in loaded
+        for name in ("metapose_geom.solver", "metapose_geom.synth", "metapose_geom.datasets.synthetic",
+                     "metapose_geom.datasets.scenes", "tqdm"):
+            assert name not in loaded, name
+
+    def test_the_synthetic_names_load_on_first_use(self, small_file):
+        code = (
+            "import sys, metapose_geom.datasets as d\n"
+            f"d.DatasetReader({str(small_file)!r}).read('bboxes')\n"
+            "print('synthetic' if 'metapose_geom.datasets.synthetic' in sys.modules else 'light')\n"
+            "from metapose_geom.datasets import make_datasets, synthetic_frames, build_synthetic_dataset\n"
+            "print('metapose_geom.datasets.synthetic' in sys.modules, d.split_seed(1, 'test'))\n"
+        )
+        assert self.run(code) == ["light", "True", "2000001"]
+        with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+            datasets.nothing  # noqa: B018
 
 
 class TestCli:

@@ -1,22 +1,22 @@
 """The evaluation tables: scenes rebuilt from a dataset file, camera subsets, an end-to-end run of
-``evaluate`` on a tiny synthetic file (rows, consistency, determinism), the CLI's outputs, and the
-AniPose rows when aniposelib is installed."""
+``evaluate`` on a tiny synthetic file (rows, consistency, determinism), the table,
+the CLI's outputs, and the AniPose rows when aniposelib is installed."""
 
 from __future__ import annotations
 
 import csv
-import types
+import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
 from metapose_geom import cli, synth
-from metapose_geom import evaluate as evaluate_module
 from metapose_geom.datasets import DatasetReader, DatasetWriter, REQUIRED_FIELDS, build_synthetic_dataset, synthetic_frames
-from metapose_geom.evaluate import (
-    ANIPOSE_CACHE_NAME, CSV_COLUMNS, AniPoseCache, DEFAULT_METHODS, METHODS, Evaluation, _load, _scene, _views, camera_subsets, evaluate,
-    format_markdown,
+from metapose_geom.evaluation import (
+    ANIPOSE_CACHE_NAME, CSV_COLUMNS, DEFAULT_METHODS, METHODS, AniPoseCache, AniPoseTask, Evaluation, Row, anipose_runs,
+    camera_subsets, evaluate, format_markdown, load_data, score,
 )
 
 SEED, FRAMES, CAMERAS = 31, 8, 4
@@ -36,9 +36,9 @@ def result(dataset) -> Evaluation:
 
 class TestScenesFromTheFile:
     def test_rebuilt_scene_equals_the_generated_one(self, dataset):
-        data = _load(dataset, None, {"oracle"})
+        data = load_data(dataset, None, {"oracle"})
         for frame in (0, FRAMES - 1):
-            rebuilt = _scene(data, frame, tuple(range(CAMERAS)))
+            rebuilt = data.scene(frame, tuple(range(CAMERAS)))
             original = synth.make_scene(np.random.default_rng([SEED, frame]), CAMERAS)
             for name in ("pose3d", "rotation", "translation", "intrinsics", "distortion", "image_size", "pose3d_cam",
                          "pose2d", "boxes", "mixtures", "mono3d", "occluded", "confused"):
@@ -50,13 +50,13 @@ class TestScenesFromTheFile:
                                            rtol=1e-12, atol=1e-12)
 
     def test_a_subset_scene_is_the_scene_of_those_cameras(self, dataset):
-        data = _load(dataset, 2, {"oracle"})
-        full, subset = _scene(data, 1, (0, 1, 2, 3)), _scene(data, 1, (1, 3))
+        data = load_data(dataset, 2, {"oracle"})
+        full, subset = data.scene(1, (0, 1, 2, 3)), data.scene(1, (1, 3))
         np.testing.assert_allclose(subset.pose3d_cam, full.pose3d_cam[[1, 3]])
         np.testing.assert_allclose(subset.gt_mono3d(), full.gt_mono3d()[[1, 3]], rtol=1e-12, atol=1e-12)
-        views = _views(data, 1, (1, 3), METHODS["ir-gt-init"])
+        views = data.views(1, (1, 3), METHODS["ir-gt-init"])
         np.testing.assert_allclose(views.mono3d, full.gt_mono3d()[[1, 3]], rtol=1e-12, atol=1e-12)
-        plain = _views(data, 1, (1, 3), METHODS["ir"])
+        plain = data.views(1, (1, 3), METHODS["ir"])
         np.testing.assert_array_equal(plain.mixtures, full.mixtures[[1, 3]])
 
 
@@ -146,6 +146,38 @@ class TestEvaluate:
             evaluate(tmp_path / "not_even_read.h5", methods=("s1", "anipose-gt"), progress=False)
 
 
+class TestReport:
+    def row(self, **changes) -> Row:
+        values = dict(method="ir", label="S1+IR", cameras=3, frames=10, subsets=1, pmpjpe=np.array([20.0, 30.0]),
+                      nmpjpe=np.array([40.0, 44.0]), pck=np.array([0.9, 1.0]), per_joint=np.full(17, 25.0),
+                      ms_per_frame=0.1234)
+        return Row(**(values | changes))
+
+    def test_the_evaluation_table(self):
+        rows = [self.row(), self.row(method="anipose-gt", label="AniPose, GT start", subsets=3, failures=2,
+                                     ms_per_frame=1757.4)]
+        table = format_markdown(Evaluation(rows, "x.h5", ("pelvis",) * 17))
+        assert table.splitlines() == [
+            "| method | cameras | frames | PMPJPE mm | PMPJPE median mm | NMPJPE mm | PCK@150 % | ms / frame |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| S1+IR | 3 | 10 | 25.0 | 25.0 | 42.0 | 95.0 | 0.123 |",
+            "| AniPose, GT start | 3 | 10 x 3 (2 failed) | 25.0 | 25.0 | 42.0 | 95.0 | 1757 |",
+        ]
+
+    def test_a_row_without_frames(self):
+        row = score("s1", "S1", 2, 1, 1, np.full((1, 17, 3), np.nan), np.zeros((1, 17, 3)), np.zeros((1, 17, 3)), 1.0)
+        assert row.failures == 1 and row.pmpjpe.shape == (0,) and np.isnan(row.per_joint).all()
+        assert np.isnan(row.summary()["pmpjpe_mm"]) and np.isnan(row.summary()["pmpjpe_median_mm"])
+
+    def test_the_command_line_method_list_reads_no_file_format(self):
+        code = ("import sys, metapose_geom.cli\n"
+                "from metapose_geom.evaluation.methods import DEFAULT_METHODS\n"
+                "print(*sorted(m for m in ('h5py', 'metapose_geom.datasets', 'metapose_geom.evaluation.runs') "
+                "if m in sys.modules) or ['none'])\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.split() == ["none"]
+
+
 class TestCommand:
     def test_writes_table_csv_and_plots(self, dataset, tmp_path, capsys):
         out = tmp_path / "evaluation"
@@ -218,7 +250,7 @@ class TestAniPoseCache:
             return task.first, np.concatenate([task.points[:, 0], depth], axis=-1), 0.25
 
         monkeypatch.setattr(baselines, "require_aniposelib", lambda: None)
-        monkeypatch.setattr(evaluate_module, "_run_anipose_task", run)
+        monkeypatch.setattr(anipose_runs, "run_anipose_task", run)
         return state
 
     def _evaluate(self, dataset, cache, **kwargs):
@@ -302,12 +334,12 @@ class TestAniPoseCacheSafety:
         from metapose_geom.baselines import scene_cameras
 
         scene = synth.make_scene(0, num_cameras=2)
-        task = evaluate_module._AniPoseTask(0, scene.pose2d[None], scene_cameras(scene), True, 7)
+        task = AniPoseTask(0, scene.pose2d[None], scene_cameras(scene), True, 7)
         with AniPoseCache(tmp_path / "a.bin") as cache:
             before = cache.key(task)
             assert cache.key(task) == before
-            assert cache.key(evaluate_module._AniPoseTask(0, scene.pose2d[None] + 1e-9, task.start, True, 7)) != before
-            assert cache.key(evaluate_module._AniPoseTask(0, task.points, task.start, False, 7)) != before
+            assert cache.key(AniPoseTask(0, scene.pose2d[None] + 1e-9, task.start, True, 7)) != before
+            assert cache.key(AniPoseTask(0, task.points, task.start, False, 7)) != before
         from metapose_geom import baselines
 
         monkeypatch.setattr(baselines, "ADAPTER_VERSION", baselines.ADAPTER_VERSION + 1)

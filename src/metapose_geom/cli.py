@@ -78,18 +78,30 @@ def selfcheck(seed: int = 0) -> int:
     return failures
 
 
+def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                   bounds: Sequence[tuple[str, int, int | None]]) -> None:
+    """Integer options within ``(name, low, high)`` bounds (a list option: each value; None: not
+    given), else the usage error naming the option."""
+    from ._checks import check_int
+
+    for name, low, high in bounds:
+        value = getattr(args, name)
+        for item in value if isinstance(value, list) else [value]:
+            if item is None:
+                continue
+            try:
+                check_int(item, f"--{name.replace('_', '-')}", low, high)
+            except ValueError as error:
+                parser.error(str(error))
+
+
 def make_dataset_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``make-dataset``: build (or resume) the synthetic HDF5 sets and print what was written."""
     from .datasets import DatasetReader, make_datasets
     from .geometry import set_num_threads
 
-    for name in ("train_frames", "test_frames", "seed", "threads"):
-        if getattr(args, name) < 0:
-            parser.error(f"--{name.replace('_', '-')}: expected an integer >= 0")
-    if args.chunk < 1:
-        parser.error("--chunk: expected an integer >= 1")
-    if any(not 2 <= count <= 8 for count in args.cameras):
-        parser.error(f"--cameras: expected camera counts in [2, 8], got {args.cameras}")
+    _check_options(parser, args, (("train_frames", 0, None), ("test_frames", 0, None), ("seed", 0, None),
+                                  ("threads", 0, None), ("chunk", 1, None), ("cameras", 2, 8)))
     set_num_threads(args.threads)
     start = time.perf_counter()
     paths = make_datasets(
@@ -104,16 +116,13 @@ def make_dataset_command(args: argparse.Namespace, parser: argparse.ArgumentPars
 
 
 def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``evaluate``: the evaluation tables and plots of a dataset file (:mod:`metapose_geom.evaluate`)."""
+    """``evaluate``: the evaluation tables and plots of a dataset file (:mod:`metapose_geom.evaluation`)."""
     import shlex
 
-    from .evaluate import ANIPOSE_CACHE_NAME, run_evaluation
+    from .evaluation import ANIPOSE_CACHE_NAME, run_evaluation
 
-    for name, low in (("frames", 1), ("anipose_frames", 1), ("anipose_batch", 1), ("workers", 1), ("seed", 0),
-                      ("threads", 0)):
-        value = getattr(args, name)
-        if value is not None and value < low:
-            parser.error(f"--{name.replace('_', '-')}: expected an integer >= {low}")
+    _check_options(parser, args, (("frames", 1, None), ("anipose_frames", 1, None), ("anipose_batch", 1, None),
+                                  ("workers", 1, None), ("seed", 0, None), ("threads", 0, None)))
     if args.cache is not None and not args.cache.strip():
         parser.error("--cache: expected a file path")
     command = "metapose-geom " + " ".join(shlex.quote(part) for part in args.argv)
@@ -157,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     make.add_argument("--threads", type=int, default=0, help="solver threads (default: one per core)")
     make.add_argument("--overwrite", action="store_true", help="rebuild existing files instead of resuming them")
     make.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from .evaluate import DEFAULT_METHODS
+    from .evaluation.methods import DEFAULT_METHODS
 
     evaluate = commands.add_parser(
         "evaluate", help="S1, S1+IR, the IR oracles and AniPose on a dataset file: table, CSV and plots"
@@ -192,8 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import run_demo
         from .geometry import set_num_threads
 
-        if args.frames < 1:
-            parser.error("--frames: expected at least 1")
+        _check_options(parser, args, (("frames", 1, None),))
         set_num_threads(args.threads)
         run_demo(frames=args.frames, cameras=args.cameras, seed=args.seed, out=args.out)
         return 0

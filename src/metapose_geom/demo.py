@@ -1,74 +1,50 @@
 """The demo job: S1 and S1+IR on a seeded synthetic test set, a table of errors and timings, a figure.
 
-``metapose-geom demo`` runs :func:`run_demo`.
+``metapose-geom demo`` runs :func:`run_demo`. The methods, the timing, the scoring and the table
+writer are the evaluation's (:mod:`metapose_geom.evaluation`); the scenes come straight from
+:func:`metapose_geom.synth.make_scenes` rather than from a dataset file, and the figure is the demo's.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from . import metrics, synth
+from . import synth
+from .evaluation.methods import METHODS
+from .evaluation.report import Column, markdown_table, pyplot, save_figure
+from .evaluation.scoring import Row, score, solve_timed
 from .geometry import get_num_threads, procrustes
 from .solver import History, Solution, solve_batch
 
 F64 = NDArray[np.float64]
 
-__all__ = ["MethodResult", "evaluate_method", "run_demo"]
+__all__ = ["DEMO_COLUMNS", "make_figure", "run_demo"]
 
-
-@dataclass(frozen=True)
-class MethodResult:
-    """Per-frame errors of one method over a test set (N frames, J joints), in mm."""
-
-    name: str
-    solutions: list[Solution]
-    pmpjpe: F64  #: (N,)
-    nmpjpe: F64  #: (N,)
-    pck: F64  #: (N,) fraction of joints within the PCK threshold
-    per_joint: F64  #: (J,) mean PMPJPE per joint
-    ms_per_frame: float
-
-    def row(self) -> str:
-        return (
-            f"| {self.name:<8} | {self.pmpjpe.mean():8.1f} | {self.nmpjpe.mean():8.1f} | "
-            f"{100 * self.pck.mean():11.1f} | {self.ms_per_frame:11.3f} |"
-        )
-
-
-TABLE_HEADER = (
-    "| method   | PMPJPE mm | NMPJPE mm | PCK@150 % | ms / frame |\n"
-    "|----------|----------:|----------:|------------:|------------:|"
+#: The demo's table (the same rows as the evaluation's, fewer columns).
+DEMO_COLUMNS = (
+    Column("method  ", "----------", lambda row: f"{row.label:<8}"),
+    Column("PMPJPE mm", "----------:", lambda row: f"{row.summary()['pmpjpe_mm']:8.1f}"),
+    Column("NMPJPE mm", "----------:", lambda row: f"{row.summary()['nmpjpe_mm']:8.1f}"),
+    Column("PCK@150 %", "------------:", lambda row: f"{row.summary()['pck150_percent']:11.1f}"),
+    Column("ms / frame", "------------:", lambda row: f"{row.ms_per_frame:11.3f}"),
 )
 
 
-def evaluate_method(scenes: list[synth.Scene], method: str, pck_threshold: float = 150.0, **options) -> MethodResult:
-    """Solve every scene's views with ``method`` and score against its ground truth.
-
-    PMPJPE compares to the world pose (mm); NMPJPE and PCK compare in camera 0's frame, where the
-    solver's pose lives (design.md, section 1).
-    """
-    frames = [scene.views() for scene in scenes]
-    solve_batch(frames[:1], method=method, options=options, progress=False)  # warm-up, excluded
-    start = time.perf_counter()
-    solutions = solve_batch(frames, method=method, options=options, progress=True)
-    elapsed = time.perf_counter() - start
+def _solve_and_score(scenes: list[synth.Scene], method: str) -> tuple[Row, list[Solution]]:
+    """Solve every scene's views with ``method`` (a name of the evaluation's method table) and score
+    against its ground truth: PMPJPE against the world pose, NMPJPE and PCK in camera 0's frame,
+    where the solver's pose lives (design.md, section 1)."""
+    spec = METHODS[method]
+    solutions, seconds = solve_timed([scene.views() for scene in scenes], spec.solver, progress=True)
     prediction = np.stack([solution.pose3d for solution in solutions])
     world = np.stack([scene.pose3d for scene in scenes])
     in_camera0 = np.stack([scene.pose3d_cam[0] for scene in scenes])
-    return MethodResult(
-        name=method.upper() if method == "s1" else "S1+IR",
-        solutions=solutions,
-        pmpjpe=metrics.pmpjpe(prediction, world),
-        nmpjpe=metrics.nmpjpe(prediction, in_camera0),
-        pck=metrics.pck(prediction, in_camera0, threshold=pck_threshold),
-        per_joint=metrics.pmpjpe(prediction, world, per_joint=True).mean(axis=0),
-        ms_per_frame=1e3 * elapsed / len(scenes),
-    )
+    row = score(spec.name, spec.label, scenes[0].num_cameras, len(scenes), 1, prediction, world, in_camera0,
+                1e3 * seconds / len(scenes))
+    return row, solutions
 
 
 def _aligned(prediction: F64, truth: F64) -> tuple[F64, F64, float, F64]:
@@ -105,15 +81,13 @@ def _draw_cameras(ax, scene: synth.Scene, solution: Solution, rotation: F64, rad
         ax.text(anchor[0], anchor[2], anchor[1], f" cam{c}", fontsize=7)
 
 
-def make_figure(scenes: list[synth.Scene], results: list[MethodResult], histories: list[History], path: Path,
-                examples: int = 3) -> Path:
-    """Ground truth against the estimates for a few frames with the cameras, and error summaries."""
-    import matplotlib
+def make_figure(scenes: list[synth.Scene], rows: list[Row], solutions: list[list[Solution]],
+                histories: list[History], path: Path, examples: int = 3) -> Path:
+    """Ground truth against the estimates for a few frames with the cameras, and error summaries.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    refined = results[-1]
+    ``rows`` and ``solutions`` are S1's and S1+IR's, in that order; a row's errors are per frame."""
+    plt = pyplot()
+    refined, refined_solutions = rows[-1], solutions[-1]
     order = np.argsort(refined.pmpjpe)
     picks = [order[len(order) // 10], order[len(order) // 2], order[(9 * len(order)) // 10]]
     figure = plt.figure(figsize=(16, 10))
@@ -122,13 +96,13 @@ def make_figure(scenes: list[synth.Scene], results: list[MethodResult], historie
         ax = figure.add_subplot(2, 3, panel + 1, projection="3d")
         scene = scenes[index]
         _draw_skeleton(ax, scene.pose3d, bones, "tab:blue", "ground truth")
-        for result, color, style in zip(results, ("tab:gray", "tab:red"), ("--", "-")):
-            aligned, rotation, _, _ = _aligned(result.solutions[index].pose3d, scene.pose3d)
-            _draw_skeleton(ax, aligned, bones, color, f"{result.name} ({result.pmpjpe[index]:.0f} mm)", style)
-        _, rotation, _, _ = _aligned(refined.solutions[index].pose3d, scene.pose3d)
+        for row, found, color, style in zip(rows, solutions, ("tab:gray", "tab:red"), ("--", "-")):
+            aligned, rotation, _, _ = _aligned(found[index].pose3d, scene.pose3d)
+            _draw_skeleton(ax, aligned, bones, color, f"{row.label} ({row.pmpjpe[index]:.0f} mm)", style)
+        _, rotation, _, _ = _aligned(refined_solutions[index].pose3d, scene.pose3d)
         centre = scene.pose3d.mean(axis=0)
         radius = 1.4 * np.abs(scene.pose3d - centre).max()
-        _draw_cameras(ax, scene, refined.solutions[index], rotation, radius)
+        _draw_cameras(ax, scene, refined_solutions[index], rotation, radius)
         span = 1.5 * radius
         ax.set(xlim=(centre[0] - span, centre[0] + span), ylim=(centre[2] - span, centre[2] + span),
                zlim=(centre[1] - span, centre[1] + span), xlabel="x mm", ylabel="z mm", zlabel="y mm")
@@ -138,9 +112,9 @@ def make_figure(scenes: list[synth.Scene], results: list[MethodResult], historie
         ax.view_init(elev=20, azim=-60)
 
     ax = figure.add_subplot(2, 3, 4)
-    for result, color in zip(results, ("tab:gray", "tab:red")):
-        values = np.sort(result.pmpjpe)
-        ax.plot(values, np.linspace(0, 1, len(values)), color=color, label=f"{result.name}: mean {values.mean():.1f} mm")
+    for row, color in zip(rows, ("tab:gray", "tab:red")):
+        values = np.sort(row.pmpjpe)
+        ax.plot(values, np.linspace(0, 1, len(values)), color=color, label=f"{row.label}: mean {values.mean():.1f} mm")
     ax.set(xlabel="PMPJPE per frame (mm)", ylabel="fraction of frames", title="Cumulative distribution of frame errors")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -148,8 +122,8 @@ def make_figure(scenes: list[synth.Scene], results: list[MethodResult], historie
     ax = figure.add_subplot(2, 3, 5)
     joints = scenes[0].skeleton.joints
     width = 0.4
-    for offset, (result, color) in enumerate(zip(results, ("tab:gray", "tab:red"))):
-        ax.bar(np.arange(len(joints)) + (offset - 0.5) * width, result.per_joint, width, color=color, label=result.name)
+    for offset, (row, color) in enumerate(zip(rows, ("tab:gray", "tab:red"))):
+        ax.bar(np.arange(len(joints)) + (offset - 0.5) * width, row.per_joint, width, color=color, label=row.label)
     ax.set_xticks(np.arange(len(joints)), joints, rotation=70, fontsize=7)
     ax.set(ylabel="mean PMPJPE (mm)", title="Error per joint")
     ax.legend()
@@ -169,10 +143,7 @@ def make_figure(scenes: list[synth.Scene], results: list[MethodResult], historie
         "with the true optical axis (black) and the recovered viewing direction (red)"
     )
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, plt, path)
 
 
 def run_demo(frames: int = 300, cameras: int = 4, seed: int = 0, out: str | Path = "metapose-demo") -> str:
@@ -181,11 +152,11 @@ def run_demo(frames: int = 300, cameras: int = 4, seed: int = 0, out: str | Path
     print(f"metapose-geom demo: {frames} synthetic frames, {cameras} cameras, seed {seed}, "
           f"{get_num_threads()} threads")
     scenes = synth.make_scenes(frames, num_cameras=cameras, seed=seed)
-    results = [evaluate_method(scenes, "s1"), evaluate_method(scenes, "ir")]
-    table = "\n".join([TABLE_HEADER] + [result.row() for result in results])
+    rows, solutions = zip(*(_solve_and_score(scenes, method) for method in ("s1", "ir")))
+    table = markdown_table(rows, DEMO_COLUMNS)
     traced = solve_batch([scene.views() for scene in scenes[:100]], "ir", {"history_every": 5}, progress=False)
     histories = [solution.history for solution in traced if solution.history is not None]
-    figure = make_figure(scenes, results, histories, out / "demo.png")
+    figure = make_figure(scenes, list(rows), list(solutions), histories, out / "demo.png")
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo.md").write_text(table + "\n")
     print(table)

@@ -1,0 +1,378 @@
+"""Reading and writing dataset files (HDF5, h5py): a validating writer that commits chunk by chunk,
+and a lazy reader. The format is :mod:`metapose_geom.datasets.schema`.
+
+Commit protocol. :class:`DatasetWriter` appends a chunk of frames by growing every dataset,
+writing the data and flushing the file; only then does it raise ``frames_committed`` and flush
+again (the commit point). Readers see ``frames_committed`` frames and nothing beyond, so a chunk
+interrupted before its commit (an exception, a kill) never looks complete; reopening for appending
+(``mode="a"``) truncates every dataset back to the committed count. A new file is built under a
+temporary name and renamed into place, so a file at the final name always has its structure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from numpy.typing import NDArray
+
+from .._checks import check_choice, check_int
+from ..skeletons import H36M_17, Skeleton
+from ..views import Views
+from .schema import (
+    FIELDS, FORMAT_NAME, FORMAT_VERSION, MAX_STORAGE_CHUNK, REQUIRED_FIELDS, RESERVED_ATTRS, check_chunk_field,
+    check_file, field_shape, h5_dtype, known_field, user_attrs,
+)
+
+__all__ = ["DatasetReader", "DatasetWriter", "committed_frames"]
+
+
+class DatasetWriter:
+    """Append frames to an HDF5 dataset file, chunk by chunk, each chunk committed atomically.
+
+    Args:
+        path: the ``.h5`` file.
+        num_cameras: C (>= 2).
+        fields: the fields the file holds (the :data:`REQUIRED_FIELDS` are always included);
+            None gives the required fields only.
+        num_components: K, mixture components per joint.
+        skeleton: J = ``skeleton.num_joints``; its name is stored.
+        mode: ``"x"`` create (error if the file exists), ``"w"`` create or overwrite, ``"a"`` append
+            to an existing file (created if missing): its layout must equal the one given, and
+            every dataset is truncated to the committed frames.
+        attrs: extra file attributes (str, int, float or bool). With ``mode="a"`` on an existing
+            file they must equal the stored ones (the file's identity, e.g. a build's parameters).
+        frames_planned: the number of frames the file is meant to reach (stored, updated on
+            reopening); None leaves it unset.
+        camera_names: C names (default ``cam0``..); stored.
+        chunk_frames: frames per HDF5 chunk.
+        compression: ``"gzip"`` (level 4, with shuffle), ``"lzf"`` (with shuffle) or None.
+
+    :meth:`append` takes a mapping field -> array with a leading axis of n frames and the shapes
+    and dtypes of :data:`FIELDS`; it validates everything before writing anything.
+
+    Example::
+
+        with DatasetWriter("out.h5", num_cameras=2, fields=["pose3d"]) as writer:
+            writer.append({"heatmaps": h, "pose2d_pred": p, "pose3d_epi_pred": m, "bboxes": b,
+                           "keys": k, "pose3d": x})        # h (n, 2, 17, 4, 4), ...
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        num_cameras: int,
+        fields: Sequence[str] | None = None,
+        num_components: int = 4,
+        skeleton: Skeleton = H36M_17,
+        *,
+        mode: str = "x",
+        attrs: Mapping[str, Any] | None = None,
+        frames_planned: int | None = None,
+        camera_names: Sequence[str] | None = None,
+        chunk_frames: int = MAX_STORAGE_CHUNK,
+        compression: str | None = "gzip",
+    ) -> None:
+        self._file: h5py.File | None = None
+        self.path = Path(path)
+        check_int(num_cameras, "num_cameras", 2)
+        check_int(num_components, "num_components", 1)
+        check_int(chunk_frames, "chunk_frames", 1)
+        if frames_planned is not None:
+            check_int(frames_planned, "frames_planned", 0)
+        if not isinstance(skeleton, Skeleton):
+            raise ValueError(f"skeleton: expected a Skeleton, got {type(skeleton).__name__}")
+        check_choice(mode, "mode", ("x", "w", "a"))
+        if compression is not None:
+            check_choice(compression, "compression", ("gzip", "lzf"))
+        wanted = set(REQUIRED_FIELDS) | {known_field(f).name for f in (fields or ())}
+        self.fields: tuple[str, ...] = tuple(f for f in FIELDS if f in wanted)
+        self.num_cameras, self.num_components, self.skeleton = int(num_cameras), int(num_components), skeleton
+        names = tuple(camera_names) if camera_names is not None else tuple(f"cam{c}" for c in range(num_cameras))
+        if len(names) != num_cameras or len(set(names)) != num_cameras or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"camera_names: expected {num_cameras} distinct strings, got {names}")
+        self.camera_names = names
+        attrs = dict(attrs or {})
+        for key, value in attrs.items():
+            if key in RESERVED_ATTRS:
+                raise ValueError(f"attrs: {key!r} is reserved by the format")
+            if not isinstance(value, (str, int, float, bool, np.integer, np.floating, np.bool_)):
+                raise ValueError(f"attrs: {key!r} must be a str, int, float or bool, got {type(value).__name__}")
+        self._shapes = {f: field_shape(f, num_cameras, skeleton.num_joints, num_components) for f in self.fields}
+
+        if mode == "a" and self.path.exists():
+            self._file = h5py.File(self.path, "r+")
+            try:
+                self._committed = self._reopen(attrs, frames_planned)
+            except BaseException:
+                self._file.close()
+                raise
+        else:
+            if mode == "x" and self.path.exists():
+                raise FileExistsError(f"{self.path} exists; use mode='w' to overwrite or 'a' to append")
+            self._create(attrs, frames_planned, chunk_frames, compression)
+            self._file = h5py.File(self.path, "r+")
+            self._committed = 0
+
+    # ------------------------------------------------------------------ opening
+
+    def _create(self, attrs: dict, frames_planned, chunk_frames: int, compression: str | None) -> None:
+        """Build the empty file under a temporary name, then rename it into place."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + ".creating")
+        with h5py.File(temporary, "w") as handle:
+            handle.attrs.update({
+                "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "skeleton": self.skeleton.name,
+                "joint_names": json.dumps(list(self.skeleton.joints)),
+                "camera_names": json.dumps(list(self.camera_names)),
+                "num_cameras": self.num_cameras, "num_joints": self.skeleton.num_joints,
+                "num_components": self.num_components, "frames_committed": 0,
+            })
+            if frames_planned is not None:
+                handle.attrs["frames_planned"] = int(frames_planned)
+            handle.attrs.update(attrs)
+            for name in self.fields:
+                spec, shape = FIELDS[name], self._shapes[name]
+                options = {} if compression is None else {"compression": compression, "shuffle": True}
+                if compression == "gzip":
+                    options["compression_opts"] = 4
+                dataset = handle.create_dataset(
+                    name, shape=(0, *shape), maxshape=(None, *shape), dtype=h5_dtype(spec),
+                    chunks=(chunk_frames, *shape) if shape else (chunk_frames,), **options,
+                )
+                dataset.attrs["units"] = spec.units
+                dataset.attrs["description"] = spec.description
+        os.replace(temporary, self.path)
+
+    def _reopen(self, attrs: dict, frames_planned) -> int:
+        layout = check_file(self._file, None, self.path)
+        mismatches = []
+        for what, mine, theirs in (
+            ("skeleton", self.skeleton.name, layout.skeleton.name),
+            ("num_cameras", self.num_cameras, layout.num_cameras),
+            ("num_components", self.num_components, layout.num_components),
+            ("fields", list(self.fields), list(layout.fields)),
+            ("camera_names", list(self.camera_names), list(layout.camera_names)),
+        ):
+            if mine != theirs:
+                mismatches.append(f"{what}: file has {theirs!r}, asked for {mine!r}")
+        stored = user_attrs(self._file.attrs)
+        for key, value in attrs.items():
+            if key not in stored or stored[key] != value or type(stored[key]) is not type(value):
+                mismatches.append(f"attribute {key}: file has {stored.get(key)!r}, asked for {value!r}")
+        if mismatches:
+            raise ValueError(f"{self.path}: cannot append, the file differs: " + "; ".join(mismatches))
+        committed = layout.committed
+        if frames_planned is not None:
+            if frames_planned < committed:
+                raise ValueError(f"frames_planned: {frames_planned} is below the {committed} frames already committed")
+            self._file.attrs["frames_planned"] = int(frames_planned)
+        for name in self.fields:  # drop whatever an interrupted append left beyond the commit point
+            if self._file[name].shape[0] != committed:
+                self._file[name].resize(committed, axis=0)
+        self._file.flush()
+        return committed
+
+    # ------------------------------------------------------------------ writing
+
+    @property
+    def frames_committed(self) -> int:
+        """Frames written and committed so far."""
+        return self._committed
+
+    def __len__(self) -> int:
+        return self._committed
+
+    def append(self, chunk: Mapping[str, Any]) -> int:
+        """Write n frames (every field of the file, leading axis n) and commit them; returns the new count.
+
+        Raises ValueError, before writing anything, on a missing or unknown field, a wrong shape or
+        dtype (naming the field and the expected shape and dtype) or fields of different lengths.
+        """
+        if self._file is None:
+            raise ValueError(f"{self.path}: the writer is closed")
+        if not isinstance(chunk, Mapping):
+            raise ValueError(f"chunk: expected a mapping field -> array, got {type(chunk).__name__}")
+        missing = [f for f in self.fields if f not in chunk]
+        extra = sorted(set(chunk) - set(self.fields))
+        if missing or extra:
+            raise ValueError(
+                f"chunk: missing field(s) {missing}, unexpected field(s) {extra}; the file has {list(self.fields)}"
+            )
+        arrays = {name: check_chunk_field(name, chunk[name], self._shapes[name]) for name in self.fields}
+        lengths = {name: array.shape[0] for name, array in arrays.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"chunk: fields have different numbers of frames: {lengths}")
+        count = next(iter(lengths.values()))
+        if count == 0:
+            return self._committed
+        start, stop = self._committed, self._committed + count
+        for name, array in arrays.items():
+            dataset = self._file[name]
+            dataset.resize(stop, axis=0)
+            dataset[start:stop] = array
+        self._file.flush()  # the data are on disk before the commit says so
+        self._commit(stop)
+        return self._committed
+
+    def _commit(self, count: int) -> None:
+        """The commit point: record ``count`` committed frames and flush."""
+        self._file.attrs["frames_committed"] = int(count)
+        self._file.flush()
+        self._committed = int(count)
+
+    def close(self) -> None:
+        """Flush and close; uncommitted data stay invisible and are dropped by the next append."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class DatasetReader:
+    """Read a dataset file lazily: only the frames asked for are read (and decompressed).
+
+    Args:
+        path: the ``.h5`` file.
+        skeleton: when given, the file's skeleton must be this one.
+        locking: HDF5 file locking; False lets a reader look at a file another process is writing
+            (it then sees the frames committed when it opened).
+        cache_bytes: HDF5 chunk cache per dataset, so that frame-by-frame reads decompress each
+            chunk once.
+
+    Raises ValueError when the file is not a metapose-geom dataset, has another format version,
+    an unknown or unexpected skeleton, or a field of the wrong shape or dtype (naming the field).
+
+    ``len(reader)`` is the number of committed frames; :meth:`read` gives one field over a frame
+    range, :meth:`frames` streams batches, :meth:`views` builds one frame's :class:`Views`.
+    """
+
+    def __init__(self, path: str | os.PathLike, skeleton: Skeleton | None = None, locking: bool | None = None,
+                 cache_bytes: int = 32 << 20) -> None:
+        self.path = Path(path)
+        self._file = h5py.File(self.path, "r", locking=locking, rdcc_nbytes=int(cache_bytes), rdcc_nslots=10007)
+        try:
+            layout = check_file(self._file, skeleton, self.path)
+        except BaseException:
+            self._file.close()
+            raise
+        self.skeleton: Skeleton = layout.skeleton
+        self.num_cameras: int = layout.num_cameras
+        self.num_joints: int = layout.skeleton.num_joints
+        self.num_components: int = layout.num_components
+        self.fields: tuple[str, ...] = layout.fields
+        self.camera_names: tuple[str, ...] = layout.camera_names
+        self.format_version: int = int(self._file.attrs["format_version"])
+        planned = self._file.attrs.get("frames_planned")
+        self.frames_planned: int | None = None if planned is None else int(planned)
+        #: the file's other attributes (a synthetic build's parameters, for example)
+        self.attrs: dict[str, Any] = user_attrs(self._file.attrs)
+        self._len = layout.committed
+        # open each dataset once: HDF5's chunk cache lives with the open dataset
+        self._datasets = {name: self._file[name] for name in self.fields}
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def complete(self) -> bool:
+        """True when ``frames_planned`` is set and reached (or not set)."""
+        return self.frames_planned is None or self._len >= self.frames_planned
+
+    def shape(self, field: str) -> tuple[int, ...]:
+        """(N, ...) the field's full shape over the committed frames."""
+        self._check_field(field)
+        return (self._len, *self._datasets[field].shape[1:])
+
+    def _check_field(self, field: str) -> None:
+        if field not in self.fields:
+            raise ValueError(f"field: {field!r} is not in this file; it has {list(self.fields)}")
+
+    def _range(self, start: int | None, stop: int | None) -> tuple[int, int]:
+        start, stop, _ = slice(start, stop).indices(self._len)
+        return start, max(start, stop)
+
+    def read(self, field: str, start: int | None = 0, stop: int | None = None) -> NDArray:
+        """Frames ``start:stop`` (Python slice rules, within the committed frames) of ``field``:
+        shape (stop - start, ...) and the field's dtype (strings as a numpy str array)."""
+        self._check_field(field)
+        start, stop = self._range(start, stop)
+        dataset = self._datasets[field]
+        if FIELDS[field].dtype == "str":
+            values = dataset.asstr()[start:stop]
+            return np.asarray(values.tolist(), dtype=str).reshape(values.shape)
+        return dataset[start:stop]
+
+    def frame(self, index: int, fields: Sequence[str] | None = None) -> dict[str, NDArray]:
+        """One frame: field -> array without the frame axis."""
+        index = self._index(index)
+        return {name: self.read(name, index, index + 1)[0] for name in self._fields(fields)}
+
+    def _index(self, index: int) -> int:
+        try:
+            return check_int(index, "index", -self._len, self._len - 1) % self._len
+        except ValueError:
+            raise IndexError(f"index: {index!r} is outside the {self._len} committed frames") from None
+
+    def _fields(self, fields: Sequence[str] | None) -> tuple[str, ...]:
+        if fields is None:
+            return self.fields
+        if isinstance(fields, str):
+            fields = (fields,)
+        for name in fields:
+            self._check_field(name)
+        return tuple(fields)
+
+    def frames(self, batch_size: int = 256, fields: Sequence[str] | None = None, start: int | None = 0,
+               stop: int | None = None) -> Iterator[dict[str, NDArray]]:
+        """Stream frames ``start:stop`` in batches: dicts field -> (B, ...) array, B <= ``batch_size``.
+
+        Only one batch is in memory at a time."""
+        check_int(batch_size, "batch_size", 1)
+        names = self._fields(fields)
+        first, last = self._range(start, stop)
+        for begin in range(first, last, batch_size):
+            end = min(begin + batch_size, last)
+            yield {name: self.read(name, begin, end) for name in names}
+
+    def views(self, index: int) -> Views:
+        """Frame ``index`` as a :class:`Views`: heatmaps (C, J, K, 4), pose3d_epi_pred (C, J, 3), bboxes (C, 4)."""
+        frame = self.frame(index, ("heatmaps", "pose3d_epi_pred", "bboxes"))
+        return Views(frame["heatmaps"], frame["pose3d_epi_pred"], frame["bboxes"], self.camera_names, self.skeleton)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> DatasetReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"DatasetReader({str(self.path)!r}: {self._len} frames, C={self.num_cameras}, J={self.num_joints}, "
+                f"K={self.num_components}, skeleton {self.skeleton.name!r}, fields {list(self.fields)})")
+
+
+def committed_frames(path: str | os.PathLike) -> int:
+    """The committed frame count of a dataset file, readable while another process writes it."""
+    with h5py.File(path, "r", locking=False) as handle:
+        if handle.attrs.get("format") != FORMAT_NAME:
+            raise ValueError(f"{path}: not a metapose-geom dataset")
+        return int(handle.attrs["frames_committed"])
