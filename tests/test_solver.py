@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import metapose_geom as mg
-from metapose_geom import geometry, metrics, synth
+from metapose_geom import geometry, layout, metrics, synth
 from metapose_geom.solver import RefineOptions, solution_size
 from metapose_geom.views import box_to_pixels
 
@@ -312,8 +312,8 @@ class TestRefinerLanes:
     @pytest.mark.parametrize("frame", [0, 5, 9, 10])
     def test_an_undefined_rotation_is_reported_for_its_own_frame(self, scenes, frame):
         mixtures, x0, bones, reference = self._inputs(scenes, 11)
-        rot6d = slice(3 * 17 + 6, 3 * 17 + 12)  # camera 1's two rows
-        x0[frame, rot6d] = np.tile(x0[frame, rot6d][:3], 2)  # parallel rows: no rotation
+        rot6d = layout.unpack(x0, 4, 17).rot6d  # a view into x0
+        rot6d[frame, 1, 3:] = rot6d[frame, 1, :3]  # camera 1's two rows parallel: no rotation
         with pytest.raises(ValueError, match=rf"diverged.* at index \({frame},\)"):
             self._refine(mixtures, x0, bones, reference, steps=3)
 
@@ -321,7 +321,7 @@ class TestRefinerLanes:
         """A frame whose objective values are extreme does not change its group's other frames."""
         mixtures, x0, bones, reference = self._inputs(scenes, 8)
         far = x0.copy()
-        far[3, : 3 * 17] *= 1e6  # a pose a million times too large: every point far out in the tails
+        layout.unpack(far, 4, 17).pose[3] *= 1e6  # a pose a million times too large: every point far out in the tails
         baseline = self._refine(mixtures, x0, bones, reference)
         moved = self._refine(mixtures, far, bones, reference)
         keep = [0, 1, 2, 4, 5, 6, 7]
