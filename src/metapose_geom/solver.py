@@ -6,7 +6,7 @@ frame (camera 0 has rotation I and scale 1), centred on the mean joint, and is d
 similarity that a set of uncalibrated weak cameras cannot see. Compare it to a ground truth with
 :func:`metapose_geom.metrics.pmpjpe`.
 
-``method="anipose"`` is the classical alternative (:mod:`metapose_geom.baselines`, needs the
+``method="anipose"`` is the classical alternative (:mod:`metapose_geom.anipose`, needs the
 ``anipose`` extra): aniposelib's bundle adjustment of full-perspective cameras, started from
 cameras the caller gives, on the mixture means in pixels, then triangulation. Its pose is in the
 adjusted camera 0's frame, in the start cameras' world units. A joint whose evidence in a view is
@@ -407,7 +407,7 @@ def _anipose_starts(cameras: Any, frames: int, num_cameras: int) -> list[Perspec
 def _solve_anipose(frames: Sequence[Views], cameras: Any, options: AniPoseOptions, bar: Any = None) -> list[Solution]:
     """AniPose on frames sharing C, J and K: one adjustment of a shared start over all frames'
     points, or one per frame with per-frame starts."""
-    from .baselines import AniPoseError, anipose_solve, mixture_mean_pixels
+    from .anipose import AniPoseError, anipose_solve, mixture_mean_pixels
 
     mixtures, _ = _stack(frames)
     N, C = mixtures.shape[:2]

@@ -23,15 +23,21 @@ F64 = NDArray[np.float64]
 __all__ = ["KEYPOINT_SIGMA", "UNINFORMATIVE_VARIANCE", "Views", "box_to_pixels", "pixels_to_box"]
 
 
+def check_box_values(boxes: F64, name: str = "boxes") -> F64:
+    """The rule for boxes (..., 4) ``[x, y, width, height]`` in pixels, shape already checked: finite,
+    width and height > 0. Returns ``boxes``; raises ValueError naming ``name``."""
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"{name}: contains NaN or inf")
+    if (boxes[..., 2:] <= 0).any():
+        raise ValueError(f"{name}: width and height must be > 0")
+    return boxes
+
+
 def _check_boxes(boxes: ArrayLike, cameras: int) -> F64:
     array = as_float64(boxes, "boxes")
     if array.shape != (cameras, 4):
         raise ValueError(f"boxes: expected shape (C={cameras}, 4) [x, y, width, height] in pixels, got {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError("boxes: contains NaN or inf")
-    if (array[:, 2:] <= 0).any():
-        raise ValueError("boxes: width and height must be > 0")
-    return array
+    return check_box_values(array)
 
 
 def pixels_to_box(pixels: ArrayLike, boxes: ArrayLike) -> F64:
