@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import as_float64
+from ._checks import as_float64, check_choice, check_int
 from .mixtures import KEYPOINT_SIGMA, UNINFORMATIVE_VARIANCE, check_mixtures, keypoints_to_mixtures
 from .skeletons import H36M_17, Skeleton
 
@@ -137,7 +137,7 @@ class Views:
     ) -> Views:
         """mixtures (C, J, K, 4) in box units, or in pixels with ``units="pixels"`` (boxes needed)."""
         array = as_float64(mixtures, "mixtures")
-        if units == "pixels":
+        if check_choice(units, "units", ("box", "pixels")) == "pixels":
             if boxes is None:
                 raise ValueError("boxes: needed to convert mixtures given in pixels to box units")
             if array.ndim != 4 or array.shape[-1] != 4:
@@ -147,8 +147,6 @@ class Views:
             array = array.copy()
             array[..., 1:3] = pixels_to_box(array[..., 1:3], box)
             array[..., 3] /= size**2
-        elif units != "box":
-            raise ValueError(f"units: expected 'box' or 'pixels', got {units!r}")
         return cls(array, mono3d, boxes, tuple(camera_names), skeleton)
 
     @classmethod
@@ -168,9 +166,7 @@ class Views:
         or a NaN keypoint is missing: its component sits at the box centre with variance
         ``UNINFORMATIVE_VARIANCE``, so it barely pulls the solution.
         """
-        points = np.asarray(keypoints, dtype=np.float64) if np.asarray(keypoints).dtype.kind in "fiu" else None
-        if points is None:
-            raise ValueError(f"keypoints: expected a real numeric array, got dtype {np.asarray(keypoints).dtype}")
+        points = as_float64(keypoints, "keypoints")
         if points.ndim != 3 or points.shape[-1] != 2 or 0 in points.shape:
             raise ValueError(f"keypoints: expected shape (C, J, 2), got {points.shape}")
         conf = as_float64(confidences, "confidences")
@@ -227,10 +223,12 @@ class Views:
                 if camera not in self.camera_names:
                     raise ValueError(f"cameras: no camera named {camera!r}; have {self.camera_names}")
                 index.append(self.camera_names.index(camera))
-            elif isinstance(camera, (int, np.integer)) and -self.num_cameras <= camera < self.num_cameras:
-                index.append(int(camera) % self.num_cameras)
             else:
-                raise ValueError(f"cameras: {camera!r} is not a camera index in [0, {self.num_cameras}) or a name")
+                count = self.num_cameras
+                try:
+                    index.append(check_int(camera, "cameras", -count, count - 1) % count)
+                except ValueError:
+                    raise ValueError(f"cameras: {camera!r} is not a camera index in [0, {count}) or a name") from None
         if len(set(index)) != len(index):
             raise ValueError(f"cameras: repeated camera in {list(cameras)}")
         return Views(
