@@ -215,7 +215,8 @@ def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: Refin
         x0 = _core.stage1(mono3d)
     else:
         x0 = _random_init(mixtures, options.seed)
-    references = np.broadcast_to(reference, (B, reference.shape[0])).copy()
+    references = np.empty((B, reference.shape[0]))
+    references[...] = reference  # one row per frame (the core takes per-frame references)
     if not refine:
         objective, _ = _core.refiner_objective(mixtures, x0, bones, references, options.bone_weight)
         P = x0.shape[1]

@@ -131,12 +131,14 @@ class BatchSolution:
 
     def __getitem__(self, index: int | slice) -> Solution | BatchSolution:
         """Frame ``index``'s Solution (negative indices count from the end), or a BatchSolution of a slice."""
+        count = self.objective.shape[0]
+        if type(index) is int and 0 <= index < count:  # the common case first
+            return self._frame(index)
         if isinstance(index, slice):
             history = self.history
             if history is not None:
                 history = History(history.steps, *(getattr(history, name)[index] for name in _HISTORY_STACKED))
             return BatchSolution(self.method, *(getattr(self, name)[index] for name in _STACKED), history=history)
-        count = len(self)
         if not isinstance(index, (int, np.integer)) or isinstance(index, (bool, np.bool_)):
             raise TypeError(f"BatchSolution indices are integers or slices, not {type(index).__name__}")
         if not -count <= index < count:
@@ -148,23 +150,25 @@ class BatchSolution:
 
     def solutions(self) -> list[Solution]:
         """Every frame's :class:`Solution`, in order."""
-        return [self._frame(i) for i in range(len(self))]
+        history = self.history
+        histories = [None] * len(self) if history is None else [self._history(i) for i in range(len(self))]
+        return [
+            Solution(self.method, pose, WeakCameras(rotation, scale, shift), reprojection, pixels, float(objective),
+                     x.copy(), frame_history)
+            for pose, rotation, scale, shift, reprojection, pixels, objective, x, frame_history in zip(
+                self.pose3d, self.rotation, self.scale, self.shift, self.reprojection, self.reprojection_pixels,
+                self.objective, self.x, histories)
+        ]
 
     def _frame(self, i: int) -> Solution:
+        return Solution(self.method, self.pose3d[i], WeakCameras(self.rotation[i], self.scale[i], self.shift[i]),
+                        self.reprojection[i], self.reprojection_pixels[i], float(self.objective[i]), self.x[i].copy(),
+                        None if self.history is None else self._history(i))
+
+    def _history(self, i: int) -> History:
         history = self.history
-        if history is not None:
-            history = History(history.steps.copy(), history.objective[i].copy(), history.pose3d[i],
-                              history.rotation[i], history.scale[i], history.shift[i])
-        return Solution(
-            method=self.method,
-            pose3d=self.pose3d[i],
-            cameras=WeakCameras(self.rotation[i], self.scale[i], self.shift[i]),
-            reprojection=self.reprojection[i],
-            reprojection_pixels=self.reprojection_pixels[i],
-            objective=float(self.objective[i]),
-            x=self.x[i].copy(),
-            history=history,
-        )
+        return History(history.steps.copy(), history.objective[i].copy(), history.pose3d[i], history.rotation[i],
+                       history.scale[i], history.shift[i])
 
     @classmethod
     def from_solutions(cls, solutions: Sequence[Solution]) -> BatchSolution:
