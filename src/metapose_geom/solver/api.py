@@ -159,7 +159,7 @@ def solve_batch(
     cameras: Cameras = None,
     threads: int | None = None,
 ) -> list[Solution]:
-    """Solve many frames over all cores (``metapose_geom.set_num_threads``), with a progress bar.
+    """B frames (Views sharing C, J, K) -> B Solutions, over all cores (``set_num_threads``), with a progress bar.
 
     Frames must share C, J, K and the skeleton. For ``"s1"`` and ``"ir"`` the results equal
     :func:`solve` on each frame alone, whatever the thread count. For ``"anipose"``, ``cameras``
@@ -197,7 +197,7 @@ def solve_arrays(
     chunk_size: int = 256,
     threads: int | None = None,
 ) -> BatchSolution:
-    """Solve B frames given as stacked arrays; the results come back stacked.
+    """mixtures (B, C, J, K, 4), mono3d (B, C, J, 3), boxes (B, C, 4) px -> a :class:`BatchSolution` of B frames.
 
     The array twin of :func:`solve_batch`, without building a :class:`Views` per frame: the same
     validation runs once on the stacked arrays, and the results equal ``solve_batch``'s frame
