@@ -5,7 +5,7 @@ sections 1-2), written as a competent numpy user would: every operation runs on 
 of B frames at once, the only Python loop is over the Adam steps. Bone term: none (the
 benchmark's setting).
 
-Solution vector of a frame (P = 3 J + 10 C)::
+Solution vector of a frame (P = 3 J + 10 C), read and written through :mod:`metapose_geom.layout`::
 
     x = [pose J*3 | rot6d C*6 | scale_raw C | shift C*3],   scale = softplus(scale_raw)
 
@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from metapose_geom import layout
 from numpy.typing import NDArray
 
 F64 = NDArray[np.float64]
@@ -86,11 +87,7 @@ def objective_and_gradient(prepared: PreparedMixtures, x: F64, gradient: bool = 
     """x (B, P) -> objective (B,), gradient (B, P) (None with ``gradient=False``)."""
     B = x.shape[0]
     C, J = prepared.log_norm.shape[1:3]
-    pose_end, rot_end, scale_end = 3 * J, 3 * J + 6 * C, 3 * J + 7 * C
-    pose = x[:, :pose_end].reshape(B, J, 3)
-    rot6d = x[:, pose_end:rot_end].reshape(B, C, 6)
-    scale_raw = x[:, rot_end:scale_end]
-    shift = x[:, scale_end:].reshape(B, C, 3)
+    pose, rot6d, scale_raw, shift = layout.unpack(x, C, J)  # (B, J, 3), (B, C, 6), (B, C), (B, C, 3)
 
     # rot6d -> rows e0, e1, e2 of R (B, C, 3) each
     a, b = rot6d[..., :3], rot6d[..., 3:]
@@ -144,15 +141,7 @@ def objective_and_gradient(prepared: PreparedMixtures, x: F64, gradient: bool = 
     d_e0 = d_e0 - e0_d_u * b - along * d_u
     d_a = (d_e0 - e0 * _dot(e0, d_e0)) / norm_a  # e0 = a / |a|
 
-    grad = np.concatenate(
-        [
-            d_pose.reshape(B, -1),
-            np.concatenate([d_a, d_b], axis=-1).reshape(B, -1),
-            d_scale_raw,
-            d_shift.reshape(B, -1),
-        ],
-        axis=1,
-    )
+    grad = layout.pack(d_pose, np.concatenate([d_a, d_b], axis=-1), d_scale_raw, d_shift)
     return objective, grad
 
 

@@ -32,7 +32,7 @@ import pytest  # noqa: E402
 
 mg = pytest.importorskip("metapose_geom", reason="the compiled core is not installed", exc_type=ImportError)
 from metapose_geom import synth  # noqa: E402
-from metapose_geom.baselines import perturb_cameras, scene_cameras  # noqa: E402
+from metapose_geom.anipose import perturb_cameras, scene_cameras  # noqa: E402
 
 SEED = 20240611
 CAMERAS = 4

@@ -67,3 +67,12 @@ def test_in_camera0_keeps_every_projection(rng):
     np.testing.assert_allclose(frame.rotation[:, 0], np.broadcast_to(np.eye(3), (6, 3, 3)), atol=1e-14)
     np.testing.assert_allclose(frame.scale[:, 0], 1.0, rtol=1e-15)
     np.testing.assert_allclose(np.linalg.det(frame.rotation), 1.0, atol=1e-12)
+
+
+def test_layout_of_is_built_once_and_checks_like_the_constructor():
+    assert layout.Layout.of(C, J) is layout.Layout.of(C, J)
+    assert layout.Layout.of(np.int64(C), J) == layout.Layout(C, J)
+    assert type(layout.Layout.of(np.int64(C), J).num_cameras) is int
+    for bad in (True, 0, 2.0, [C]):
+        with pytest.raises(ValueError, match="num_cameras: expected an integer >= 1"):
+            layout.Layout.of(bad, J)

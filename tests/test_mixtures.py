@@ -60,3 +60,10 @@ def test_keypoints_to_mixtures(rng):
     missing = mx.missing_joints(m)
     np.testing.assert_array_equal(missing, [[False, False, True, False], [False, False, False, True]])
     np.testing.assert_array_equal(m[missing][:, 0], [[1.0, 0.5, 0.5, mx.UNINFORMATIVE_VARIANCE]] * 2)
+
+
+def test_zero_weight_in_stacked_frames_names_the_frame(rng):
+    m = random_mixtures(rng, (2, 3, 17, 4))
+    m[1, 2, 5, :, 0] = 0.0
+    with pytest.raises(ValueError, match=r"zero total weight at frame 1, camera 2, joint 5$"):
+        mx.check_mixtures(m)

@@ -23,13 +23,13 @@ import pytest
 import torch
 
 import metapose_geom
-from metapose_geom import geometry, nn
+from metapose_geom import geometry, layout, nn
 from metapose_geom.skeletons import H36M_17
 
 from conftest import SEED, BATCH_SHAPES, random_mixtures, random_rot6d, random_rotations
 
 C, J, K = 4, 17, 4
-P = 3 * J + 10 * C
+P = layout.solution_size(C, J)
 BONES = np.array(H36M_17.bones, dtype=np.int64)
 #: float64 agreement of torch and the C++ kernels (same formulas, different summation order)
 GEOMETRY_ATOL = 1e-12
@@ -64,18 +64,12 @@ def realistic_scene(rng: np.random.Generator, frames: int) -> dict[str, np.ndarr
     mixtures = np.concatenate([weights[..., None], means, variances[..., None]], axis=-1)
 
     rot6d = rotation[..., :2, :].reshape(frames, C, 6)
-    truth = np.concatenate(
-        [pose.reshape(frames, -1), rot6d.reshape(frames, -1), inverse_softplus(scale), shift.reshape(frames, -1)],
-        axis=-1,
-    )
-    noise = np.concatenate(
-        [
-            rng.normal(0.0, 0.05, size=(frames, 3 * J)),
-            rng.normal(0.0, 0.1, size=(frames, 6 * C)),
-            rng.normal(0.0, 0.1, size=(frames, C)),
-            rng.normal(0.0, 0.02, size=(frames, 3 * C)),
-        ],
-        axis=-1,
+    truth = layout.pack(pose, rot6d, inverse_softplus(scale), shift)
+    noise = layout.pack(
+        rng.normal(0.0, 0.05, size=(frames, J, 3)),
+        rng.normal(0.0, 0.1, size=(frames, C, 6)),
+        rng.normal(0.0, 0.1, size=(frames, C)),
+        rng.normal(0.0, 0.02, size=(frames, C, 3)),
     )
     bone_reference = H36M_17.bone_lengths(pose) * rng.uniform(0.95, 1.05, size=(frames, len(BONES)))
     return {"mixtures": mixtures, "truth": truth, "x0": truth + noise, "bone_reference": bone_reference}
@@ -172,7 +166,7 @@ def test_pack_unpack_round_trip(scene):
     parts = nn.unpack_solution(x, C, J)
     assert [tuple(p.shape) for p in parts] == [(2, 3, J, 3), (2, 3, C, 6), (2, 3, C), (2, 3, C, 3)]
     assert torch.equal(nn.pack_solution(*parts), x)
-    np.testing.assert_array_equal(parts[0].reshape(2, 3, -1).numpy(), scene["x0"].reshape(2, 3, P)[..., : 3 * J])
+    np.testing.assert_array_equal(parts[0].numpy(), layout.unpack(scene["x0"].reshape(2, 3, P), C, J).pose)
 
 
 def test_unpack_rejects_wrong_length():
@@ -190,11 +184,8 @@ def test_objective_equals_numpy_composition(scene, bone_weight):
     """The objective against the C++ geometry kernels composed in numpy."""
     x = scene["x0"]
     got = torch_objective(scene, t64(x), bone_weight).numpy()
-    pose = x[:, : 3 * J].reshape(-1, J, 3)
-    rot6d = x[:, 3 * J : 3 * J + 6 * C].reshape(-1, C, 6)
-    scale = np.logaddexp(x[:, 3 * J + 6 * C : 3 * J + 7 * C], 0.0)
-    shift = x[:, 3 * J + 7 * C :].reshape(-1, C, 3)
-    points = geometry.project_weak(pose, geometry.rot6d_to_matrix(rot6d), scale, shift)
+    pose, rot6d, scale_raw, shift = layout.unpack(x, C, J)
+    points = geometry.project_weak(pose, geometry.rot6d_to_matrix(rot6d), np.logaddexp(scale_raw, 0.0), shift)
     expected = -geometry.mixture_log_likelihood(points, scene["mixtures"]).mean(axis=(-2, -1))
     lengths = H36M_17.bone_lengths(pose)
     reference = scene["bone_reference"]
@@ -340,14 +331,14 @@ def test_core_scale_and_its_gradient_equal_autograd_across_the_softplus_range(sc
     torch, from scales of 1e-17 to 40: each camera's scale_raw set to one value of the sweep."""
     sweep = np.array([-40.0, -30.0, -5.0, -0.3466, -1e-9, 0.0, 1e-9, 0.3466, 0.9, 5.0, 18.0, 40.0])
     x0 = np.repeat(scene["x0"][:1], len(sweep), axis=0)
-    x0[:, 3 * J + 6 * C : 3 * J + 7 * C] = sweep[:, None]
+    scale_columns = layout.Layout(C, J).scale_raw
+    x0[:, scale_columns] = sweep[:, None]
     frames = {name: np.repeat(scene[name][:1], len(sweep), axis=0) for name in ("mixtures", "bone_reference")}
     value, gradient = metapose_geom._core.refiner_objective(frames["mixtures"], x0, BONES, frames["bone_reference"], 0.0)
     x = t64(x0).requires_grad_(True)
     expected = torch_objective(frames, x, 0.0)
     (expected_gradient,) = torch.autograd.grad(expected.sum(), x)
     np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-12)
-    scale_columns = slice(3 * J + 6 * C, 3 * J + 7 * C)
     np.testing.assert_allclose(gradient[:, scale_columns], expected_gradient.numpy()[:, scale_columns], rtol=1e-9)
     np.testing.assert_allclose(gradient, expected_gradient.numpy(), rtol=OBJECTIVE_TOL, atol=OBJECTIVE_TOL)
 

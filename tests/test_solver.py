@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import metapose_geom as mg
-from metapose_geom import geometry, metrics, synth
-from metapose_geom.solver import RefineOptions, solution_size
+from metapose_geom import geometry, layout, metrics, synth
+from metapose_geom.solver import RefineOptions, methods, solution_size
 from metapose_geom.views import box_to_pixels
 
 
@@ -312,8 +312,8 @@ class TestRefinerLanes:
     @pytest.mark.parametrize("frame", [0, 5, 9, 10])
     def test_an_undefined_rotation_is_reported_for_its_own_frame(self, scenes, frame):
         mixtures, x0, bones, reference = self._inputs(scenes, 11)
-        rot6d = slice(3 * 17 + 6, 3 * 17 + 12)  # camera 1's two rows
-        x0[frame, rot6d] = np.tile(x0[frame, rot6d][:3], 2)  # parallel rows: no rotation
+        rot6d = layout.unpack(x0, 4, 17).rot6d  # a view into x0
+        rot6d[frame, 1, 3:] = rot6d[frame, 1, :3]  # camera 1's two rows parallel: no rotation
         with pytest.raises(ValueError, match=rf"diverged.* at index \({frame},\)"):
             self._refine(mixtures, x0, bones, reference, steps=3)
 
@@ -321,7 +321,7 @@ class TestRefinerLanes:
         """A frame whose objective values are extreme does not change its group's other frames."""
         mixtures, x0, bones, reference = self._inputs(scenes, 8)
         far = x0.copy()
-        far[3, : 3 * 17] *= 1e6  # a pose a million times too large: every point far out in the tails
+        layout.unpack(far, 4, 17).pose[3] *= 1e6  # a pose a million times too large: every point far out in the tails
         baseline = self._refine(mixtures, x0, bones, reference)
         moved = self._refine(mixtures, far, bones, reference)
         keep = [0, 1, 2, 4, 5, 6, 7]
@@ -355,3 +355,262 @@ class TestAnyComponentCount:
         final, _, _, _ = mg.geometry._core.refine(mixtures, x0, bones, reference, 0.0, 20, 1e-2, 0.9, 0.999, 1e-7, 0)
         loop = torch_objective.keras_adam_refine(torch.tensor(mixtures), torch.tensor(x0), steps=20)
         np.testing.assert_allclose(final, loop["x"].numpy(), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the method registry
+
+
+@dataclasses.dataclass(frozen=True)
+class _TagOptions:
+    """A test method's own options type."""
+
+    tag: str = "none"
+
+
+def _threads_seen(frames, options, call):
+    """A test method: stage 1, and the core thread count it ran with in the method's name."""
+    batch = methods.stage1(frames, mg.RefineOptions(), call)
+    return dataclasses.replace(batch, method=f"{call.method}:{mg.get_num_threads()}:{options.tag}")
+
+
+def _listed(frames, options, call):
+    """A test method that gives a list of Solutions (as perspective-camera methods do)."""
+    return [dataclasses.replace(s, method=call.method) for s in methods.refine(frames, options, call).solutions()]
+
+
+@pytest.fixture
+def added_methods():
+    """Two methods registered for one test, then unregistered: adding a method is one entry."""
+    entries = [
+        methods.register(methods.RegisteredMethod("test-threads", _TagOptions, _threads_seen)),
+        methods.register(methods.RegisteredMethod("test-listed", RefineOptions, _listed, stacked=False)),
+    ]
+    try:
+        yield entries
+    finally:
+        for entry in entries:
+            methods.unregister(entry.name)
+
+
+class TestRegistry:
+    def test_the_methods_of_today(self):
+        assert methods.method_names()[:3] == ("s1", "ir", "anipose")
+        assert methods.lookup("ir").options_type is RefineOptions
+        assert methods.lookup("anipose").options_type is mg.AniPoseOptions and methods.lookup("anipose").takes_cameras
+
+    def test_an_added_method_serves_every_entry_point(self, scenes, added_methods):
+        frames = [scene.views() for scene in scenes[:5]]
+        s1 = mg.solve_batch(frames, "s1", progress=False)
+        alone = mg.solve(frames[0], "test-threads", {"tag": "a"})
+        assert alone.method.startswith("test-threads:") and alone.method.endswith(":a")
+        np.testing.assert_array_equal(alone.x, s1[0].x)
+        listed = mg.solve_batch(frames, "test-listed", {"steps": 10}, progress=False)
+        expected = mg.solve_batch(frames, "ir", {"steps": 10}, progress=False)
+        assert [s.method for s in listed] == ["test-listed"] * 5
+        for got, want in zip(listed, expected):
+            np.testing.assert_array_equal(got.pose3d, want.pose3d)
+        batch = mg.solve_arrays(np.stack([f.mixtures for f in frames]), np.stack([f.mono3d for f in frames]),
+                                method="test-threads", options=_TagOptions("b"), progress=False)
+        np.testing.assert_array_equal(batch.x, np.stack([s.x for s in s1]))
+        # its options type is its own: unknown names and other types are rejected as for the built-ins
+        with pytest.raises(ValueError, match=r"unknown name\(s\) \['steps'\] for _TagOptions"):
+            mg.solve(frames[0], "test-threads", {"steps": 3})
+        with pytest.raises(ValueError, match="method 'test-threads' takes _TagOptions"):
+            mg.solve(frames[0], "test-threads", RefineOptions())
+        with pytest.raises(ValueError, match="'test-listed' does not give weak cameras to stack"):
+            mg.solve_arrays(batch.x[:, None], method="test-listed")
+        with pytest.raises(ValueError, match=r"only method='anipose' takes start cameras; 's1', 'ir', 'test-threads' "
+                                             r"and 'test-listed' find the cameras"):
+            mg.solve(frames[0], "test-threads", cameras=object())
+        assert "test-listed" in methods.method_names()
+
+    def test_unregistered_methods_are_gone(self, scenes, added_methods):
+        for entry in list(added_methods):
+            methods.unregister(entry.name)
+            with pytest.raises(ValueError, match=rf"method: expected one of \('s1', 'ir', 'anipose'.*'{entry.name}'"):
+                mg.solve(scenes[0].views(), entry.name)
+            methods.register(entry)  # for the fixture to remove
+
+    def test_a_name_is_registered_once(self):
+        with pytest.raises(ValueError, match="'ir' is registered already"):
+            methods.register(methods.RegisteredMethod("ir", RefineOptions, methods.refine))
+        with pytest.raises(ValueError, match="expected a RegisteredMethod"):
+            methods.register("ir")  # type: ignore[arg-type]
+        for fields, match in [(("", RefineOptions, methods.refine), "name"),
+                              (("x", dict, methods.refine), "options_type"), (("x", RefineOptions, None), "function")]:
+            with pytest.raises(ValueError, match=match):
+                methods.RegisteredMethod(*fields)
+        with pytest.raises(ValueError, match="stacked: expected True or False"):
+            methods.RegisteredMethod("x", RefineOptions, methods.refine, stacked=1)
+        with pytest.raises(ValueError, match="method: expected one of"):
+            methods.unregister("nothing")
+        with pytest.raises(ValueError, match="method: expected one of"):
+            methods.lookup(["ir"])  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- stacked results
+
+
+def _stacked(frames):
+    return (np.stack([f.mixtures for f in frames]), np.stack([f.mono3d for f in frames]),
+            np.stack([f.boxes for f in frames]))
+
+
+class TestBatchSolution:
+    @pytest.mark.parametrize("method, options", [("s1", None), ("ir", {"history_every": 25}),
+                                                 ("ir", {"init": "random", "steps": 30, "bone_weight": 0.1})])
+    def test_solve_arrays_equals_solve_batch_frame_for_frame(self, scenes, method, options):
+        frames = [scene.views() for scene in scenes[:9]]
+        batch = mg.solve_arrays(*_stacked(frames), method=method, options=options, chunk_size=4, progress=False)
+        listed = mg.solve_batch(frames, method, options, progress=False)
+        assert isinstance(batch, mg.BatchSolution) and len(batch) == 9 and batch.method == method
+        assert batch.pose3d.shape == (9, 17, 3) and batch.rotation.shape == (9, 4, 3, 3)
+        assert batch.scale.shape == (9, 4) and batch.shift.shape == (9, 4, 3) and batch.objective.shape == (9,)
+        assert batch.reprojection.shape == batch.reprojection_pixels.shape == (9, 4, 17, 2)
+        assert batch.x.shape == (9, solution_size(4, 17))
+        for i, solution in enumerate(listed):
+            _assert_same_solution(batch[i], solution)
+        for got, want in zip(batch.solutions(), listed):
+            _assert_same_solution(got, want)
+        for got, want in zip(batch, listed):
+            _assert_same_solution(got, want)
+        _assert_same_solution(batch[-1], listed[-1])
+        np.testing.assert_array_equal(batch.cameras.project(batch.pose3d), batch.reprojection)
+
+    def test_from_solutions_stacks_them_back(self, scenes):
+        frames = [scene.views() for scene in scenes[:6]]
+        for options in (None, {"history_every": 20}):
+            batch = mg.solve_arrays(*_stacked(frames), options=options, progress=False)
+            again = mg.BatchSolution.from_solutions(mg.solve_batch(frames, "ir", options, progress=False))
+            assert again.method == batch.method and (again.history is None) == (batch.history is None)
+            for name in ("pose3d", "rotation", "scale", "shift", "reprojection", "reprojection_pixels", "objective",
+                         "x"):
+                np.testing.assert_array_equal(getattr(again, name), getattr(batch, name), err_msg=name)
+            if batch.history is not None:
+                assert batch.history.objective.shape == (6, 6) and batch.history.pose3d.shape == (6, 6, 17, 3)
+                for name in ("steps", "objective", "pose3d", "rotation", "scale", "shift"):
+                    np.testing.assert_array_equal(getattr(again.history, name), getattr(batch.history, name))
+
+    def test_slices_and_bad_indices(self, scenes):
+        frames = [scene.views() for scene in scenes[:5]]
+        batch = mg.solve_arrays(*_stacked(frames), options={"history_every": 50}, progress=False)
+        part = batch[1:4]
+        assert isinstance(part, mg.BatchSolution) and len(part) == 3
+        _assert_same_solution(part[0], batch[1])
+        np.testing.assert_array_equal(part.history.steps, batch.history.steps)
+        _assert_same_solution(batch[np.int64(2)], batch[2])
+        with pytest.raises(IndexError, match="frame 5 out of range"):
+            batch[5]
+        with pytest.raises(IndexError):
+            batch[-6]
+        for bad in (1.0, True, "0"):
+            with pytest.raises(TypeError, match="integers or slices"):
+                batch[bad]
+
+    def test_from_solutions_rejects_what_does_not_stack(self, scenes):
+        views = scenes[0].views()
+        ir, s1 = mg.solve(views, "ir"), mg.solve(views, "s1")
+        with pytest.raises(ValueError, match="at least one"):
+            mg.BatchSolution.from_solutions([])
+        with pytest.raises(ValueError, match=r"solutions\[1\]: method 's1' differs"):
+            mg.BatchSolution.from_solutions([ir, s1])
+        with pytest.raises(ValueError, match=r"solutions\[1\]: its history"):
+            mg.BatchSolution.from_solutions([ir, mg.solve(views, "ir", {"history_every": 10})])
+        with pytest.raises(ValueError, match=r"solutions\[0\]: expected a Solution"):
+            mg.BatchSolution.from_solutions([ir.x])
+        perspective = dataclasses.replace(ir, cameras=mg.PerspectiveCameras(*[np.zeros(1)] * 5))
+        with pytest.raises(ValueError, match=r"solutions\[1\]: a BatchSolution stacks weak cameras"):
+            mg.BatchSolution.from_solutions([ir, perspective])
+        with pytest.raises(ValueError, match="shapes differ"):
+            mg.BatchSolution.from_solutions([ir, mg.solve(views.subset([0, 1, 2]), "ir")])
+
+    def test_without_boxes_pixels_are_box_units(self, scenes):
+        frames = [scene.views() for scene in scenes[:3]]
+        mixtures, mono3d, _ = _stacked(frames)
+        batch = mg.solve_arrays(mixtures, mono3d, progress=False)
+        np.testing.assert_array_equal(batch.reprojection_pixels, batch.reprojection)
+        bare = mg.solve_arrays(mixtures, options={"init": "random"}, progress=False)
+        for i, views in enumerate(frames):
+            _assert_same_solution(bare[i], mg.solve(mg.Views(views.mixtures), "ir", {"init": "random"}))
+
+    def test_solve_arrays_validates_as_views_do(self, scenes):
+        mixtures, mono3d, boxes = _stacked([scene.views() for scene in scenes[:2]])
+        zero = mixtures.copy()
+        zero[1, 2, 5, :, 0] = 0.0
+        cases = [
+            ((mixtures[0],), {}, r"mixtures: expected shape \(B, C, J, K, 4\)"),
+            ((mixtures[:, :1],), {}, "at least two cameras"),
+            ((mixtures[:, :, :16],), {}, "skeleton 'h36m17' has 17"),
+            ((zero,), {}, r"zero total weight at frame 1, camera 2, joint 5 \(l_knee\)"),
+            ((mixtures, mono3d[:1]), {}, r"mono3d: expected shape \(B=2, C=4, J=17, 3\)"),
+            ((mixtures, np.full_like(mono3d, np.nan)), {}, "mono3d: contains NaN"),
+            ((mixtures, mono3d, boxes[0]), {}, r"boxes: expected shape \(B=2, C=4, 4\)"),
+            ((mixtures, mono3d, -boxes), {}, "boxes: width and height"),
+            ((mixtures, mono3d), {"method": "anipose"}, "'anipose' does not give weak cameras"),
+            ((mixtures, mono3d), {"skeleton": "h36m"}, "skeleton: expected a Skeleton"),
+            ((mixtures, mono3d), {"chunk_size": 0}, "chunk_size"),
+            ((mixtures,), {"method": "s1"}, "mono3d: stage 1 needs"),
+        ]
+        for args, kwargs, match in cases:
+            with pytest.raises(ValueError, match=match):
+                mg.solve_arrays(*args, progress=False, **kwargs)
+
+
+# --------------------------------------------------------------------------- per-call threads
+
+
+class TestPerCallThreads:
+    def test_results_are_the_same_bits_on_1_and_2_threads_and_the_global_count_stays(self, scenes,
+                                                                                     restore_threads):
+        frames = [scene.views() for scene in scenes[:11]]
+        arrays = _stacked(frames)
+        for global_count in (1, 2):
+            mg.set_num_threads(global_count)
+            results = {}
+            for threads in (None, 1, 2):
+                results[threads] = mg.solve_batch(frames, "ir", {"history_every": 50}, progress=False, chunk_size=5,
+                                                  threads=threads)
+                assert mg.get_num_threads() == global_count
+                batch = mg.solve_arrays(*arrays, options={"history_every": 50}, progress=False, threads=threads)
+                assert mg.get_num_threads() == global_count
+                for i, solution in enumerate(results[threads]):
+                    _assert_same_solution(batch[i], solution)
+            for threads in (1, 2):
+                for a, b in zip(results[threads], results[None]):
+                    _assert_same_solution(a, b)
+
+    def test_the_call_runs_on_its_count(self, scenes, added_methods, restore_threads):
+        frames = [scenes[0].views()] * 3
+        mg.set_num_threads(1)
+        for threads, seen in ((2, 2), (1, 1), (None, 1), (0, None)):
+            method = mg.solve_batch(frames, "test-threads", progress=False, threads=threads)[0].method
+            count = int(method.split(":")[1])
+            assert count == (seen if seen is not None else count) and count >= 1
+            assert mg.get_num_threads() == 1
+
+    def test_concurrent_calls_each_see_their_own_count(self, scenes, added_methods, restore_threads):
+        from concurrent.futures import ThreadPoolExecutor
+
+        frames = [scenes[0].views()] * 2
+        mg.set_num_threads(3)
+        counts = [1, 2, 4, 1, 2, 4, 1, 2]
+        with ThreadPoolExecutor(4) as pool:
+            seen = list(pool.map(lambda n: mg.solve_batch(frames, "test-threads", progress=False, threads=n)[0].method,
+                                 counts))
+        assert [int(method.split(":")[1]) for method in seen] == counts
+        assert mg.get_num_threads() == 3
+
+    def test_the_global_count_comes_back_after_an_error(self, scenes, restore_threads):
+        mg.set_num_threads(1)
+        with pytest.raises(ValueError, match="diverged|overflow|too large"):
+            mg.solve_batch([scenes[0].views()], "ir", {"learning_rate": 1e300, "steps": 5}, progress=False, threads=2)
+        assert mg.get_num_threads() == 1
+
+    @pytest.mark.parametrize("threads", [-1, 1.5, True, "2", np.float64(2.0)])
+    def test_bad_counts_are_rejected_before_anything_runs(self, scenes, threads, restore_threads):
+        mg.set_num_threads(1)
+        with pytest.raises(ValueError, match="threads: expected an integer >= 0"):
+            mg.solve_batch([scenes[0].views()], progress=False, threads=threads)
+        with pytest.raises(ValueError, match="threads: expected an integer >= 0"):
+            mg.solve_arrays(scenes[0].views().mixtures[None], progress=False, threads=threads)
+        assert mg.get_num_threads() == 1

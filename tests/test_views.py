@@ -73,7 +73,7 @@ class TestUnits:
         np.testing.assert_allclose(views.mixtures[..., 3], pixel_mixtures[..., 3] / 400**2)
         with pytest.raises(ValueError, match="boxes: needed"):
             mg.Views.from_mixtures(pixel_mixtures, units="pixels")
-        with pytest.raises(ValueError, match="units"):
+        with pytest.raises(ValueError, match=r"units: expected one of \('box', 'pixels'\), got 'mm'"):
             mg.Views.from_mixtures(pixel_mixtures, units="mm")
 
 
@@ -133,7 +133,8 @@ class TestSubset:
         np.testing.assert_array_equal(chosen.mono3d, views.mono3d[[2, 0, 3]])
 
     @pytest.mark.parametrize("cameras, match", [([0, 0], "repeated"), ([0, 9], "camera index"), (["x", 0], "named"),
-                                                ([0], "at least two")])
+                                                ([0], "at least two"), ([True, 0], "camera index"),
+                                                ([1.0, 0], "camera index")])
     def test_bad_subsets(self, rng, cameras, match):
         views = mg.Views(mixtures(rng, cameras=3))
         with pytest.raises(ValueError, match=match):

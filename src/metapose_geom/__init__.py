@@ -12,7 +12,9 @@ from __future__ import annotations
 from . import geometry, metrics, synth
 from .geometry import PerspectiveCameras, get_num_threads, set_num_threads
 from .skeletons import H36M_17, Skeleton
-from .solver import AniPoseOptions, History, RefineOptions, Solution, WeakCameras, solve, solve_batch
+from .solver import (
+    AniPoseOptions, BatchSolution, History, RefineOptions, Solution, WeakCameras, solve, solve_arrays, solve_batch,
+)
 from .views import Views
 
 __version__ = "0.1.0"
@@ -29,6 +31,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "AniPoseOptions",
+    "BatchSolution",
     "H36M_17",
     "History",
     "PerspectiveCameras",
@@ -43,6 +46,7 @@ __all__ = [
     "metrics",
     "set_num_threads",
     "solve",
+    "solve_arrays",
     "solve_batch",
     "synth",
 ]

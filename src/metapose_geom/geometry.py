@@ -30,7 +30,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import as_float64, check_int
+from ._checks import as_float64, check_choice, check_int
 from ._core_loader import core as _core
 
 F64 = NDArray[np.float64]
@@ -292,7 +292,4 @@ def procrustes(source: ArrayLike, target: ArrayLike, scale: ScaleMode = "umeyama
 
 
 def _scale_mode(scale: str) -> int:
-    try:
-        return _SCALE_MODES[scale]
-    except (KeyError, TypeError):
-        raise ValueError(f"scale: expected one of {sorted(_SCALE_MODES)}, got {scale!r}") from None
+    return _SCALE_MODES[check_choice(scale, "scale", tuple(_SCALE_MODES))]

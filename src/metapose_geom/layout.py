@@ -12,13 +12,16 @@ Gram-Schmidt matrix. Every other module reads and writes ``x`` through this one:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ._checks import check_int
+from .geometry import rot6d_to_matrix
 
 F64 = NDArray[np.float64]
 
@@ -48,32 +51,40 @@ class Layout:
     num_joints: int
 
     def __post_init__(self) -> None:
-        check_int(self.num_cameras, "num_cameras", 1)
-        check_int(self.num_joints, "num_joints", 1)
+        object.__setattr__(self, "num_cameras", check_int(self.num_cameras, "num_cameras", 1))
+        object.__setattr__(self, "num_joints", check_int(self.num_joints, "num_joints", 1))
 
-    @property
+    @staticmethod
+    def of(num_cameras: int, num_joints: int) -> Layout:
+        """``Layout(num_cameras, num_joints)``, built once per pair (the solver's hot path asks often)."""
+        try:
+            return _cached_layout(num_cameras, num_joints)
+        except TypeError:  # unhashable: let the constructor name the argument
+            return Layout(num_cameras, num_joints)
+
+    @cached_property
     def size(self) -> int:
         """P, the length of ``x``."""
         return solution_size(self.num_cameras, self.num_joints)
 
-    @property
+    @cached_property
     def pose(self) -> slice:
         """pose (J*3,), row-major (J, 3)."""
         return slice(0, 3 * self.num_joints)
 
-    @property
+    @cached_property
     def rot6d(self) -> slice:
         """rotations (C*6,), row-major (C, 6): each camera's first two rotation rows."""
         start = 3 * self.num_joints
         return slice(start, start + 6 * self.num_cameras)
 
-    @property
+    @cached_property
     def scale_raw(self) -> slice:
         """(C,) inverse-softplus scales."""
         start = 3 * self.num_joints + 6 * self.num_cameras
         return slice(start, start + self.num_cameras)
 
-    @property
+    @cached_property
     def shift(self) -> slice:
         """shifts (C*3,), row-major (C, 3), box units."""
         start = 3 * self.num_joints + 7 * self.num_cameras
@@ -85,6 +96,11 @@ class Layout:
         if not shape or shape[-1] != self.size:
             raise ValueError(f"{name}: expected shape (..., {self.size}) for {self.num_cameras} cameras and "
                              f"{self.num_joints} joints, got {shape}")
+
+
+@functools.lru_cache(maxsize=256, typed=True)  # typed: True is not the integer 1 here
+def _cached_layout(num_cameras: int, num_joints: int) -> Layout:
+    return Layout(num_cameras, num_joints)
 
 
 class Parts(NamedTuple):
@@ -102,7 +118,7 @@ def unpack(x: Any, num_cameras: int, num_joints: int) -> Parts:
     Works on numpy arrays and torch tensors alike; the parts are views into ``x`` where the
     array library allows (always for contiguous ``x``). Raises ValueError when P is not 3 J + 10 C.
     """
-    layout = Layout(num_cameras, num_joints)
+    layout = Layout.of(num_cameras, num_joints)
     layout.check(x)
     lead = tuple(x.shape[:-1])
     C, J = num_cameras, num_joints
@@ -162,8 +178,6 @@ def in_camera0(x: F64, num_cameras: int, num_joints: int) -> CameraFrame:
     ``pose' = s_0 pose R_0``, ``R_c' = R_0^T R_c``, ``s_c' = s_c / s_0`` (shifts unchanged), which
     leaves every projection ``s_c X R_c + t_c`` as it was.
     """
-    from .geometry import rot6d_to_matrix
-
     pose, rot6d, scale_raw, shift = unpack(np.asarray(x), num_cameras, num_joints)
     rotation = rot6d_to_matrix(rot6d)
     scale = scale_from_raw(scale_raw)

@@ -31,7 +31,7 @@ def check_mixtures(mixtures: ArrayLike, name: str = "mixtures", positive_total: 
     of the input where no conversion was needed); raises ValueError naming ``name``.
 
     For a (C, J, K, 4) frame the zero-weight error names the camera and the joint
-    (``joint_names[j]`` where given)."""
+    (``joint_names[j]`` where given), for (B, C, J, K, 4) frames also the frame."""
     array = as_float64(mixtures, name)
     if array.ndim < 2 or array.shape[-1] != 4 or array.shape[-2] == 0:
         raise ValueError(f"{name}: expected shape (..., K, 4) with K >= 1, got {array.shape}")
@@ -45,10 +45,11 @@ def check_mixtures(mixtures: ArrayLike, name: str = "mixtures", positive_total: 
         empty = np.argwhere(array[..., 0].sum(axis=-1) <= 0)
         if len(empty):
             where = tuple(int(i) for i in empty[0])
-            if len(where) == 2:
-                camera, joint = where
+            if len(where) in (2, 3):
+                *frame, camera, joint = where
                 label = f" ({joint_names[joint]})" if joint_names is not None else ""
-                raise ValueError(f"{name}: zero total weight at camera {camera}, joint {joint}{label}")
+                at = "".join(f"frame {i}, " for i in frame)
+                raise ValueError(f"{name}: zero total weight at {at}camera {camera}, joint {joint}{label}")
             raise ValueError(f"{name}: zero total weight at index {where}")
     return array
 

@@ -14,24 +14,70 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import as_float64
+from ._checks import as_float64, check_choice, check_int
 from .mixtures import KEYPOINT_SIGMA, UNINFORMATIVE_VARIANCE, check_mixtures, keypoints_to_mixtures
 from .skeletons import H36M_17, Skeleton
 
 F64 = NDArray[np.float64]
 
-__all__ = ["KEYPOINT_SIGMA", "UNINFORMATIVE_VARIANCE", "Views", "box_to_pixels", "pixels_to_box"]
+__all__ = ["KEYPOINT_SIGMA", "UNINFORMATIVE_VARIANCE", "Views", "box_to_pixels", "check_box_values", "check_evidence",
+           "pixels_to_box"]
 
 
-def _check_boxes(boxes: ArrayLike, cameras: int) -> F64:
+def check_box_values(boxes: F64, name: str = "boxes") -> F64:
+    """The rule for boxes (..., 4) ``[x, y, width, height]`` in pixels, shape already checked: finite,
+    width and height > 0. Returns ``boxes``; raises ValueError naming ``name``."""
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"{name}: contains NaN or inf")
+    if (boxes[..., 2:] <= 0).any():
+        raise ValueError(f"{name}: width and height must be > 0")
+    return boxes
+
+
+def _check_boxes(boxes: ArrayLike, cameras: int, frames: int | None = None) -> F64:
+    """boxes (C, 4), or (B, C, 4) with ``frames`` = B."""
     array = as_float64(boxes, "boxes")
-    if array.shape != (cameras, 4):
-        raise ValueError(f"boxes: expected shape (C={cameras}, 4) [x, y, width, height] in pixels, got {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError("boxes: contains NaN or inf")
-    if (array[:, 2:] <= 0).any():
-        raise ValueError("boxes: width and height must be > 0")
-    return array
+    lead = () if frames is None else (frames,)
+    if array.shape != lead + (cameras, 4):
+        raise ValueError(f"boxes: expected shape ({_dims(lead)}C={cameras}, 4) [x, y, width, height] in pixels, "
+                         f"got {array.shape}")
+    return check_box_values(array)
+
+
+def _dims(lead: tuple[int, ...]) -> str:
+    """The leading frame axis of a message's shape: ``"B=5, "`` or nothing."""
+    return f"B={lead[0]}, " if lead else ""
+
+
+def check_evidence(mixtures: ArrayLike, mono3d: ArrayLike | None, boxes: ArrayLike | None, skeleton: Skeleton,
+                   stacked: bool = False) -> tuple[F64, F64 | None, F64 | None]:
+    """The rules of :class:`Views`, for one frame or (``stacked``) B frames on a leading axis.
+
+    mixtures (C, J, K, 4) or (B, C, J, K, 4) box units (C >= 2, J the skeleton's joint count,
+    :func:`~metapose_geom.mixtures.check_mixtures`), mono3d (C, J, 3) / (B, C, J, 3) finite or
+    None, boxes (C, 4) / (B, C, 4) px (:func:`check_box_values`) or None -> the three as float64
+    arrays (no copy where none was needed); ValueError naming the argument otherwise."""
+    array = as_float64(mixtures, "mixtures")
+    lead_text = "B, " if stacked else ""
+    if array.ndim != 4 + stacked or array.shape[-1] != 4 or 0 in array.shape:
+        raise ValueError(f"mixtures: expected shape ({lead_text}C, J, K, 4) with {lead_text}C, J, K >= 1, "
+                         f"got {array.shape}")
+    lead = array.shape[:1] if stacked else ()
+    cameras, joints = array.shape[-4:-2]
+    if cameras < 2:
+        raise ValueError(f"mixtures: at least two cameras are needed, got C = {cameras}")
+    if joints != skeleton.num_joints:
+        raise ValueError(f"mixtures: J = {joints} joints, but skeleton {skeleton.name!r} has {skeleton.num_joints}")
+    array = check_mixtures(array, joint_names=tuple(skeleton.joints))
+    guesses = None
+    if mono3d is not None:
+        guesses = as_float64(mono3d, "mono3d")
+        if guesses.shape != lead + (cameras, joints, 3):
+            raise ValueError(f"mono3d: expected shape ({_dims(lead)}C={cameras}, J={joints}, 3), got {guesses.shape}")
+        if not np.isfinite(guesses).all():
+            raise ValueError("mono3d: contains NaN or inf")
+    box = None if boxes is None else _check_boxes(boxes, cameras, lead[0] if lead else None)
+    return array, guesses, box
 
 
 def pixels_to_box(pixels: ArrayLike, boxes: ArrayLike) -> F64:
@@ -76,28 +122,13 @@ class Views:
     skeleton: Skeleton = field(default=H36M_17)
 
     def __post_init__(self) -> None:
-        mixtures = as_float64(self.mixtures, "mixtures")
-        if mixtures.ndim != 4 or mixtures.shape[-1] != 4 or 0 in mixtures.shape:
-            raise ValueError(f"mixtures: expected shape (C, J, K, 4) with C, J, K >= 1, got {mixtures.shape}")
-        cameras, joints = mixtures.shape[:2]
-        if cameras < 2:
-            raise ValueError(f"mixtures: at least two cameras are needed, got C = {cameras}")
-        if joints != self.skeleton.num_joints:
-            raise ValueError(
-                f"mixtures: J = {joints} joints, but skeleton {self.skeleton.name!r} has {self.skeleton.num_joints}"
-            )
-        mixtures = _frozen(check_mixtures(mixtures, joint_names=tuple(self.skeleton.joints)))
-        object.__setattr__(self, "mixtures", mixtures)
-
-        if self.mono3d is not None:
-            mono3d = as_float64(self.mono3d, "mono3d")
-            if mono3d.shape != (cameras, joints, 3):
-                raise ValueError(f"mono3d: expected shape (C={cameras}, J={joints}, 3), got {mono3d.shape}")
-            if not np.isfinite(mono3d).all():
-                raise ValueError("mono3d: contains NaN or inf")
+        mixtures, mono3d, boxes = check_evidence(self.mixtures, self.mono3d, self.boxes, self.skeleton)
+        object.__setattr__(self, "mixtures", _frozen(mixtures))
+        if mono3d is not None:
             object.__setattr__(self, "mono3d", _frozen(mono3d))
-        if self.boxes is not None:
-            object.__setattr__(self, "boxes", _frozen(_check_boxes(self.boxes, cameras)))
+        if boxes is not None:
+            object.__setattr__(self, "boxes", _frozen(boxes))
+        cameras = mixtures.shape[0]
         names = tuple(self.camera_names) or tuple(f"cam{c}" for c in range(cameras))
         if len(names) != cameras or len(set(names)) != cameras:
             raise ValueError(f"camera_names: expected {cameras} distinct names, got {names}")
@@ -131,7 +162,7 @@ class Views:
     ) -> Views:
         """mixtures (C, J, K, 4) in box units, or in pixels with ``units="pixels"`` (boxes needed)."""
         array = as_float64(mixtures, "mixtures")
-        if units == "pixels":
+        if check_choice(units, "units", ("box", "pixels")) == "pixels":
             if boxes is None:
                 raise ValueError("boxes: needed to convert mixtures given in pixels to box units")
             if array.ndim != 4 or array.shape[-1] != 4:
@@ -141,8 +172,6 @@ class Views:
             array = array.copy()
             array[..., 1:3] = pixels_to_box(array[..., 1:3], box)
             array[..., 3] /= size**2
-        elif units != "box":
-            raise ValueError(f"units: expected 'box' or 'pixels', got {units!r}")
         return cls(array, mono3d, boxes, tuple(camera_names), skeleton)
 
     @classmethod
@@ -162,9 +191,7 @@ class Views:
         or a NaN keypoint is missing: its component sits at the box centre with variance
         ``UNINFORMATIVE_VARIANCE``, so it barely pulls the solution.
         """
-        points = np.asarray(keypoints, dtype=np.float64) if np.asarray(keypoints).dtype.kind in "fiu" else None
-        if points is None:
-            raise ValueError(f"keypoints: expected a real numeric array, got dtype {np.asarray(keypoints).dtype}")
+        points = as_float64(keypoints, "keypoints")
         if points.ndim != 3 or points.shape[-1] != 2 or 0 in points.shape:
             raise ValueError(f"keypoints: expected shape (C, J, 2), got {points.shape}")
         conf = as_float64(confidences, "confidences")
@@ -221,10 +248,12 @@ class Views:
                 if camera not in self.camera_names:
                     raise ValueError(f"cameras: no camera named {camera!r}; have {self.camera_names}")
                 index.append(self.camera_names.index(camera))
-            elif isinstance(camera, (int, np.integer)) and -self.num_cameras <= camera < self.num_cameras:
-                index.append(int(camera) % self.num_cameras)
             else:
-                raise ValueError(f"cameras: {camera!r} is not a camera index in [0, {self.num_cameras}) or a name")
+                count = self.num_cameras
+                try:
+                    index.append(check_int(camera, "cameras", -count, count - 1) % count)
+                except ValueError:
+                    raise ValueError(f"cameras: {camera!r} is not a camera index in [0, {count}) or a name") from None
         if len(set(index)) != len(index):
             raise ValueError(f"cameras: repeated camera in {list(cameras)}")
         return Views(

@@ -22,6 +22,8 @@ from typing import TypedDict
 import torch
 from torch import Tensor
 
+from .. import layout
+from .._checks import check_int
 from .geometry import mixture_log_likelihood, project_weak, rot6d_to_matrix, softplus
 
 __all__ = [
@@ -36,36 +38,26 @@ __all__ = [
 
 
 def solution_size(num_cameras: int, num_joints: int) -> int:
-    """Length P of the solution vector: ``3 J + 6 C + C + 3 C``."""
-    return 3 * num_joints + 10 * num_cameras
+    """Length P of the solution vector: ``3 J + 6 C + C + 3 C`` (:func:`metapose_geom.layout.solution_size`)."""
+    return layout.solution_size(num_cameras, num_joints)
 
 
 def unpack_solution(x: Tensor, num_cameras: int, num_joints: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """x (..., P) -> pose (..., J, 3), rot6d (..., C, 6), scale_raw (..., C), shift (..., C, 3).
 
-    Views into ``x`` (no copy); raises ValueError when ``P != 10 C + 3 J``.
+    Views into ``x`` (no copy); raises ValueError when ``P != 10 C + 3 J``
+    (:func:`metapose_geom.layout.unpack`).
     """
-    C, J = num_cameras, num_joints
-    expected = solution_size(C, J)
-    if x.shape[-1:] != (expected,):
-        raise ValueError(f"x: expected shape (..., {expected}) for {C} cameras and {J} joints, got {tuple(x.shape)}")
-    lead = x.shape[:-1]
-    pose_end, rot_end, scale_end = 3 * J, 3 * J + 6 * C, 3 * J + 7 * C
-    pose = x[..., :pose_end].reshape(*lead, J, 3)
-    rot6d = x[..., pose_end:rot_end].reshape(*lead, C, 6)
-    scale_raw = x[..., rot_end:scale_end]
-    shift = x[..., scale_end:].reshape(*lead, C, 3)
-    return pose, rot6d, scale_raw, shift
+    return layout.unpack(x, num_cameras, num_joints)
 
 
 def pack_solution(pose: Tensor, rot6d: Tensor, scale_raw: Tensor, shift: Tensor) -> Tensor:
     """pose (..., J, 3), rot6d (..., C, 6), scale_raw (..., C), shift (..., C, 3) -> x (..., P).
 
-    The inverse of :func:`unpack_solution`.
+    The inverse of :func:`unpack_solution`, differentiable (:func:`metapose_geom.layout.pack`);
+    raises ValueError when the parts' shapes do not fit together.
     """
-    lead = pose.shape[:-2]
-    parts = [pose, rot6d, scale_raw[..., None], shift]
-    return torch.cat([part.reshape(*lead, -1) for part in parts], dim=-1)
+    return layout.pack(pose, rot6d, scale_raw, shift)
 
 
 def bone_lengths(pose: Tensor, bones: Tensor) -> Tensor:
@@ -140,10 +132,8 @@ def keras_adam_refine(
     (H = steps // n + 1); with 0 nothing is (H = 0). ``objective`` is the value at the
     returned ``x``. Nothing is differentiated through the loop: the results are detached.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps: expected an integer >= 0, got {steps!r}")
-    if isinstance(history_every, bool) or not isinstance(history_every, int) or history_every < 0:
-        raise ValueError(f"history_every: expected an integer >= 0, got {history_every!r}")
+    steps = check_int(steps, "steps", 0)
+    history_every = check_int(history_every, "history_every", 0)
 
     def objective_of(x: Tensor) -> Tensor:
         return refiner_objective(mixtures, x, bones, bone_reference, bone_weight)

@@ -1,4 +1,4 @@
-"""The AniPose baseline adapter: its inputs (mixture means in pixels, perturbed starts), the clear
+"""The AniPose adapter (:mod:`metapose_geom.anipose`): its inputs (mixture means in pixels, perturbed starts), the clear
 error when aniposelib is absent, and, when aniposelib is installed, triangulation and bundle
 adjustment on a synthetic frame."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import metapose_geom as mg
-from metapose_geom import baselines, geometry, synth
-from metapose_geom.baselines import (
+from metapose_geom import anipose, geometry, synth
+from metapose_geom.anipose import (
     AniPoseResult, anipose_solve, mixture_mean_pixels, perturb_cameras, require_aniposelib, scene_cameras,
 )
 
@@ -52,10 +52,17 @@ class TestMixtureMeanPixels:
         np.testing.assert_array_equal(stacked[1], mixture_mean_pixels(scene.mixtures, scene.boxes))
 
     @pytest.mark.parametrize("change, match", [
-        (lambda m, b: (m[..., :3], b), "mixtures"),
-        (lambda m, b: (m, b[:2]), "boxes"),
-        (lambda m, b: (np.where(np.arange(4) == 0, 0.0, m), b), "weights"),
-        (lambda m, b: (np.full_like(m, np.nan), b), "finite"),
+        (lambda m, b: (m[..., :3], b), r"mixtures: expected shape \(\.\.\., C, J, K, 4\)"),
+        (lambda m, b: (m[0], b[0]), r"mixtures: expected shape \(\.\.\., C, J, K, 4\)"),
+        (lambda m, b: (m, b[:2]), "boxes: expected shape"),
+        # mixtures.check_mixtures, the one rule for mixtures
+        (lambda m, b: (np.where(np.arange(4) == 0, 0.0, m), b), "mixtures: zero total weight at camera 0, joint 0"),
+        (lambda m, b: (m * np.array([-1, 1, 1, 1]), b), "mixtures: weights must be >= 0"),
+        (lambda m, b: (m * np.array([1, 1, 1, 0]), b), "mixtures: variances must be > 0"),
+        (lambda m, b: (np.full_like(m, np.nan), b), "mixtures: contains NaN or inf"),
+        # the boxes' rule (views.check_box_values)
+        (lambda m, b: (m, np.full_like(b, np.inf)), "boxes: contains NaN or inf"),
+        (lambda m, b: (m, b * np.array([1, 1, 0, 0])), "boxes: width and height must be > 0"),
     ])
     def test_bad_input(self, scene, change, match):
         with pytest.raises(ValueError, match=match):
@@ -115,10 +122,10 @@ class TestMissingAniposelib:
 
         import metapose_geom
 
-        monkeypatch.delitem(sys.modules, "metapose_geom.baselines")  # put back after the test
-        monkeypatch.setattr(metapose_geom, "baselines", baselines, raising=False)
-        fresh = importlib.import_module("metapose_geom.baselines")
-        assert fresh is not baselines and fresh.ANIPOSE_INSTALL_HINT == baselines.ANIPOSE_INSTALL_HINT
+        monkeypatch.delitem(sys.modules, "metapose_geom.anipose")  # put back after the test
+        monkeypatch.setattr(metapose_geom, "anipose", anipose, raising=False)
+        fresh = importlib.import_module("metapose_geom.anipose")
+        assert fresh is not anipose and fresh.ANIPOSE_INSTALL_HINT == anipose.ANIPOSE_INSTALL_HINT
 
 
 class TestAniPose:
@@ -163,10 +170,10 @@ class TestAniPose:
         monkeypatch.setattr(CameraGroup, "bundle_adjust_iter", diverged)
         np.random.seed(5)
         before = np.random.get_state()[1].copy()
-        with pytest.raises(baselines.AniPoseError, match="aniposelib failed on these points: ZeroDivisionError"):
+        with pytest.raises(anipose.AniPoseError, match="aniposelib failed on these points: ZeroDivisionError"):
             anipose_solve(scene.pose2d, scene_cameras(scene))
         np.testing.assert_array_equal(np.random.get_state()[1], before)
-        with pytest.raises(baselines.AniPoseError, match=r"frames\[0\]: aniposelib failed.*closer to the truth"):
+        with pytest.raises(anipose.AniPoseError, match=r"frames\[0\]: aniposelib failed.*closer to the truth"):
             mg.solve(scene.views(), method="anipose", cameras=scene_cameras(scene))
 
     def test_bad_input(self, scene):

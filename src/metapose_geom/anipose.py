@@ -1,11 +1,12 @@
-"""Baselines: AniPose's bundle adjustment and triangulation (aniposelib), full-perspective cameras.
+"""The AniPose adapter: aniposelib's bundle adjustment and triangulation, full-perspective cameras.
 
 MetaPose compares itself with classical calibration: aniposelib's iterative bundle adjustment of
 full-perspective cameras on the detected 2D joints, then triangulation. This module is a thin
 adapter over aniposelib (an optional dependency: ``pip install 'metapose-geom[anipose]'``):
 
-- the 2D points are the mixture means in pixels, ``sum_k w_k mu_k / sum_k w_k`` mapped out of
-  box units through each view's box (:func:`mixture_mean_pixels`);
+- the 2D points are the mixture means in pixels, ``sum_k w_k mu_k / sum_k w_k``
+  (:func:`metapose_geom.mixtures.mixture_mean`) mapped out of box units through each view's box
+  (:func:`mixture_mean_pixels`);
 - the cameras are OpenCV ones, ``X_cam = R @ X + t``, intrinsics ``[fx, fy, cx, cy]`` and
   distortion ``[k1, k2, p1, p2, k3]`` (:class:`metapose_geom.PerspectiveCameras`); the start
   is either the ground-truth cameras or a seeded perturbation of their extrinsics
@@ -23,7 +24,7 @@ intrinsics and distortion are kept. aniposelib resamples points with numpy's glo
 Example::
 
     from metapose_geom import synth
-    from metapose_geom.baselines import anipose_solve, mixture_mean_pixels, scene_cameras
+    from metapose_geom.anipose import anipose_solve, mixture_mean_pixels, scene_cameras
 
     scene = synth.make_scene(0, num_cameras=4)
     points = mixture_mean_pixels(scene.mixtures, scene.boxes)          # (C, J, 2) px
@@ -39,7 +40,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .geometry import PerspectiveCameras, as_float64, matrix_to_rodrigues, rodrigues_to_matrix
+from ._checks import as_float64, check_bool, check_int, check_number
+from .geometry import PerspectiveCameras, matrix_to_rodrigues, rodrigues_to_matrix
+from .mixtures import check_mixtures, mixture_mean
+from .views import check_box_values
 
 F64 = NDArray[np.float64]
 
@@ -78,23 +82,22 @@ def mixture_mean_pixels(mixtures: ArrayLike, boxes: ArrayLike) -> F64:
     """Mixture means in pixels: mixtures (..., C, J, K, 4) box units, boxes (..., C, 4) px -> (..., C, J, 2) px.
 
     The mean ``sum_k w_k mu_k / sum_k w_k`` of each joint's mixture (the original's "mean heatmap"
-    prediction), mapped out of box units: ``origin + size * point`` with ``origin`` the box's
-    top-left corner and ``size = max(width, height)``.
+    prediction, :func:`metapose_geom.mixtures.mixture_mean`), mapped out of box units:
+    ``origin + size * point`` with ``origin`` the box's top-left corner and ``size = max(width,
+    height)``. The mixtures must pass :func:`metapose_geom.mixtures.check_mixtures` and the boxes
+    be finite with width and height > 0; ValueError otherwise.
     """
     mixtures = as_float64(mixtures, "mixtures")
-    boxes = as_float64(boxes, "boxes")
     if mixtures.ndim < 4 or mixtures.shape[-1] != 4:
         raise ValueError(f"mixtures: expected shape (..., C, J, K, 4), got {mixtures.shape}")
+    mixtures = check_mixtures(mixtures)
+    boxes = as_float64(boxes, "boxes")
     if boxes.shape != mixtures.shape[:-3] + (4,):
         raise ValueError(f"boxes: expected shape {mixtures.shape[:-3] + (4,)} for mixtures {mixtures.shape}, "
                          f"got {boxes.shape}")
-    weights = mixtures[..., 0:1]
-    total = weights.sum(axis=-2)
-    if not (np.isfinite(mixtures).all() and np.isfinite(boxes).all()) or (weights < 0).any() or (total <= 0).any():
-        raise ValueError("mixtures: expected finite values, weights >= 0 with a positive sum per joint")
-    mean = (weights * mixtures[..., 1:3]).sum(axis=-2) / total  # (..., C, J, 2)
+    check_box_values(boxes)
     size = boxes[..., 2:].max(axis=-1)
-    return mean * size[..., None, None] + boxes[..., None, :2]
+    return mixture_mean(mixtures) * size[..., None, None] + boxes[..., None, :2]
 
 
 def scene_cameras(scene) -> PerspectiveCameras:
@@ -114,10 +117,8 @@ def perturb_cameras(cameras: PerspectiveCameras, subject: ArrayLike, rng: np.ran
         raise ValueError(f"subject: expected a finite (3,) world point, got shape {subject.shape}")
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng: expected a numpy Generator, got {type(rng).__name__}")
-    for name, value in (("rotation_degrees", rotation_degrees), ("translation_fraction", translation_fraction)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(value) or value < 0:
-            raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    rotation_degrees = check_number(rotation_degrees, "rotation_degrees", 0.0)
+    translation_fraction = check_number(translation_fraction, "translation_fraction", 0.0)
     count = cameras.rotation.shape[0]
     axes = rng.normal(size=(count, 3))
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
@@ -234,14 +235,15 @@ def anipose_solve(points: ArrayLike, start: PerspectiveCameras, adjust_cameras: 
         raise ValueError("points: contains inf (NaN marks a missing joint)")
     if np.isnan(array).any(axis=-1).all():
         raise ValueError("points: every point is NaN (missing)")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+    seed = check_int(seed, "seed", 0)
+    adjust_cameras = check_bool(adjust_cameras, "adjust_cameras")
+    adjust_intrinsics = check_bool(adjust_intrinsics, "adjust_intrinsics")
     frames, _, joints, _ = array.shape
     flat = np.ascontiguousarray(array.transpose(1, 0, 2, 3).reshape(count, frames * joints, 2))
 
     group = _camera_group(anipose_cameras, start)
     state = np.random.get_state()
-    np.random.seed(int(seed) % 2**32)
+    np.random.seed(seed % 2**32)
     try:
         begin = time.perf_counter()
         try:

@@ -1,0 +1,382 @@
+"""THE registry of the solver's methods: a name maps to its options type and one batched function.
+
+:func:`metapose_geom.solve`, :func:`~metapose_geom.solve_batch` and
+:func:`~metapose_geom.solve_arrays` find a method here and nowhere else. Adding a method is one
+:func:`register` call with a :class:`RegisteredMethod` and its function; the function takes
+
+- ``frames``: :class:`Frames`, B frames' evidence stacked and validated (``solve`` gives B = 1),
+- ``options``: an instance of the entry's options type (already resolved),
+- ``call``: :class:`CallSettings`: the method's name (stamped on the results), the start cameras
+  (only for ``takes_cameras`` methods), the chunk size and a progress counter to update,
+
+and returns a :class:`~metapose_geom.solver.results.BatchSolution` (a ``stacked`` method: weak
+cameras) or a list of B :class:`~metapose_geom.solver.results.Solution`.
+
+The methods today:
+
+- ``"s1"``: stage 1 alone, Procrustes of the monocular guesses (:func:`stage1`);
+- ``"ir"``: stage 1 (or a random start), then the iterative refiner (:func:`refine`);
+- ``"anipose"``: aniposelib's bundle adjustment of start cameras on the mixture means in pixels,
+  then triangulation (:func:`anipose`, needs the ``anipose`` extra).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .. import geometry, layout
+from .._checks import check_bool
+from .._core_loader import core as _core
+from ..geometry import PerspectiveCameras
+from ..mixtures import missing_joints, mixture_mean
+from ..skeletons import Skeleton
+from ..views import pixels_to_box
+from .options import AniPoseOptions, RefineOptions
+from .results import BatchSolution, History, Solution
+
+F64 = NDArray[np.float64]
+
+__all__ = [
+    "CallSettings", "Frames", "Progress", "RegisteredMethod", "anipose", "lookup", "method_names", "refine",
+    "register", "stage1", "unregister",
+]
+
+
+# --------------------------------------------------------------------------- what a method's function takes
+
+
+class Frames(NamedTuple):
+    """B frames' evidence, stacked and validated (by :class:`~metapose_geom.Views` or ``solve_arrays``)."""
+
+    mixtures: F64  #: (B, C, J, K, 4) ``[weight, mu_x, mu_y, variance]``, box units
+    mono3d: F64 | None  #: (B, C, J, 3) monocular guesses in box units, or None
+    boxes: F64 | None  #: (B, C, 4) ``[x, y, width, height]`` px, or None: no frame has boxes
+    #: (B,) which frames have boxes when only some do (the others hold unit boxes in ``boxes`` and
+    #: their pixels are box units); None when every frame has them or none has
+    boxed: NDArray[np.bool_] | None
+    skeleton: Skeleton  #: the frames' joint layout (J joints)
+
+
+class Progress(Protocol):
+    """Counts solved frames (a tqdm bar, or nothing)."""
+
+    def update(self, n: int) -> object: ...
+
+
+class CallSettings(NamedTuple):
+    """The settings of one call that a method's function needs besides the frames and options."""
+
+    method: str  #: the registry name, stamped on the results
+    cameras: Any  #: start cameras (``takes_cameras`` methods), else None
+    chunk_size: int  #: frames per call of the compiled core (progress granularity)
+    progress: Progress
+
+
+MethodFunction = Callable[[Frames, Any, CallSettings], "BatchSolution | list[Solution]"]
+
+
+@dataclass(frozen=True)
+class RegisteredMethod:
+    """One entry of the registry.
+
+    Attributes:
+        name: what callers pass as ``method``.
+        options_type: the frozen dataclass of its options (built from a mapping or defaults when
+            the caller passes one or None).
+        function: the batched function (see the module's docstring).
+        takes_cameras: it needs start cameras (``cameras=``); the others reject them.
+        stacked: its function returns a BatchSolution (weak cameras), so ``solve_arrays`` serves it.
+        summary: one line for messages and docs.
+    """
+
+    name: str
+    options_type: type
+    function: MethodFunction
+    takes_cameras: bool = False
+    stacked: bool = True
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name: expected a non-empty string, got {self.name!r}")
+        if not (isinstance(self.options_type, type) and dataclasses.is_dataclass(self.options_type)):
+            raise ValueError(f"options_type: expected a dataclass type, got {self.options_type!r}")
+        if not callable(self.function):
+            raise ValueError(f"function: expected a callable, got {type(self.function).__name__}")
+        object.__setattr__(self, "takes_cameras", check_bool(self.takes_cameras, "takes_cameras"))
+        object.__setattr__(self, "stacked", check_bool(self.stacked, "stacked"))
+
+
+_REGISTRY: dict[str, RegisteredMethod] = {}
+
+
+def register(method: RegisteredMethod) -> RegisteredMethod:
+    """Add ``method`` under its name (ValueError if the name is taken) and return it."""
+    if not isinstance(method, RegisteredMethod):
+        raise ValueError(f"method: expected a RegisteredMethod, got {type(method).__name__}")
+    if method.name in _REGISTRY:
+        raise ValueError(f"method: {method.name!r} is registered already")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def unregister(name: str) -> RegisteredMethod:
+    """Remove the method ``name`` and return its entry."""
+    return _REGISTRY.pop(lookup(name).name)
+
+
+def lookup(name: str) -> RegisteredMethod:
+    """The entry of ``name``; ValueError listing the registered names otherwise."""
+    method = _REGISTRY.get(name) if isinstance(name, str) else None
+    if method is None:
+        raise ValueError(f"method: expected one of {method_names()}, got {name!r}")
+    return method
+
+
+def method_names() -> tuple[str, ...]:
+    """The registered names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def cameras_message() -> str:
+    """The error for start cameras given to a method that finds its own."""
+    takers = [name for name, method in _REGISTRY.items() if method.takes_cameras]
+    finders = [name for name, method in _REGISTRY.items() if not method.takes_cameras]
+    return (f"cameras: only method={_listing(takers, 'or')} takes start cameras; {_listing(finders, 'and')} "
+            "find the cameras")
+
+
+def _listing(names: Sequence[str], conjunction: str) -> str:
+    """``'a'``, ``'a' and 'b'``, ``'a', 'b' and 'c'`` (``-`` for none)."""
+    quoted = [repr(name) for name in names] or ["-"]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} {conjunction} {quoted[-1]}"
+
+
+# --------------------------------------------------------------------------- s1 and ir: weak cameras
+
+
+@functools.lru_cache(maxsize=16)
+def _skeleton_arrays(skeleton: Skeleton) -> tuple[NDArray[np.int64], F64]:
+    """A skeleton's bones (nB, 2) and rest-pose bone lengths (nB,), built once (read-only)."""
+    bones = np.array(skeleton.bones, dtype=np.int64)
+    lengths = skeleton.bone_lengths(skeleton.rest_pose())
+    bones.setflags(write=False)
+    lengths.setflags(write=False)
+    return bones, lengths
+
+
+def _bones(skeleton: Skeleton, options: RefineOptions) -> tuple[NDArray[np.int64], F64]:
+    bones, reference = _skeleton_arrays(skeleton)
+    if options.bone_reference is not None:
+        reference = np.array(options.bone_reference)
+        if reference.shape != (len(bones),):
+            raise ValueError(
+                f"bone_reference: expected {len(bones)} lengths for skeleton {skeleton.name!r}, "
+                f"got {reference.shape[0]}"
+            )
+    return bones, reference
+
+
+def _random_init(mixtures: F64, seed: int) -> F64:
+    """(B, C, J, K, 4) -> (B, P): a random pose of box-unit size, random rotations, unit scales, and
+    shifts at the centre of each view's evidence (the mean of all its joints' components pooled as
+    one mixture). The random draws depend on the seed only, so a frame starts from the same point
+    alone or in a batch."""
+    B, C, J, K = mixtures.shape[:4]
+    rng = np.random.default_rng(seed)
+    pose = rng.normal(scale=0.3, size=(J, 3))
+    rot6d = rng.normal(size=(C, 6))
+    centre = mixture_mean(mixtures.reshape(B, C, J * K, 4))  # (B, C, 2)
+    return layout.pack(
+        np.broadcast_to(pose, (B, J, 3)),
+        np.broadcast_to(rot6d, (B, C, 6)),
+        np.full((B, C), layout.raw_from_scale(1.0)),
+        np.concatenate([centre, np.zeros((B, C, 1))], axis=-1),
+    )
+
+
+def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: RefineOptions,
+                 bones: NDArray[np.int64], reference: F64) -> tuple[F64, F64, F64, F64]:
+    """Core call for a stacked chunk -> x (B, P), objective (B,), history x (B, H, P), history objective (B, H)."""
+    B = mixtures.shape[0]
+    if not refine or options.init == "s1":
+        if mono3d is None:
+            raise ValueError(
+                "mono3d: stage 1 needs monocular 3D guesses; give Views a mono3d, or use "
+                "method='ir' with options init='random'"
+            )
+        x0 = _core.stage1(mono3d)
+    else:
+        x0 = _random_init(mixtures, options.seed)
+    references = np.empty((B, reference.shape[0]))
+    references[...] = reference  # one row per frame (the core takes per-frame references)
+    if not refine:
+        objective, _ = _core.refiner_objective(mixtures, x0, bones, references, options.bone_weight)
+        P = x0.shape[1]
+        return x0, objective, np.empty((B, 0, P)), np.empty((B, 0))
+    return _core.refine(
+        mixtures,
+        x0,
+        bones,
+        references,
+        options.bone_weight,
+        options.steps,
+        options.learning_rate,
+        options.beta1,
+        options.beta2,
+        options.epsilon,
+        options.history_every,
+    )
+
+
+def _to_pixels(frames: Frames, points: F64) -> F64:
+    """points (B, C, J, 2) box units -> pixels through each frame's boxes, in one array operation
+    (frames without boxes keep box units). The arithmetic is that of :func:`box_to_pixels`."""
+    if frames.boxes is None:
+        return points.copy()
+    size = frames.boxes[..., 2:].max(axis=-1)[..., None, None]  # (B, C, 1, 1)
+    boxed = frames.boxed
+    if boxed is None:
+        return points * size + frames.boxes[..., None, :2]
+    pixels = points.copy()
+    pixels[boxed] = points[boxed] * size[boxed] + frames.boxes[boxed][..., None, :2]
+    return pixels
+
+
+def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bool) -> BatchSolution:
+    """Stage 1, then (``refine``) the refiner, chunk by chunk on the compiled core; every step runs
+    on whole chunks, and ``solve`` comes here with B = 1, so a frame's results are the same bits
+    alone or in a batch."""
+    bones, reference = _bones(frames.skeleton, options)
+    mixtures, mono3d = frames.mixtures, frames.mono3d
+    count = mixtures.shape[0]
+    chunks = []
+    for start in range(0, count, call.chunk_size):
+        stop = min(start + call.chunk_size, count)
+        chunk_mono = None if mono3d is None else mono3d[start:stop]
+        chunks.append(_solve_chunk(mixtures[start:stop], chunk_mono, refine, options, bones, reference))
+        call.progress.update(stop - start)
+    x, objective, hx, hobj = chunks[0] if len(chunks) == 1 else (np.concatenate(part) for part in zip(*chunks))
+
+    C, J = mixtures.shape[1:3]
+    pose, rotation, scale, shift = layout.in_camera0(x, C, J)
+    reprojection = geometry.project_weak(pose, rotation, scale, shift)
+    history = None
+    if hx.shape[1] > 0:
+        steps = np.minimum(np.arange(hx.shape[1]) * options.history_every, options.steps).astype(np.int64)
+        history = History(steps, hobj, *layout.in_camera0(hx, C, J))
+    return BatchSolution(call.method, pose, rotation, scale, shift, reprojection, _to_pixels(frames, reprojection),
+                         objective, x, history)
+
+
+def stage1(frames: Frames, options: RefineOptions, call: CallSettings) -> BatchSolution:
+    """``"s1"``: Procrustes of the monocular guesses into camera 0's frame; objective at that start."""
+    return _weak(frames, options, call, refine=False)
+
+
+def refine(frames: Frames, options: RefineOptions, call: CallSettings) -> BatchSolution:
+    """``"ir"``: stage 1 (``init="s1"``) or a random start, then ``options.steps`` Adam steps."""
+    return _weak(frames, options, call, refine=True)
+
+
+# --------------------------------------------------------------------------- anipose: perspective cameras
+
+
+_NEEDS_START = ("cameras: method='anipose' needs the cameras its bundle adjustment starts from, a "
+                "metapose_geom.PerspectiveCameras (intrinsics in px, rough extrinsics)")
+
+
+def _anipose_starts(cameras: Any, frames: int, num_cameras: int) -> list[PerspectiveCameras]:
+    """One shared start (a PerspectiveCameras) or one per frame (a sequence), validated."""
+    if isinstance(cameras, PerspectiveCameras):
+        starts, names = [cameras], ["cameras"]
+    elif isinstance(cameras, Sequence) and not isinstance(cameras, (str, bytes)):
+        if len(cameras) != frames:
+            raise ValueError(f"cameras: expected one PerspectiveCameras for all frames or one per frame "
+                             f"({frames}), got a sequence of {len(cameras)}")
+        starts, names = list(cameras), [f"cameras[{i}]" for i in range(frames)]
+    else:
+        raise ValueError(f"{_NEEDS_START}; got {type(cameras).__name__}")
+    checked = []
+    for start, name in zip(starts, names):
+        start = PerspectiveCameras.checked(start, name)
+        if start.num_cameras != num_cameras:
+            raise ValueError(f"{name}: expected {num_cameras} cameras, one per view, got {start.num_cameras}")
+        checked.append(start)
+    return checked
+
+
+def anipose(frames: Frames, options: AniPoseOptions, call: CallSettings) -> list[Solution]:
+    """``"anipose"``: one adjustment of a shared start (``call.cameras`` a PerspectiveCameras) over
+    all frames' points, or one per frame with per-frame starts (a sequence of them), then
+    triangulation. A joint with no real evidence in a view (:func:`metapose_geom.mixtures.missing_joints`)
+    is left out of that view; one left with fewer than two views is a ValueError."""
+    from ..anipose import AniPoseError, anipose_solve, mixture_mean_pixels
+
+    mixtures = frames.mixtures
+    N, C = mixtures.shape[:2]
+    starts = _anipose_starts(call.cameras, N, C)
+    unit = np.array([0.0, 0.0, 1.0, 1.0])  # frames without boxes: pixels are box units
+    boxes = np.broadcast_to(unit, (N, C, 4)) if frames.boxes is None else frames.boxes
+    points = mixture_mean_pixels(mixtures, boxes)  # (N, C, J, 2) px
+    # a joint whose evidence is no sharper than one box (a missing keypoint, an invalid heatmap) is
+    # missing for AniPose, not a point at the box centre
+    missing = missing_joints(mixtures)  # (N, C, J)
+    points[missing] = np.nan
+    seen = (~missing).sum(axis=1)  # (N, J)
+    if (seen < 2).any():
+        frame, joint = (int(i) for i in np.argwhere(seen < 2)[0])
+        name = frames.skeleton.joints[joint]
+        raise ValueError(
+            f"frames[{frame}]: joint {joint} ({name}) has evidence in {seen[frame, joint]} view(s); AniPose "
+            "triangulates only joints seen by two or more views (method='ir' handles missing joints)"
+        )
+    groups = [range(N)] if len(starts) == 1 else [range(i, i + 1) for i in range(N)]
+    solutions: list[Solution] = []
+    for group, start in zip(groups, starts):
+        try:
+            result = anipose_solve(points[group.start:group.stop], start, adjust_cameras=options.adjust_cameras,
+                                   adjust_intrinsics=options.adjust_intrinsics, seed=options.seed)
+        except AniPoseError as error:
+            where = f"frames[{group.start}]" if len(group) == 1 else f"frames[{group.start}:{group.stop}]"
+            raise AniPoseError(f"{where}: {error}; start from cameras closer to the truth, or pass "
+                               "adjust_intrinsics=False", error.seconds) from error
+        for i, frame in enumerate(group):
+            pose, pixels = result.pose3d[i], result.reprojection[i]
+            if not (np.isfinite(pose).all() and np.isfinite(pixels).all()):
+                raise RuntimeError(
+                    f"frames[{frame}]: aniposelib's bundle adjustment and triangulation gave non-finite values; "
+                    "start from cameras closer to the truth, or pass adjust_intrinsics=False"
+                )
+            has_box = frames.boxes is not None and (frames.boxed is None or frames.boxed[frame])
+            reprojection = pixels_to_box(pixels, boxes[frame]) if has_box else pixels.copy()
+            loglik = geometry.mixture_log_likelihood(reprojection, mixtures[frame])
+            solutions.append(Solution(
+                method=call.method,
+                pose3d=pose.copy(),
+                cameras=result.cameras,
+                reprojection=reprojection,
+                reprojection_pixels=pixels.copy(),
+                objective=float(-loglik.mean()),
+                x=np.empty(0),
+            ))
+        call.progress.update(len(group))
+    return solutions
+
+
+# --------------------------------------------------------------------------- the registry's entries
+
+
+register(RegisteredMethod("s1", RefineOptions, stage1,
+                          summary="stage 1 alone: Procrustes of the monocular guesses"))
+register(RegisteredMethod("ir", RefineOptions, refine,
+                          summary="stage 1 (or a random start), then the iterative refiner"))
+register(RegisteredMethod("anipose", AniPoseOptions, anipose, takes_cameras=True, stacked=False,
+                          summary="aniposelib's bundle adjustment of start cameras, then triangulation"))

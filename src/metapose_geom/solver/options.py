@@ -1,0 +1,133 @@
+"""Options of the solver's methods: typed, frozen dataclasses that reject unknown names.
+
+Each method of the registry (:mod:`metapose_geom.solver.methods`) names its options type;
+:func:`resolve_options` turns what a caller passes (an instance, a mapping of field names, or
+None for the defaults) into an instance of that type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+
+from .._checks import check_bool, check_choice, check_int, check_number
+
+__all__ = ["AniPoseOptions", "Options", "RefineOptions", "resolve_options"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """Options of ``"s1"`` and ``"ir"``. Unknown names are rejected (:meth:`from_mapping`).
+
+    Attributes:
+        steps: Adam steps (100 as the original).
+        learning_rate, beta1, beta2, epsilon: Adam in the Keras form the original used.
+        bone_weight: weight of the bone-length term ``|l/mean(l) - l_ref/mean(l_ref)|``; 0 turns it off.
+        bone_reference: (nB,) reference bone lengths in any unit; None uses the skeleton's rest pose.
+        history_every: record the objective, pose and cameras every n steps (0: no history).
+        init: ``"s1"`` starts from stage 1 (needs monocular guesses), ``"random"`` from a random
+            pose and cameras (the original's random-initialisation ablation).
+        seed: seed of the random initialisation.
+    """
+
+    steps: int = 100
+    learning_rate: float = 1e-2
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-7
+    bone_weight: float = 0.0
+    bone_reference: tuple[float, ...] | None = None
+    history_every: int = 0
+    init: Literal["s1", "random"] = "s1"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checked = {
+            "steps": check_int(self.steps, "steps", 0),
+            "history_every": check_int(self.history_every, "history_every", 0),
+            "seed": check_int(self.seed, "seed", 0),
+            "learning_rate": check_number(self.learning_rate, "learning_rate", 0.0),
+            "beta1": check_number(self.beta1, "beta1", 0.0, 1.0, high_open=True),
+            "beta2": check_number(self.beta2, "beta2", 0.0, 1.0, high_open=True),
+            "epsilon": check_number(self.epsilon, "epsilon", 0.0, low_open=True),
+            "bone_weight": check_number(self.bone_weight, "bone_weight", 0.0),
+            "init": check_choice(self.init, "init", ("s1", "random")),
+        }
+        if self.bone_reference is not None:
+            reference = np.asarray(self.bone_reference, dtype=np.float64)
+            if reference.ndim != 1 or not np.isfinite(reference).all() or (reference < 0).any() or reference.sum() <= 0:
+                raise ValueError("bone_reference: expected (nB,) finite non-negative lengths with a positive sum")
+            checked["bone_reference"] = tuple(float(v) for v in reference)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> RefineOptions:
+        """Options from a mapping; unknown names raise ValueError listing the known ones."""
+        return _from_mapping(cls, values)
+
+
+@dataclass(frozen=True)
+class AniPoseOptions:
+    """Options of ``"anipose"``. Unknown names are rejected (:meth:`from_mapping`).
+
+    Attributes:
+        adjust_cameras: run aniposelib's ``bundle_adjust_iter`` (its defaults) before triangulating;
+            False triangulates with the start cameras as given.
+        adjust_intrinsics: also refine one focal length (``fx = fy``) and ``k1`` per camera, as
+            aniposelib does by default (it then drops ``k2, p1, p2, k3``); False moves the
+            extrinsics only.
+        seed: seeds aniposelib's point resampling for the call (numpy's global generator, which
+            is put back afterwards).
+    """
+
+    adjust_cameras: bool = True
+    adjust_intrinsics: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "adjust_cameras", check_bool(self.adjust_cameras, "adjust_cameras"))
+        object.__setattr__(self, "adjust_intrinsics", check_bool(self.adjust_intrinsics, "adjust_intrinsics"))
+        object.__setattr__(self, "seed", check_int(self.seed, "seed", 0))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> AniPoseOptions:
+        """Options from a mapping; unknown names raise ValueError listing the known ones."""
+        return _from_mapping(cls, values)
+
+
+#: What the solver's functions take as ``options``: the method's options type, a mapping of its
+#: field names, or None for its defaults.
+Options = RefineOptions | AniPoseOptions | Mapping[str, Any] | None
+
+_DEFAULTS: dict[type, Any] = {}  # one default instance per options type (frozen, so shared)
+
+
+def _from_mapping(cls: type[T], values: Mapping[str, Any]) -> T:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"options: unknown name(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
+    return cls(**values)
+
+
+def resolve_options(kind: type[T], options: Any, method: str) -> T:
+    """``options`` as an instance of ``kind`` (a frozen dataclass): itself, built from a mapping of
+    its field names (unknown names raise), or the defaults for None; ValueError for anything else."""
+    if options is None:
+        default = _DEFAULTS.get(kind)
+        if default is None:
+            default = _DEFAULTS[kind] = kind()
+        return default
+    if isinstance(options, kind):
+        return options
+    if isinstance(options, Mapping):
+        return _from_mapping(kind, options)
+    raise ValueError(f"options: method {method!r} takes {kind.__name__}, a mapping of its fields or None, "
+                     f"got {type(options).__name__}")
