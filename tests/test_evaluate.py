@@ -237,7 +237,7 @@ class TestAniPoseCache:
     @pytest.fixture
     def fake_anipose(self, monkeypatch):
         """Replace the AniPose batch by a deterministic stand-in; returns its call log and switches."""
-        from metapose_geom import baselines
+        from metapose_geom import anipose
 
         state = {"calls": [], "fail_after": None}
 
@@ -249,7 +249,7 @@ class TestAniPoseCache:
             depth = np.full((n, joints, 1), 1000.0 + task.start.translation[0, 2] + task.seed % 97)
             return task.first, np.concatenate([task.points[:, 0], depth], axis=-1), 0.25
 
-        monkeypatch.setattr(baselines, "require_aniposelib", lambda: None)
+        monkeypatch.setattr(anipose, "require_aniposelib", lambda: None)
         monkeypatch.setattr(anipose_runs, "run_anipose_task", run)
         return state
 
@@ -331,7 +331,7 @@ class TestAniPoseCacheSafety:
         AniPoseCache(tmp_path / "cache.bin").close()  # free again once the first run closed it
 
     def test_the_key_covers_the_library_versions(self, tmp_path, monkeypatch):
-        from metapose_geom.baselines import scene_cameras
+        from metapose_geom.anipose import scene_cameras
 
         scene = synth.make_scene(0, num_cameras=2)
         task = AniPoseTask(0, scene.pose2d[None], scene_cameras(scene), True, 7)
@@ -340,9 +340,9 @@ class TestAniPoseCacheSafety:
             assert cache.key(task) == before
             assert cache.key(AniPoseTask(0, scene.pose2d[None] + 1e-9, task.start, True, 7)) != before
             assert cache.key(AniPoseTask(0, task.points, task.start, False, 7)) != before
-        from metapose_geom import baselines
+        from metapose_geom import anipose
 
-        monkeypatch.setattr(baselines, "ADAPTER_VERSION", baselines.ADAPTER_VERSION + 1)
+        monkeypatch.setattr(anipose, "ADAPTER_VERSION", anipose.ADAPTER_VERSION + 1)
         with AniPoseCache(tmp_path / "b.bin") as cache:
             assert cache.key(task) != before
 
@@ -353,9 +353,9 @@ class TestAniPoseCacheSafety:
             cli.main(["evaluate", str(dataset), "--cache", "", "--out", str(tmp_path)])
 
     def test_the_command_reports_a_file_that_is_not_a_cache(self, dataset, tmp_path, capsys, monkeypatch):
-        from metapose_geom import baselines
+        from metapose_geom import anipose
 
-        monkeypatch.setattr(baselines, "require_aniposelib", lambda: None)
+        monkeypatch.setattr(anipose, "require_aniposelib", lambda: None)
         (tmp_path / "notes.txt").write_text("not a cache")
         argv = ["evaluate", str(dataset), "--frames", "2", "--cameras", "2", "--methods", "anipose-gt",
                 "--cache", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "out"), "--no-progress"]
@@ -366,18 +366,18 @@ class TestAniPoseCacheSafety:
 def test_a_batch_aniposelib_fails_on_counts_as_a_failure_and_the_run_goes_on(dataset, monkeypatch):
     """aniposelib raises from inside its adjustment on some starts (ZeroDivisionError when an
     iteration keeps no point); the evaluation records that frame as failed and carries on."""
-    from metapose_geom import baselines
+    from metapose_geom import anipose
 
     def solve(points, start, adjust_intrinsics=True, seed=0):
         if np.isclose(points[0, 0, 0, 0], failing):
-            raise baselines.AniPoseError("aniposelib failed on these points: ZeroDivisionError", 0.5)
+            raise anipose.AniPoseError("aniposelib failed on these points: ZeroDivisionError", 0.5)
         n, joints = points.shape[0], points.shape[2]
         return types.SimpleNamespace(pose3d=np.ones((n, joints, 3)), seconds=0.25)
 
-    monkeypatch.setattr(baselines, "require_aniposelib", lambda: None)
-    monkeypatch.setattr(baselines, "anipose_solve", solve)
+    monkeypatch.setattr(anipose, "require_aniposelib", lambda: None)
+    monkeypatch.setattr(anipose, "anipose_solve", solve)
     with DatasetReader(dataset) as reader:
-        failing = baselines.mixture_mean_pixels(reader.read("heatmaps", 2, 3), reader.read("bboxes", 2, 3))[0, 0, 0, 0]
+        failing = anipose.mixture_mean_pixels(reader.read("heatmaps", 2, 3), reader.read("bboxes", 2, 3))[0, 0, 0, 0]
     result = evaluate(dataset, cameras=(2,), frames=4, methods=("anipose-gt",), progress=False)
     row = result.row("anipose-gt", 2)
     assert row.failures == 1 and row.pmpjpe.shape == (3,) and np.isfinite(row.pmpjpe).all()

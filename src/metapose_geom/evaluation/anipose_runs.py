@@ -1,7 +1,7 @@
 """The AniPose rows: one task per batch of consecutive frames that share their cameras, run in this
 process or in a pool of spawned single-threaded processes, results kept in an :class:`AniPoseCache`.
 
-AniPose gets the mixture means in pixels (:func:`metapose_geom.baselines.mixture_mean_pixels`) and
+AniPose gets the mixture means in pixels (:func:`metapose_geom.anipose.mixture_mean_pixels`) and
 adjusts the cameras on the points of a batch (at most ``anipose_batch`` frames); in the synthetic
 files every frame has its own cameras, so every batch is one frame, as in the original study's
 script. The seed drives the perturbed start and aniposelib's point resampling, so the poses are
@@ -36,7 +36,7 @@ __all__ = [
     "run_anipose_tasks",
 ]
 
-#: AniPose's perturbed start (see :func:`metapose_geom.baselines.perturb_cameras`)
+#: AniPose's perturbed start (see :func:`metapose_geom.anipose.perturb_cameras`)
 ANIPOSE_ROTATION_DEGREES = 15.0
 ANIPOSE_TRANSLATION_FRACTION = 0.25
 
@@ -58,9 +58,9 @@ _WARM = False  # has this process run aniposelib once (JIT compilation of its ke
 def run_anipose_task(task: AniPoseTask) -> tuple[int, F64, float]:
     """-> (first frame, pose (n, J, 3) in camera 0, seconds). The first call in a process is run
     twice and the first run, which compiles aniposelib's numba and jax kernels, is not timed. A
-    batch aniposelib fails on (:class:`~metapose_geom.baselines.AniPoseError`) gives NaN poses,
+    batch aniposelib fails on (:class:`~metapose_geom.anipose.AniPoseError`) gives NaN poses,
     which the table counts as failures, and the time until the failure."""
-    from ..baselines import AniPoseError, anipose_solve
+    from ..anipose import AniPoseError, anipose_solve
 
     global _WARM
     for _ in range(1 if _WARM else 2):
@@ -82,7 +82,7 @@ def anipose_tasks(data: EvaluationData, spec: MethodSpec, frames: int, subset: t
     """The tasks of method ``spec`` on the first ``frames`` frames seen by ``subset``: batches of at
     most ``batch`` consecutive frames sharing their cameras, each started from its ground-truth
     cameras (perturbed, seeded by ``seed``, the first frame and the subset, for ``start="random"``)."""
-    from ..baselines import mixture_mean_pixels, perturb_cameras
+    from ..anipose import mixture_mean_pixels, perturb_cameras
 
     index = list(subset)
     points = mixture_mean_pixels(data["heatmaps"][:frames, index], data["bboxes"][:frames, index])

@@ -43,9 +43,9 @@ def anipose_versions() -> str:
     """The versions an AniPose result depends on: the adapter's and those of its libraries."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from .. import baselines
+    from .. import anipose
 
-    found = [f"adapter {baselines.ADAPTER_VERSION}"]
+    found = [f"adapter {anipose.ADAPTER_VERSION}"]
     for package in ("aniposelib", "opencv-contrib-python", "opencv-python", "opencv-python-headless", "scipy"):
         try:
             found.append(f"{package} {version(package)}")

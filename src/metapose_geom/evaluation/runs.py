@@ -109,7 +109,7 @@ def evaluate(
     needs = {spec.needs for spec in specs}
     with_anipose = "anipose" in needs
     if with_anipose:
-        from ..baselines import require_aniposelib
+        from ..anipose import require_aniposelib
 
         require_aniposelib()  # fail before any work, with the install command
     data = load_data(dataset, frames, needs)
