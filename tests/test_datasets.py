@@ -557,15 +557,9 @@ class TestLightReading:
         return out.stdout.split()
 
     def test_reading_needs_neither_the_solver_nor_the_generator(self, small_file):
-        # metapose_geom/__init__.py imports the solver and synth for the package's public surface; an
-        # empty stand-in for the package body shows what the datasets package itself imports to read
+        # the package's top level loads the solver and the generator on first use only
         code = (
-            "import importlib.util, sys, types\n"
-            "spec = importlib.util.find_spec('metapose_geom')\n"
-            "package = types.ModuleType('metapose_geom')\n"
-            "package.__path__, package.__spec__ = list(spec.submodule_search_locations), spec\n"
-            "sys.modules['metapose_geom'] = package\n"
-            "import metapose_geom.datasets as d\n"
+            "import sys, metapose_geom.datasets as d\n"
             f"with d.DatasetReader({str(small_file)!r}) as reader:\n"
             "    reader.read('heatmaps', 0, 2); reader.views(1)\n"
             "print(*sorted(sys.modules))\n"

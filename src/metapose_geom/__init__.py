@@ -9,25 +9,42 @@
 
 from __future__ import annotations
 
-from . import geometry, metrics, synth
+from typing import TYPE_CHECKING
+
+from . import geometry, metrics
 from .geometry import PerspectiveCameras, get_num_threads, set_num_threads
 from .skeletons import H36M_17, Skeleton
-from .solver import (
-    AniPoseOptions, BatchSolution, History, RefineOptions, Solution, WeakCameras, solve, solve_arrays, solve_batch,
-)
 from .views import Views
+
+if TYPE_CHECKING:  # imported on first use below; named here for type checkers
+    from . import synth
+    from .solver import (
+        AniPoseOptions, BatchSolution, History, RefineOptions, Solution, WeakCameras, solve, solve_arrays,
+        solve_batch,
+    )
 
 __version__ = "0.1.0"
 
-_LAZY = ("datasets", "heatmaps", "nn")  # modules with heavy imports (h5py, numba, torch)
+# Imported on first use, so that e.g. reading a dataset loads neither the solver nor the generator,
+# and heavy dependencies (h5py, numba, torch, matplotlib, aniposelib) load only where they are used.
+_LAZY_MODULES = ("anipose", "datasets", "evaluation", "heatmaps", "nn", "solver", "synth")
+_SOLVER_NAMES = ("AniPoseOptions", "BatchSolution", "History", "RefineOptions", "Solution", "WeakCameras",
+                 "solve", "solve_arrays", "solve_batch")
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY_MODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _SOLVER_NAMES:
+        return getattr(importlib.import_module(".solver", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "AniPoseOptions",
