@@ -28,6 +28,7 @@
 #include <cmath>
 #include <vector>
 
+#include "fastmath.hpp"
 #include "linalg.hpp"
 #include "mixture.hpp"
 #include "procrustes.hpp"
@@ -50,33 +51,6 @@ inline long long solution_size(long long C, long long J) { return 3 * J + 10 * C
 
 // The refiner keeps per-camera values on the stack; callers check C against this.
 inline constexpr int kMaxCameras = 16;
-
-// log(1 + y) for 0 <= y <= 1 to about 3 ulp, vectorisable (the library's log1p is a scalar call):
-// the log of u = 1 + y rounded, plus that rounding's error y - (u - 1) to first order, divided by u.
-template <class T>
-inline T log1p_unit(T y) {
-  const T u = T(1) + y;
-  return log_positive(u) + (y - (u - T(1))) / u;
-}
-
-// s = softplus(x) = log(1 + e^x) and its derivative sigmoid(x), from one exp: with e = e^-|x|,
-// s = max(x, 0) + log(1 + e) and sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below; to about
-// 3 ulp. Below x = -700 exp_nonpositive holds e at e^-700, so s and sigmoid(x) are 1e-304 there
-// rather than e^x (an absolute error under 1e-304).
-template <class T>
-inline void softplus_and_slope(T x, T* s, T* slope) {
-  const T e = exp_nonpositive(-std::fabs(x));
-  const T inverse = T(1) / (T(1) + e);
-  *s = (x > T(0) ? x : T(0)) + log1p_unit(e);
-  *slope = x >= T(0) ? inverse : e * inverse;
-}
-
-// The raw value whose softplus is s > 0.
-template <class T>
-inline T inverse_softplus(T s) {
-  clean_vector_state();
-  return s > T(30) ? s + std::log1p(-std::exp(-s)) : std::log(std::expm1(s));
-}
 
 // The refinement problem of L frames of one shape (C, J, K) side by side (see "Lanes" below); L = 1
 // (RefinerProblem) is one frame. Mixtures are prepared (mixture.hpp) once per frame as one block
