@@ -1,10 +1,12 @@
-// Bindings of refiner.hpp: stage 1, the refiner objective and the Adam refiner over frames.
+// Bindings of stage1.hpp, objective.hpp and refiner.hpp: stage 1, the refiner objective and the Adam refiner over frames.
 #include <algorithm>
 #include <limits>
 #include <vector>
 
 #include "bind_common.hpp"
+#include "metapose/objective.hpp"
 #include "metapose/refiner.hpp"
+#include "metapose/stage1.hpp"
 
 namespace metapose::bind {
 
@@ -158,7 +160,6 @@ py::tuple refine_binding(const py::object& mixtures, const py::object& x0, const
   options.epsilon = take_real(epsilon, "epsilon", 0.0);
   if (!(options.epsilon > 0)) throw py::value_error("epsilon: expected a number > 0");
   options.history_every = take_count(history_every, "history_every");
-  options.bone_weight = f.bone_weight;
   const std::size_t frames = f.x.batch();
   const py::ssize_t P = solution_size(f.C, f.J);
   const py::ssize_t H = options.history_every > 0 ? options.steps / options.history_every + 1 : 0;
