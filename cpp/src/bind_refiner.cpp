@@ -91,8 +91,9 @@ Frames take_frames(const py::object& mixtures, const py::object& x, const py::ob
     throw py::value_error("bone_reference: nB = " + std::to_string(f.bone_reference.dim(0)) +
                           " does not match bones' nB = " + std::to_string(f.num_bones));
   f.bone_weight = take_real(bone_weight, "bone_weight", 0.0);
-  // The kernels index their workspace with int: the widest (kRefinerLanes lanes) must fit.
-  if (refine_workspace_size(f.C, f.J, f.K, f.num_bones, kRefinerLanes) > std::numeric_limits<int>::max())
+  // The kernels index their workspace with int: the widest (kRefinerLanes lanes) must fit (the
+  // other limits of refiner_shape_ok are checked above, with their own messages).
+  if (!refiner_shape_ok(f.C, f.J, f.K, f.num_bones))
     throw py::value_error("mixtures: C = " + std::to_string(f.C) + ", J = " + std::to_string(f.J) + ", K = " +
                           std::to_string(f.K) + " is too large for the refiner (more than 2^31 workspace values)");
 
@@ -190,10 +191,11 @@ py::tuple refine_binding(const py::object& mixtures, const py::object& x0, const
         history_x_of[l] = hx + H * P * b;
         history_objective_of[l] = hobj + H * b;
       }
-      refine_group(width, problems, count, options, x_of, objective_of, history_x_of, history_objective_of,
-                   scratch.data(), ok);
+      // refine refuses nothing take_frames accepts; were it to, its frames would count as failed.
+      const bool ran = refine_group(width, problems, count, options, x_of, objective_of, history_x_of,
+                                    history_objective_of, scratch.data(), ok);
       for (int l = 0; l < count; ++l)
-        if (!ok[l]) failure.record(group + l);
+        if (!ran || !ok[l]) failure.record(group + l);
       group += count;
     }
   });

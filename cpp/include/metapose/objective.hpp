@@ -17,6 +17,8 @@
 // Singular cases: a camera whose rot6d rows are zero or parallel has no rotation, and a value that
 // overflows is not finite; both are reported per frame (ok). A pose whose bones all have zero length
 // has no bone term (0, no gradient), nor has u = 0 a gradient.
+// Limits: at most kMaxCameras cameras, and sizes the kernels' int indexing reaches
+// (objective_shape_ok); refiner_objective refuses any other problem (false) before touching anything.
 //
 // L frames of one shape run side by side in vector lanes (config.hpp, "Lanes"); L = 1 is one frame.
 #pragma once
@@ -67,6 +69,37 @@ inline long long objective_workspace_size(long long C, long long J, long long K,
   return L * (6 * Jp + (9 + K) * C * Jp);  // pose and gradient by coordinate; 7 arrays of C Jp L; (K + 2) C Jp L scratch
 }
 
+// The largest lane count objective_shape_ok takes (the refiner uses kRefinerLanes).
+inline constexpr int kMaxLanes = 64;
+
+// True when the objective can run L frames of shape (C, J, K) with num_bones bones side by side:
+// kMinCameras <= C <= kMaxCameras (its per-camera values are in arrays on the stack), J, K >= 1,
+// num_bones >= 0, 1 <= L <= kMaxLanes, and its int indexing reaches every array: x and the gradient,
+// the prepared mixtures, the bone references and the workspace each hold at most kMaxIndex values.
+// Every product below is bounded before it is formed, so no size overflows on the way.
+inline bool objective_shape_ok(long long C, long long J, long long K, long long num_bones, long long L = 1) {
+  if (C < kMinCameras || C > kMaxCameras || J < 1 || J > kMaxIndex || K < 1 || K > kMaxIndex || num_bones < 0 ||
+      num_bones > kMaxIndex || L < 1 || L > kMaxLanes)
+    return false;
+  const long long points = C * padded_count(J) * L;  // C Jp L < 2^42
+  if (points > kMaxIndex || K + 9 > kMaxIndex / points) return false;
+  return num_bones * L <= kMaxIndex && solution_size(C, J) * L <= kMaxIndex &&
+         prepared_frame_size(C, J, K) * L <= kMaxIndex && objective_workspace_size(C, J, K, L) <= kMaxIndex;
+}
+
+// True when `problem` can be evaluated: its shape passes objective_shape_ok, its arrays are given
+// (bones and references may be null when there are none), and every bone joins two of its J joints.
+template <class T, int L>
+bool objective_problem_ok(const RefinerLanes<T, L>& problem) {
+  if (!objective_shape_ok(problem.C, problem.J, problem.K, problem.num_bones, L) || problem.prepared == nullptr)
+    return false;
+  if (problem.num_bones == 0) return true;
+  if (problem.bones == nullptr || problem.bone_reference == nullptr) return false;
+  for (int i = 0; i < 2 * problem.num_bones; ++i)
+    if (problem.bones[i] < 0 || problem.bones[i] >= problem.J) return false;
+  return true;
+}
+
 // The bone term of lane l (formulas at the top): returns its value and adds its gradient to that
 // lane's pose gradient, if given.
 template <class T, int L>
@@ -115,13 +148,15 @@ T bone_term(const RefinerLanes<T, L>& problem, int lane, const T* pose, T* gradi
   return problem.bone_weight * norm;
 }
 
-// f(x) of L frames: x (P L, lane-minor) -> value (L) and gradient (P L), each if given; `work` holds
-// objective_workspace_size(C, J, K, L) values. Clears ok[l] where frame l's rotation is undefined or,
-// when the value is asked for, the value is not finite. The pose and its gradient are handled by
-// coordinate (structure of arrays, padded to Jp joints with zeros) and all C Jp L points are
-// evaluated in one pass.
+// f(x) of L frames, for a problem objective_problem_ok accepts: x (P L, lane-minor) -> value (L)
+// and gradient (P L), each if given; `work` holds objective_workspace_size(C, J, K, L) values.
+// Clears ok[l] where frame l's rotation is undefined or, when the value is asked for, the value is
+// not finite. The pose and its gradient are handled by coordinate (structure of arrays, padded to
+// Jp joints with zeros) and all C Jp L points are evaluated in one pass.
 template <class T, int L>
-void refiner_objective(const RefinerLanes<T, L>& problem, const T* x, T* value, T* gradient, T* work, bool* ok) {
+void refiner_objective_unchecked(const RefinerLanes<T, L>& problem, const T* x, T* value, T* gradient, T* work,
+                                 bool* ok) {
+  static_assert(L >= 1 && L <= kMaxLanes, "lane counts objective_shape_ok takes");
   const int C = problem.C, J = problem.J, K = problem.K;
   const int Jp = padded_count(J), N = C * Jp;
   const T* pose = x;
@@ -259,24 +294,33 @@ void refiner_objective(const RefinerLanes<T, L>& problem, const T* x, T* value, 
 
 // The objective of L frames as adam_keras (refiner.hpp) evaluates it: f and its gradient at x
 // (P L, lane-minor) for `problem`, with `work` holding objective_workspace_size(C, J, K, L) values.
+// The caller checks the problem first (objective_problem_ok).
 template <class T, int L>
 struct RefinerObjective {
   RefinerLanes<T, L> problem;
   T* work = nullptr;
 
   void evaluate(const T* x, T* value, T* gradient, bool* ok) const {
-    refiner_objective(problem, x, value, gradient, work, ok);
+    refiner_objective_unchecked(problem, x, value, gradient, work, ok);
   }
 };
 
+// refiner_objective_unchecked after the checks: returns false, touching nothing, when `problem` is
+// not one objective_problem_ok accepts (17 cameras, say) or x, work or ok is null.
+template <class T, int L>
+bool refiner_objective(const RefinerLanes<T, L>& problem, const T* x, T* value, T* gradient, T* work, bool* ok) {
+  if (!objective_problem_ok(problem) || x == nullptr || work == nullptr || ok == nullptr) return false;
+  refiner_objective_unchecked(problem, x, value, gradient, work, ok);
+  return true;
+}
+
 // One frame's f(x) (P) into value and the gradient (P), each if given; `work` holds
 // objective_workspace_size(C, J, K) values. Returns false where a rotation became undefined or the
-// value is not finite.
+// value is not finite, and, touching nothing, where the problem is refused (refiner_objective above).
 template <class T>
 bool refiner_objective(const RefinerProblem<T>& problem, const T* x, T* value, T* gradient, T* work) {
   bool ok = true;
-  refiner_objective(problem, x, value, gradient, work, &ok);
-  return ok;
+  return refiner_objective(problem, x, value, gradient, work, &ok) && ok;
 }
 
 }  // namespace metapose

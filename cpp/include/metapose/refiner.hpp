@@ -7,6 +7,9 @@
 // MetaPose's objective (objective.hpp) for up to kRefinerLanes frames side by side in vector lanes.
 // Singular case: a frame whose objective becomes undefined (a rotation with parallel rows, an
 // overflow) or whose x stops being finite is reported as diverged (ok false); the others go on.
+// Limits: refine refuses (false, touching nothing) a group whose shape the objective or the int
+// indexing of its workspace cannot take (refiner_shape_ok), frames of different shapes, and counts,
+// steps or history intervals out of range.
 #pragma once
 
 #include <cmath>
@@ -30,6 +33,12 @@ struct RefinerOptions {
 inline long long refine_workspace_size(long long C, long long J, long long K, long long num_bones,
                                        long long L = kRefinerLanes) {
   return L * (4 * solution_size(C, J) + prepared_frame_size(C, J, K) + num_bones) + objective_workspace_size(C, J, K, L);
+}
+
+// True when refine can run L frames of this shape side by side: the objective can
+// (objective_shape_ok) and refine's whole scratch stays within int indexing.
+inline bool refiner_shape_ok(long long C, long long J, long long K, long long num_bones, long long L = kRefinerLanes) {
+  return objective_shape_ok(C, J, K, num_bones, L) && refine_workspace_size(C, J, K, num_bones, L) <= kMaxIndex;
 }
 
 // Keras-form Adam on L problems side by side, generic over the objective: any type with
@@ -73,15 +82,42 @@ void adam_keras(const Objective& objective, int P, const RefinerOptions& options
   if (every > 0 && options.steps % every == 0) record(recorded);
 }
 
+// True when refine<T, L> can run this call: 1 <= count <= L frames, each a problem the objective
+// accepts (objective_problem_ok) of the shape of problems[0], which refiner_shape_ok takes for L
+// lanes; steps and history_every >= 0; and the arrays given (the histories only when recorded).
+template <class T, int L>
+bool refine_accepts(const RefinerProblem<T>* problems, int count, const RefinerOptions& options, T* const* x,
+                    T* const* objective, T* const* history_x, T* const* history_objective, const T* scratch,
+                    const bool* ok) {
+  if (problems == nullptr || count < 1 || count > L || options.steps < 0 || options.history_every < 0 ||
+      x == nullptr || objective == nullptr || scratch == nullptr || ok == nullptr)
+    return false;
+  const bool history = options.history_every > 0;
+  if (history && (history_x == nullptr || history_objective == nullptr)) return false;
+  const RefinerProblem<T>& first = problems[0];
+  if (!refiner_shape_ok(first.C, first.J, first.K, first.num_bones, L)) return false;
+  for (int l = 0; l < count; ++l) {
+    const RefinerProblem<T>& p = problems[l];
+    if (p.C != first.C || p.J != first.J || p.K != first.K || p.num_bones != first.num_bones ||
+        !objective_problem_ok(p) || x[l] == nullptr || objective[l] == nullptr ||
+        (history && (history_x[l] == nullptr || history_objective[l] == nullptr)))
+      return false;
+  }
+  return true;
+}
+
 // Adam on MetaPose's objective for `count` <= L frames side by side: problems[i], x[i] (P, updated
 // in place), objective[i] (receives f(final x)), history_x[i] (H P) and history_objective[i] (H)
 // receive x and f(x) at steps 0, n, 2n, ... <= steps when n = options.history_every > 0. Lanes past
 // `count` repeat frame 0 and are discarded. The frames share C, J, K, the bones and the bone
 // weight, which are taken from problems[0]. `scratch` holds refine_workspace_size(C, J, K,
-// num_bones, L) values. ok[i] is set false where frame i's objective became undefined.
+// num_bones, L) values. ok[i] is set false where frame i's objective became undefined. Returns
+// false, touching nothing, when refine_accepts does not accept the call.
 template <class T, int L>
-void refine(const RefinerProblem<T>* problems, int count, const RefinerOptions& options, T* const* x,
+bool refine(const RefinerProblem<T>* problems, int count, const RefinerOptions& options, T* const* x,
             T* const* objective, T* const* history_x, T* const* history_objective, T* scratch, bool* ok) {
+  if (!refine_accepts<T, L>(problems, count, options, x, objective, history_x, history_objective, scratch, ok))
+    return false;
   const RefinerProblem<T>& first = problems[0];
   const int C = first.C, J = first.J, K = first.K, B = first.num_bones;
   const int P = static_cast<int>(solution_size(C, J)), prepared_size = static_cast<int>(prepared_frame_size(C, J, K));
@@ -128,11 +164,12 @@ void refine(const RefinerProblem<T>* problems, int count, const RefinerOptions& 
     *objective[l] = value[l];
     ok[l] = lane_ok[l];
   }
+  return true;
 }
 
 // refine() at a lane width chosen at run time (refiner_lane_width: 4, 2 or 1), count <= width.
 template <class T>
-void refine_group(int width, const RefinerProblem<T>* problems, int count, const RefinerOptions& options,
+bool refine_group(int width, const RefinerProblem<T>* problems, int count, const RefinerOptions& options,
                   T* const* x, T* const* objective, T* const* history_x, T* const* history_objective, T* scratch,
                   bool* ok) {
   static_assert(kRefinerLanes == 4, "refine_group dispatches the widths refiner_lane_width returns");

@@ -8,6 +8,9 @@
 // the mean, as in the original; it is centred, view 0's m_0 being in its shift). The result is a
 // solution vector (config.hpp) with scale_raw = inverse_softplus(s).
 // Singular case: a view whose guess has all joints at one point has no scale; it is reported.
+// Limits: C >= kMinCameras and J >= 1, with the guesses and x within int indexing. Stage 1 keeps
+// no per-camera values on the stack, so it takes more than kMaxCameras views (the objective and the
+// refiner do not).
 #pragma once
 
 #include <cmath>
@@ -20,9 +23,16 @@
 
 namespace metapose {
 
-// Stage 1 from monocular guesses G (C x J x 3) -> x (P). False when a view's guess is a point.
+// True when stage1 takes C views of J joints (the limits above).
+inline bool stage1_shape_ok(long long C, long long J) {
+  return C >= kMinCameras && J >= 1 && J <= kMaxIndex && C <= kMaxIndex / (3 * J) && solution_size(C, J) <= kMaxIndex;
+}
+
+// Stage 1 from monocular guesses G (C x J x 3) -> x (P). False when a view's guess is a point, and,
+// touching nothing, when the sizes are out of range (stage1_shape_ok) or an array is null.
 template <class T>
 bool stage1(const T* guesses, int C, int J, T* x) {
+  if (!stage1_shape_ok(C, J) || guesses == nullptr || x == nullptr) return false;
   std::vector<T> mean(3 * C, T(0));
   for (int c = 0; c < C; ++c) {
     for (int j = 0; j < J; ++j)
