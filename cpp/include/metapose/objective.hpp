@@ -61,6 +61,20 @@ inline void prepare_frame(const T* mixtures, int C, int J, int K, T* prepared) {
   for (int c = 0; c < C; ++c) prepare_mixtures(mixtures + 4 * K * J * c, J, K, prepared + c * Jp, C * Jp);
 }
 
+// One frame's reference bone lengths (num_bones) -> out = lengths / mean(lengths), as
+// RefinerLanes::bone_reference holds them. Returns false when the mean is not positive (then the
+// bone term has no reference; out = lengths, the divisor taken as 1).
+template <class T>
+inline bool normalise_bone_reference(const T* lengths, int num_bones, T* out) {
+  T mean = 0;
+  for (int i = 0; i < num_bones; ++i) mean += lengths[i];
+  mean /= num_bones;
+  const bool positive = mean > 0;
+  if (!positive) mean = 1;
+  for (int i = 0; i < num_bones; ++i) out[i] = lengths[i] / mean;
+  return positive;
+}
+
 inline long long prepared_frame_size(long long C, long long J, long long K) { return 4 * K * C * padded_count(J); }
 
 // Values refiner_objective needs as scratch, for L lanes.
