@@ -21,7 +21,7 @@ struct Frames {
   IndexArray bones;
   int C = 0, J = 0, K = 0, num_bones = 0;
   double bone_weight = 0;
-  std::vector<double> prepared, reference;  // per frame
+  std::vector<double> prepared{}, reference{};  // per frame
 
   RefinerProblem<double> problem(std::size_t frame) const {
     RefinerProblem<double> p;
