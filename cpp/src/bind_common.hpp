@@ -148,6 +148,17 @@ inline int take_int(const py::object& object, const char* name, int low, int hig
   return static_cast<int>(value);
 }
 
+// A finite real number >= low (a Python float or int, not a bool).
+inline double take_real(const py::object& object, const char* name, double low) {
+  if (!(py::isinstance<py::float_>(object) || py::isinstance<py::int_>(object)) || py::isinstance<py::bool_>(object))
+    throw py::value_error(std::string(name) + ": expected a number");
+  const double value = object.cast<double>();
+  if (!std::isfinite(value) || value < low)
+    throw py::value_error(std::string(name) + ": expected a finite number >= " + std::to_string(low) + ", got " +
+                          std::to_string(value));
+  return value;
+}
+
 inline bool take_bool(const py::object& object, const char* name) {
   if (!py::isinstance<py::bool_>(object))
     throw py::value_error(std::string(name) + ": expected a bool, got " +

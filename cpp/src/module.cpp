@@ -6,6 +6,8 @@ void bind_rotation(py::module_& m);
 void bind_camera(py::module_& m);
 void bind_mixture(py::module_& m);
 void bind_procrustes(py::module_& m);
+void bind_stage1(py::module_& m);
+void bind_objective(py::module_& m);
 void bind_refiner(py::module_& m);
 }  // namespace metapose::bind
 
@@ -17,6 +19,8 @@ PYBIND11_MODULE(_core, m) {
   bind_camera(m);
   bind_mixture(m);
   bind_procrustes(m);
+  bind_stage1(m);
+  bind_objective(m);
   bind_refiner(m);
   m.def(
       "set_num_threads",

@@ -7,39 +7,7 @@
 
 #include <cmath>
 
-#if defined(__GNUC__) || defined(__clang__) || defined(_MSC_VER)
-#define METAPOSE_RESTRICT __restrict
-#else
-#define METAPOSE_RESTRICT
-#endif
-// Tells the compiler the next loop's iterations are independent (no run-time alias check).
-#if defined(__clang__)
-#define METAPOSE_VECTORIZE _Pragma("clang loop vectorize(enable)")
-#elif defined(__GNUC__)
-#define METAPOSE_VECTORIZE _Pragma("GCC ivdep")
-#else
-#define METAPOSE_VECTORIZE
-#endif
-// Unrolls the next (short, fixed-length) loop fully, so that an enclosing loop can vectorise.
-#if defined(__clang__)
-#define METAPOSE_UNROLL _Pragma("clang loop unroll(full)")
-#elif defined(__GNUC__)
-#define METAPOSE_UNROLL _Pragma("GCC unroll 16")
-#else
-#define METAPOSE_UNROLL
-#endif
-
 namespace metapose {
-
-// Call before the maths library (log, exp, sin, atan2, ...) from vectorised code: the library's
-// scalar SSE code runs many times slower while the upper halves of the AVX registers are dirty, and
-// the compiler does not always clear them before such a call (measured: the refiner took 1.7x
-// longer). A no-op without AVX.
-inline void clean_vector_state() {
-#if defined(__AVX__) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_ia32_vzeroupper();
-#endif
-}
 
 template <class T>
 inline T dot3(const T* a, const T* b) {

@@ -10,119 +10,18 @@
 // The per-component constants do not depend on the point, so mixtures are first *prepared* into
 // c_k = log(w_k + 1e-8) - log(2 pi var_k), mu_k and h_k = 1 / (2 var_k), stored field-major over
 // a block of N mixtures so that the evaluation vectorises over points; the refiner prepares once
-// per frame and evaluates at every step. exp_nonpositive is a branch-free, vectorisable exp for
-// the arguments e_k - m <= 0, and log_positive a vectorisable log, exact for normal positive
-// numbers (the library's exp and log are scalar calls).
+// per frame and evaluates at every step, with the vectorisable exp_nonpositive (the arguments
+// e_k - m are <= 0) and log_positive of fastmath.hpp.
 #pragma once
 
 #include <cmath>
-#include <cstdint>
-#include <cstring>
 #include <limits>
 
-#include "linalg.hpp"
-
-// a * b + c, fused where the target has FMA (then exact to one rounding, and the same in scalar and
-// vector code), plain otherwise.
-#if defined(__FMA__)
-#define METAPOSE_MADD(a, b, c) std::fma((a), (b), (c))
-#else
-#define METAPOSE_MADD(a, b, c) ((a) * (b) + (c))
-#endif
+#include "fastmath.hpp"
 
 namespace metapose {
 
 inline constexpr double kMixtureWeightFloor = 1e-8;
-
-// exp(x) for x <= 0 to about 1 ulp; arguments below -700 give exp(-700) (~1e-304), which is
-// negligible beside the largest term exp(0) = 1 that every log-sum-exp here contains.
-inline double exp_nonpositive(double x) {
-  constexpr double kLog2e = 1.4426950408889634074;
-  constexpr double kLn2Hi = 6.93147180369123816490e-01;  // ln 2 split so n * kLn2Hi is exact
-  constexpr double kLn2Lo = 1.90821492927058770002e-10;
-  constexpr double kShifter = 6755399441055744.0;          // 1.5 * 2^52: adding it rounds to an integer
-  x = x < -700.0 ? -700.0 : x;
-  const double shifted = METAPOSE_MADD(x, kLog2e, kShifter);
-  const double n = shifted - kShifter;
-  const double r = METAPOSE_MADD(-n, kLn2Lo, METAPOSE_MADD(-n, kLn2Hi, x));  // |r| <= ln(2) / 2
-  // Taylor series of e^r to degree 13: truncation below 4e-18 relative on |r| <= 0.347.
-  double p = 1.0 / 6227020800.0;
-  p = METAPOSE_MADD(p, r, 1.0 / 479001600.0);
-  p = METAPOSE_MADD(p, r, 1.0 / 39916800.0);
-  p = METAPOSE_MADD(p, r, 1.0 / 3628800.0);
-  p = METAPOSE_MADD(p, r, 1.0 / 362880.0);
-  p = METAPOSE_MADD(p, r, 1.0 / 40320.0);
-  p = METAPOSE_MADD(p, r, 1.0 / 5040.0);
-  p = METAPOSE_MADD(p, r, 1.0 / 720.0);
-  p = METAPOSE_MADD(p, r, 1.0 / 120.0);
-  p = METAPOSE_MADD(p, r, 1.0 / 24.0);
-  p = METAPOSE_MADD(p, r, 1.0 / 6.0);
-  p = METAPOSE_MADD(p, r, 0.5);
-  p = METAPOSE_MADD(p, r, 1.0);
-  p = METAPOSE_MADD(p, r, 1.0);
-  // 2^n from the integer left in the low bits of `shifted`.
-  std::int64_t bits;
-  std::memcpy(&bits, &shifted, sizeof bits);
-  const std::int64_t exponent = (bits - std::int64_t{0x4338000000000000}) + 1023;
-  const std::uint64_t scale_bits = static_cast<std::uint64_t>(exponent) << 52;
-  double scale;
-  std::memcpy(&scale, &scale_bits, sizeof scale);
-  return p * scale;
-}
-
-// log(x) to about 2 ulp, branch-free so that loops over it vectorise (the library's log is a
-// scalar call). x = 2^k f with f in [sqrt(1/2), sqrt(2)), and log f = 2 atanh(s), s = (f - 1) /
-// (f + 1), |s| < 0.172, summed to s^23 (the first term left out is below 1e-17 relative); k ln 2
-// is added in two parts. Subnormals are scaled by 2^54 first; 0 gives -inf, inf gives inf, and a
-// negative x or NaN gives NaN, as the library's log.
-inline double log_positive(double x) {
-  constexpr double kLn2Hi = 6.93147180369123816490e-01;
-  constexpr double kLn2Lo = 1.90821492927058770002e-10;
-  constexpr double kSqrt2 = 1.41421356237309504880;
-  constexpr double kSmallest = std::numeric_limits<double>::min();  // smallest normal
-  constexpr double kLargest = std::numeric_limits<double>::max();
-  constexpr double kInf = std::numeric_limits<double>::infinity();
-  const bool subnormal = x < kSmallest;
-  const double y = subnormal ? x * 18014398509481984.0 : x;  // 2^54
-  std::int64_t bits;
-  std::memcpy(&bits, &y, sizeof bits);
-  const std::int64_t exponent = ((bits >> 52) & 0x7ff) - 1023;
-  const std::uint64_t mantissa_bits =
-      (static_cast<std::uint64_t>(bits) & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL;  // f in [1, 2)
-  double f;
-  std::memcpy(&f, &mantissa_bits, sizeof f);
-  const bool halve = f >= kSqrt2;
-  f = halve ? 0.5 * f : f;
-  const double k = static_cast<double>(exponent) + (halve ? 1.0 : 0.0) - (subnormal ? 54.0 : 0.0);
-  const double s = (f - 1.0) / (f + 1.0);
-  const double z = s * s;
-  double p = 1.0 / 23;
-  p = METAPOSE_MADD(p, z, 1.0 / 21);
-  p = METAPOSE_MADD(p, z, 1.0 / 19);
-  p = METAPOSE_MADD(p, z, 1.0 / 17);
-  p = METAPOSE_MADD(p, z, 1.0 / 15);
-  p = METAPOSE_MADD(p, z, 1.0 / 13);
-  p = METAPOSE_MADD(p, z, 1.0 / 11);
-  p = METAPOSE_MADD(p, z, 1.0 / 9);
-  p = METAPOSE_MADD(p, z, 1.0 / 7);
-  p = METAPOSE_MADD(p, z, 1.0 / 5);
-  p = METAPOSE_MADD(p, z, 1.0 / 3);
-  const double log_f = METAPOSE_MADD(2.0 * s * z, p, 2.0 * s);
-  const double result = METAPOSE_MADD(k, kLn2Hi, METAPOSE_MADD(k, kLn2Lo, log_f));
-  // Outside (0, largest]: 0 -> -inf, inf -> inf, negative or NaN -> NaN (x - x is NaN for both).
-  const double special = x == 0.0 ? -kInf : (x == kInf ? kInf : (x - x) / 0.0);
-  return x > 0.0 && x <= kLargest ? result : special;
-}
-
-template <class T>
-inline T log_positive(T x) {
-  return std::log(x);  // other scalar types: the library log
-}
-
-template <class T>
-inline T exp_nonpositive(T x) {
-  return std::exp(x);  // other scalar types: the library exp
-}
 
 // N mixtures (N x K x 4, [w, mu_x, mu_y, var] per component) -> prepared (4 K stride), field-major:
 // value f of component k of mixture n at prepared[(f K + k) stride + n], fields c, mu_x, mu_y, h,
@@ -142,13 +41,6 @@ inline void prepare_mixtures(const T* mixtures, int N, int K, T* prepared, int s
       prepared[(3 * K + k) * stride + n] = T(0.5) / c[3];  // 1 / (2 var) without overflowing 2 var
     }
   }
-}
-
-// Rounds a count of points up to a whole number of 4-double vectors, so that the evaluation
-// loops have no scalar remainder.
-template <class Int>
-inline Int padded_count(Int n) {
-  return (n + 3) & ~Int(3);
 }
 
 // Any K: two passes over the components with the points innermost. `scratch` holds (K + 2) N values.

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <limits>
 
+#include "fastmath.hpp"
 #include "linalg.hpp"
 
 namespace metapose {

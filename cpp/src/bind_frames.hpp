@@ -1,0 +1,41 @@
+// Shared by the bindings of objective.hpp and refiner.hpp: a batch of frames taken in and checked,
+// with the per-frame constants (prepared mixtures, normalised bone references) made once.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "bind_common.hpp"
+#include "metapose/objective.hpp"
+
+namespace metapose::bind {
+
+inline constexpr std::size_t kFrameGrain = 1;  // a frame is heavy enough to go to its own thread
+
+using IndexArray = py::array_t<long long, py::array::c_style>;
+
+// mixtures (B, C, J, K, 4), x (B, P), bones (nB, 2) int64, bone_reference (B, nB): checked, and
+// the per-frame constants (prepared mixtures, normalised bone references) computed.
+struct Frames {
+  Input mixtures, x, bone_reference;
+  IndexArray bones;
+  int C = 0, J = 0, K = 0, num_bones = 0;
+  double bone_weight = 0;
+  std::vector<double> prepared{}, reference{};  // per frame
+
+  RefinerProblem<double> problem(std::size_t frame) const {
+    RefinerProblem<double> p;
+    p.C = C, p.J = J, p.K = K;
+    p.prepared = prepared.data() + frame * static_cast<std::size_t>(prepared_frame_size(C, J, K));
+    p.num_bones = num_bones;
+    p.bones = bones.data();
+    p.bone_reference = reference.data() + frame * static_cast<std::size_t>(num_bones);
+    p.bone_weight = bone_weight;
+    return p;
+  }
+};
+
+Frames take_frames(const py::object& mixtures, const py::object& x, const py::object& bones,
+                   const py::object& bone_reference, const py::object& bone_weight);
+
+}  // namespace metapose::bind
