@@ -17,6 +17,7 @@ import pytest
 
 import metapose_geom as mg
 from metapose_geom import cli, datasets, synth
+from metapose_geom.layout import solution_size
 from metapose_geom.datasets import (
     FIELDS, FORMAT_VERSION, REQUIRED_FIELDS, SCENE_FIELDS, DatasetReader, DatasetWriter, build_synthetic_dataset,
     committed_frames, field_shape, make_datasets, scene_fields, scene_from_fields, split_seed, synthetic,
@@ -195,7 +196,7 @@ class TestValidation:
         with pytest.raises(ValueError, match=r"missing field\(s\) \['pose3d'\]"):
             writer.append({k: v for k, v in chunk.items() if k != "pose3d"})
         with pytest.raises(ValueError, match=r"unexpected field\(s\) \['ir_x'\]"):
-            writer.append({**chunk, "ir_x": np.zeros((2, 3 * J + 10 * C))})
+            writer.append({**chunk, "ir_x": np.zeros((2, solution_size(C, J)))})
         chunk["pose3d"] = chunk["pose3d"][:1]
         with pytest.raises(ValueError, match="different numbers of frames"):
             writer.append(chunk)
