@@ -53,7 +53,7 @@ template <class T>
 using RefinerProblem = RefinerLanes<T, 1>;
 
 // Prepares one frame's mixtures (C x J x K x 4) into the block RefinerProblem::prepared points to
-// (4 K C Jp values, zeroed here).
+// (4 K C Jp values, zeroed here), for a shape objective_shape_ok accepts (the caller checks).
 template <class T>
 inline void prepare_frame(const T* mixtures, int C, int J, int K, T* prepared) {
   const int Jp = padded_count(J);
