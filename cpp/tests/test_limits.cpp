@@ -366,6 +366,7 @@ void test_shape_predicates() {
   CHECK(!metapose::objective_shape_ok(4, 1LL << 40, 4, 16));
   CHECK(!metapose::objective_shape_ok(4, 17, 1LL << 40, 16));
   CHECK(!metapose::objective_shape_ok(4, 17, 4, 16, 0));
+  CHECK(!metapose::objective_shape_ok(4, 17, 4, metapose::kMaxIndex / 2 + 1));  // 2 nB bone indices
   CHECK(metapose::refiner_shape_ok(16, 17, 4, 16));
   CHECK(!metapose::refiner_shape_ok(4, 1 << 24, 8, 16));  // past int indexing at 4 lanes
 }

@@ -53,7 +53,7 @@ template <class T>
 using RefinerProblem = RefinerLanes<T, 1>;
 
 // Prepares one frame's mixtures (C x J x K x 4) into the block RefinerProblem::prepared points to
-// (4 K C Jp values, zeroed here).
+// (4 K C Jp values, zeroed here), for a shape objective_shape_ok accepts (the caller checks).
 template <class T>
 inline void prepare_frame(const T* mixtures, int C, int J, int K, T* prepared) {
   const int Jp = padded_count(J);
@@ -89,11 +89,11 @@ inline constexpr int kMaxLanes = 64;
 // True when the objective can run L frames of shape (C, J, K) with num_bones bones side by side:
 // kMinCameras <= C <= kMaxCameras (its per-camera values are in arrays on the stack), J, K >= 1,
 // num_bones >= 0, 1 <= L <= kMaxLanes, and its int indexing reaches every array: x and the gradient,
-// the prepared mixtures, the bone references and the workspace each hold at most kMaxIndex values.
-// Every product below is bounded before it is formed, so no size overflows on the way.
+// the prepared mixtures, the bones (2 num_bones), the bone references and the workspace each hold at
+// most kMaxIndex values. Every product below is bounded before it is formed, so no size overflows.
 inline bool objective_shape_ok(long long C, long long J, long long K, long long num_bones, long long L = 1) {
   if (C < kMinCameras || C > kMaxCameras || J < 1 || J > kMaxIndex || K < 1 || K > kMaxIndex || num_bones < 0 ||
-      num_bones > kMaxIndex || L < 1 || L > kMaxLanes)
+      num_bones > kMaxIndex / 2 || L < 1 || L > kMaxLanes)
     return false;
   const long long points = C * padded_count(J) * L;  // C Jp L < 2^42
   if (points > kMaxIndex || K + 9 > kMaxIndex / points) return false;
