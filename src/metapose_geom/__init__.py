@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import geometry, metrics
+from ._lazy import lazy_attributes
 from .geometry import PerspectiveCameras, get_num_threads, set_num_threads
 from .skeletons import H36M_17, Skeleton
 from .views import Views
@@ -30,16 +31,7 @@ __version__ = "0.1.0"
 _LAZY_MODULES = ("anipose", "datasets", "evaluation", "heatmaps", "nn", "solver", "synth")
 _SOLVER_NAMES = ("AniPoseOptions", "BatchSolution", "History", "RefineOptions", "Solution", "WeakCameras",
                  "solve", "solve_arrays", "solve_batch")
-
-
-def __getattr__(name: str):
-    import importlib
-
-    if name in _LAZY_MODULES:
-        return importlib.import_module(f".{name}", __name__)
-    if name in _SOLVER_NAMES:
-        return getattr(importlib.import_module(".solver", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(_SOLVER_NAMES, "solver"), _LAZY_MODULES)
 
 
 def __dir__() -> list[str]:

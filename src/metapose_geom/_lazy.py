@@ -5,15 +5,18 @@ when only a light part is used."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 
-def lazy_attributes(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for ``package`` that imports ``exports[name]`` (a submodule name,
-    relative to the package) on first access of ``name`` and returns its attribute ``name``."""
+def lazy_attributes(package: str, exports: Mapping[str, str], modules: Collection[str] = ()) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``package`` that imports, on first access of ``name``, the
+    submodule ``name`` itself when it is in ``modules``, else the submodule ``exports[name]``
+    (relative to the package) and returns its attribute ``name``."""
 
     def __getattr__(name: str) -> Any:
+        if name in modules:
+            return importlib.import_module(f".{name}", package)
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

@@ -19,6 +19,7 @@ from ..geometry import PerspectiveCameras
 from ..mixtures import mixture_mean
 from ..skeletons import H36M_17, Skeleton
 from ..synth import Scene
+from ..views import box_to_pixels
 
 __all__ = ["SCENE_FIELDS", "cameras_from_fields", "scene_fields", "scene_from_fields"]
 
@@ -82,7 +83,6 @@ def scene_from_fields(fields: Mapping[str, NDArray], skeleton: Skeleton = H36M_1
     perspective = cameras_from_fields(fields, index)
     pose3d = fields["pose3d"]
     boxes = fields["bboxes"][index]
-    size = boxes[:, 2:].max(axis=1)
     flags = {name: fields[name][index] if name in fields else np.zeros((len(index), pose3d.shape[0]), dtype=bool)
              for name in ("occluded", "confused")}
     return Scene(
@@ -93,7 +93,7 @@ def scene_from_fields(fields: Mapping[str, NDArray], skeleton: Skeleton = H36M_1
         distortion=perspective.distortion,
         image_size=perspective.image_size,
         pose3d_cam=np.einsum("cab,jb->cja", perspective.rotation, pose3d) + perspective.translation[:, None, :],
-        pose2d=fields["pose2d_gt"][index] * size[:, None, None] + boxes[:, None, :2],
+        pose2d=box_to_pixels(fields["pose2d_gt"][index], boxes),
         boxes=boxes,
         mixtures=fields["heatmaps"][index],
         mono3d=fields["pose3d_epi_pred"][index],
