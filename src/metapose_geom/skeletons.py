@@ -16,16 +16,33 @@ from ._checks import as_float64
 
 @dataclass(frozen=True)
 class Skeleton:
-    """Joint names (J,), bones as (parent, child) joint-index pairs, and a rest pose (J, 3) in mm."""
+    """Joint names (J,), bones as (parent, child) joint-index pairs, a rest pose (J, 3) in mm, and
+    the left/right pairs (a joint and its mirror image: what a detector's left/right swap exchanges)."""
 
     name: str
     joints: tuple[str, ...]
     bones: tuple[tuple[int, int], ...]
     rest_pose_mm: tuple[tuple[float, float, float], ...]
+    mirror_pairs: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        seen: list[int] = [i for pair in self.mirror_pairs for i in pair]
+        if any(len(pair) != 2 or pair[0] == pair[1] for pair in self.mirror_pairs) or len(set(seen)) != len(seen) \
+                or any(not 0 <= i < len(self.joints) for i in seen):
+            raise ValueError(f"mirror_pairs: expected disjoint pairs of distinct joint indices in [0, {len(self.joints)}), "
+                             f"got {self.mirror_pairs}")
 
     @property
     def num_joints(self) -> int:
         return len(self.joints)
+
+    def mirror_index(self) -> NDArray[np.int64]:
+        """(J,) each joint's mirror image: ``points[..., skeleton.mirror_index(), :]`` swaps left and
+        right (joints on the midline map to themselves)."""
+        index = np.arange(self.num_joints)
+        for left, right in self.mirror_pairs:
+            index[left], index[right] = right, left
+        return index
 
     def rest_pose(self) -> NDArray[np.float64]:
         """(J, 3) rest pose in mm: x to the subject's left, y up, z forward, pelvis at the origin."""
@@ -59,6 +76,7 @@ H36M_17 = Skeleton(
         (235.0, 185.0, 10.0), (270.0, -60.0, 40.0), (-165.0, 450.0, -5.0), (-235.0, 185.0, 10.0),
         (-270.0, -60.0, 40.0),
     ),
+    mirror_pairs=((1, 4), (2, 5), (3, 6), (11, 14), (12, 15), (13, 16)),
 )
 
 __all__ = ["H36M_17", "Skeleton"]
