@@ -45,6 +45,7 @@ def random_chunk(rng: np.random.Generator, count: int, start: int = 0, fields=AL
                                      for c in range(cameras)] for i in range(count)], dtype=str).reshape(count, cameras)
     if "heatmaps" in chunk:
         chunk["heatmaps"][..., 0] = rng.uniform(0.1, 1.0, size=chunk["heatmaps"].shape[:-1])
+        chunk["heatmaps"][..., 1:3] = rng.uniform(0.0, 1.0, size=chunk["heatmaps"].shape[:-1] + (2,))  # box units
         chunk["heatmaps"][..., 3] = rng.uniform(1e-4, 1e-2, size=chunk["heatmaps"].shape[:-1])
         chunk["bboxes"] = np.abs(chunk["bboxes"]) + 1.0
     return chunk

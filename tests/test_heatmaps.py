@@ -408,10 +408,14 @@ def heatmap_scene() -> synth.Scene:
 class TestViewsFromHeatmaps:
     def test_fits_every_view_and_joint(self, heatmap_scene):
         scene = heatmap_scene
-        views = mg.Views.from_heatmaps(scene.heatmaps, scene.boxes, mono3d=scene.mono3d)
+        views = mg.Views.from_heatmaps(scene.heatmaps, scene.boxes, mono3d=scene.mono3d, mono3d_units="box")
         np.testing.assert_array_equal(views.mixtures, hm.fit_mixtures(scene.heatmaps))
         np.testing.assert_array_equal(views.boxes, scene.boxes)
         np.testing.assert_array_equal(views.mono3d, scene.mono3d)
+        assert views.mono3d_alignment is None
+        # by default the guesses are fitted onto the evidence: box-unit guesses move little
+        aligned = mg.Views.from_heatmaps(scene.heatmaps, scene.boxes, mono3d=scene.mono3d)
+        np.testing.assert_allclose(aligned.mono3d_alignment[:, 0], 1.0, atol=0.2)
         assert views.camera_names == ("cam0", "cam1", "cam2")
         three = mg.Views.from_heatmaps(scene.heatmaps, None, num_components=3, steps=2)
         np.testing.assert_array_equal(three.mixtures, hm.fit_mixtures(scene.heatmaps, 3, 2))

@@ -81,7 +81,7 @@ class TestFromKeypoints:
     def test_spread_grows_as_confidence_falls(self, rng):
         keypoints = rng.uniform(0, 1, (2, 17, 2))
         confidence = np.tile(np.linspace(0.05, 1.0, 17), (2, 1))
-        views = mg.Views.from_keypoints(keypoints, confidence)
+        views = mg.Views.from_keypoints(keypoints, confidence, units="box")
         variance = views.mixtures[..., 0, 3]
         assert (np.diff(variance, axis=1) < 0).all()
         np.testing.assert_allclose(variance[:, -1], KEYPOINT_SIGMA**2)
@@ -92,7 +92,7 @@ class TestFromKeypoints:
         keypoints[0, 3] = np.nan
         confidence = np.ones((2, 17))
         confidence[1, 7] = 0.0
-        views = mg.Views.from_keypoints(keypoints, confidence)
+        views = mg.Views.from_keypoints(keypoints, confidence, units="box")
         for c, j in ((0, 3), (1, 7)):
             np.testing.assert_array_equal(views.mixtures[c, j, 0], [1.0, 0.5, 0.5, UNINFORMATIVE_VARIANCE])
 
@@ -157,5 +157,166 @@ class TestReadOnlyCopies:
         for array in (views.mixtures, views.mono3d, views.boxes):
             with pytest.raises(ValueError, match="read-only"):
                 array[0] = 1.0
-        for derived in (views.subset([2, 0]), mg.Views.from_keypoints(rng.uniform(0, 1, (2, 17, 2)), np.ones((2, 17)))):
+        for derived in (views.subset([2, 0]), mg.Views.from_keypoints(rng.uniform(0, 1, (2, 17, 2)), np.ones((2, 17)), units="box")):
             assert not derived.mixtures.flags.writeable
+
+
+# --------------------------------------------------------------------------- real detector output
+
+
+def noisy_keypoints(scene, rng, pixels=2.0):
+    """The scene's exact projections (px) with pixel noise, and confidences in [0.6, 1]."""
+    keypoints = scene.pose2d + rng.normal(scale=pixels, size=scene.pose2d.shape)
+    return keypoints, rng.uniform(0.6, 1.0, scene.pose2d.shape[:2])
+
+
+def metres_and_millimetres(scene, rng):
+    """The scene's box-unit guesses re-expressed per view as a lifter would give them: some size
+    in mm (1500-2000 mm per box), hip-centred, and the same in metres."""
+    size = rng.uniform(1500.0, 2000.0, (scene.mono3d.shape[0], 1, 1))
+    mm = scene.mono3d * size
+    mm -= mm[:, :1]  # pelvis at the origin
+    return mm / 1000.0, mm
+
+
+class TestRealInput:
+    def test_pixels_without_boxes_infer_square_boxes_around_the_keypoints(self, rng):
+        keypoints = rng.uniform(100, 400, (3, 17, 2)) * [1.0, 2.0]
+        views = mg.Views.from_keypoints(keypoints, np.ones((3, 17)))
+        extent = keypoints.max(axis=1) - keypoints.min(axis=1)
+        np.testing.assert_allclose(views.boxes[:, 2], extent.max(axis=1) * (1 + 2 * mg.views.BOX_MARGIN))
+        np.testing.assert_array_equal(views.boxes[:, 2], views.boxes[:, 3])
+        np.testing.assert_allclose(views.boxes[:, :2] + views.boxes[:, 2:] / 2, (keypoints.max(1) + keypoints.min(1)) / 2)
+        points = views.mixtures[..., 0, 1:3]
+        assert (points > 0).all() and (points < 1).all()
+        np.testing.assert_allclose(views.to_pixels(points), keypoints)
+
+    def test_missing_keypoints_do_not_shape_the_inferred_box(self, rng):
+        keypoints = rng.uniform(100, 400, (2, 17, 2))
+        confidence = np.ones((2, 17))
+        far = keypoints.copy()
+        far[0, 3], confidence[1, 5] = 1e6, 0.0
+        far[1, 5] = -1e6
+        far[1, 7] = np.nan
+        kept = np.ones((2, 17), bool)
+        kept[0, 3] = kept[1, 5] = kept[1, 7] = False
+        views = mg.Views.from_keypoints(far, np.where(kept | (np.arange(2)[:, None] == 1), confidence, 0.0))
+        np.testing.assert_allclose(views.boxes, mg.views.infer_boxes(keypoints, kept))
+
+    def test_pixels_with_and_without_boxes_give_the_same_solution(self, rng):
+        scene = mg.synth.make_scene(3)
+        keypoints, confidence = noisy_keypoints(scene, rng)
+        inferred = mg.Views.from_keypoints(keypoints, confidence, mono3d=scene.mono3d)
+        given = mg.Views.from_keypoints(keypoints, confidence, boxes=inferred.boxes, mono3d=scene.mono3d)
+        other = mg.Views.from_keypoints(keypoints, confidence, boxes=scene.boxes, mono3d=scene.mono3d)
+        for method in ("s1", "ir"):
+            a, b, c = (mg.solve(views, method) for views in (inferred, given, other))
+            np.testing.assert_array_equal(a.pose3d, b.pose3d)  # the inferred boxes are just boxes
+            # other boxes change the box units (and the keypoints' spread in pixels a little)
+            size = np.linalg.norm(a.pose3d - a.pose3d.mean(0)) / 17**0.5
+            tolerance = 1e-9 if method == "s1" else 5e-3
+            assert float(mg.metrics.pmpjpe(c.pose3d, a.pose3d)) < tolerance * size
+            np.testing.assert_allclose(c.reprojection_pixels, a.reprojection_pixels, atol=1e-6 if method == "s1" else 1.5)
+
+    def test_guesses_in_metres_millimetres_and_box_units_give_the_same_solution(self, rng):
+        scene = mg.synth.make_scene(4)
+        keypoints, confidence = noisy_keypoints(scene, rng)
+        metres, millimetres = metres_and_millimetres(scene, rng)
+        solutions = {}
+        for name, guess in (("box", scene.mono3d), ("m", metres), ("mm", millimetres)):
+            views = mg.Views.from_keypoints(keypoints, confidence, mono3d=guess)
+            solutions[name] = mg.solve(views, "ir")
+            assert views.mono3d_alignment.shape == (4, 3)
+        for name in ("m", "mm"):
+            np.testing.assert_allclose(solutions[name].pose3d, solutions["box"].pose3d, rtol=0, atol=1e-9)
+            np.testing.assert_allclose(solutions[name].objective, solutions["box"].objective, rtol=1e-9)
+        assert float(mg.metrics.pmpjpe(solutions["m"].pose3d, scene.pose3d)) < 60.0
+
+    def test_the_alignment_is_the_weighted_least_squares_fit(self, rng):
+        guesses = rng.normal(size=(2, 17, 3))
+        scale, offset = np.array([0.3, 4.0]), rng.normal(size=(2, 2))
+        points = scale[:, None, None] * guesses[..., :2] + offset[:, None]
+        weights = rng.uniform(0.1, 1.0, (2, 17))
+        points[0, 5] += 100.0  # an outlier with no weight does not move the fit
+        weights[0, 5] = 0.0
+        aligned, alignment = mg.views.align_mono3d(guesses, points, weights)
+        np.testing.assert_allclose(alignment, np.column_stack([scale, offset]), rtol=1e-12)
+        np.testing.assert_allclose(aligned, scale[:, None, None] * guesses + np.pad(offset, ((0, 0), (0, 1)))[:, None],
+                                   rtol=1e-12)
+        # against a direct solution of the normal equations
+        w, g, p = weights[1], guesses[1, :, :2], points[1]
+        design = np.zeros((34, 3))
+        design[:, 0], design[0::2, 1], design[1::2, 2] = g.ravel(), 1.0, 1.0
+        fit = np.linalg.lstsq(design * np.repeat(np.sqrt(w), 2)[:, None], p.ravel() * np.repeat(np.sqrt(w), 2),
+                              rcond=None)[0]
+        np.testing.assert_allclose(alignment[1], fit, rtol=1e-10)
+
+    def test_a_swapped_view_is_relabelled(self, rng):
+        scene = mg.synth.make_scene(5, num_cameras=4)
+        keypoints, confidence = noisy_keypoints(scene, rng)
+        metres, _ = metres_and_millimetres(scene, rng)
+        index = mg.H36M_17.mirror_index()
+        clean = mg.Views.from_keypoints(keypoints, confidence, mono3d=metres)
+        assert not clean.swapped.any()
+        keypoints[2], confidence[2], metres[2] = keypoints[2, index], confidence[2, index], metres[2, index]
+        repaired = mg.Views.from_keypoints(keypoints, confidence, mono3d=metres)
+        np.testing.assert_array_equal(repaired.swapped, [False, False, True, False])
+        np.testing.assert_allclose(repaired.mixtures, clean.mixtures, rtol=1e-12)
+        np.testing.assert_allclose(repaired.mono3d, clean.mono3d, rtol=1e-12)
+        kept = mg.Views.from_keypoints(keypoints, confidence, mono3d=metres, repair_swaps=False)
+        assert kept.swapped is None
+        truth = scene.pose3d
+        assert mg.metrics.pmpjpe(mg.solve(repaired).pose3d, truth) < mg.metrics.pmpjpe(mg.solve(kept).pose3d, truth)
+        assert repaired.subset([2, 0]).swapped.tolist() == [True, False]
+
+    def test_swaps_are_not_looked_for_with_two_views_or_when_half_disagree(self, rng):
+        guesses = rng.normal(size=(4, 17, 3))
+        index = mg.H36M_17.mirror_index()
+        assert not mg.views.find_swapped_views(guesses[:2]).any()
+        half = guesses.copy()
+        half[:2] = guesses[0]
+        half[2:] = guesses[0, index]
+        assert not mg.views.find_swapped_views(half).any()
+        one = np.repeat(guesses[:1], 4, axis=0)
+        one[3] = one[3, index]
+        np.testing.assert_array_equal(mg.views.find_swapped_views(one), [False, False, False, True])
+
+    def test_mirror_component(self, rng):
+        keypoints = rng.uniform(100, 400, (2, 17, 2))
+        confidence = rng.uniform(0.5, 1.0, (2, 17))
+        confidence[0, 12] = 0.0  # l_elbow missing in camera 0: r_elbow gets no mirror component there
+        views = mg.Views.from_keypoints(keypoints, confidence, mirror_weight=0.2)
+        plain = mg.Views.from_keypoints(keypoints, confidence)
+        index = mg.H36M_17.mirror_index()
+        assert views.num_components == 2
+        np.testing.assert_array_equal(views.mixtures[:, :, 0], plain.mixtures[:, :, 0])
+        np.testing.assert_array_equal(views.mixtures[:, :, 1, 1:], plain.mixtures[:, index, 0, 1:])
+        weights = views.mixtures[:, :, 1, 0]
+        expected = np.where(index != np.arange(17), 0.2, 0.0) * np.ones((2, 1))
+        expected[0, [12, 15]] = 0.0
+        np.testing.assert_array_equal(weights, expected)
+
+    @pytest.mark.parametrize("call, match", [
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, units="box"), r"keypoints: they spread over .* pass units='pixels'"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp / 1000, c), r"keypoints: .* pixels at most.* units='box'"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, units="box", boxes=np.ones((4, 4))), r"^boxes: keypoints in box"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, mono3d=g * 1000, mono3d_units="box"),
+         r"^mono3d: camera 0's guess is .* not in box units; pass mono3d_units='auto'"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, mono3d=g * [1, -1, 1]), r"^mono3d: camera 0's guess fits .* mirrored"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, mono3d=np.full_like(g, 0.3)), r"^mono3d: camera 0's guess has all"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, mono3d=g[:, :3]), r"^mono3d: expected shape"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c * (np.arange(4) != 1)[:, None]),
+         r"^keypoints: camera 1 has 0 valid keypoint"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, mono3d=g, mono3d_units="metres"), r"^mono3d_units: expected"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, units="px"), r"^units: expected"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, mirror_weight=2.0), r"^mirror_weight"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, box_margin=-1), r"^margin"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, mono3d=g, repair_swaps="yes"), r"^repair_swaps"),
+        (lambda kp, c, g: mg.Views(mg.mixtures.keypoints_to_mixtures(kp, c)),
+         r"^mixtures: camera \d's joints spread over .* cannot be box units"),
+    ])
+    def test_input_that_cannot_be_what_was_said_is_refused(self, rng, call, match):
+        scene = mg.synth.make_scene(6)
+        keypoints, confidence = noisy_keypoints(scene, rng)
+        with pytest.raises(ValueError, match=match):
+            call(keypoints, confidence, scene.mono3d)

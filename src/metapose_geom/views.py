@@ -4,6 +4,13 @@ A :class:`Views` holds, for C cameras and J joints, the per-joint 2D evidence as
 Gaussian mixtures in *box units* (``(pixel - box origin) / max(box width, box height)``,
 variances divided by the size squared), optional monocular 3D guesses in the same box units, the
 boxes that lead back to pixels, camera names and the skeleton.
+
+Real detector output comes in through the ``from_*`` constructors, which take keypoints in
+pixels (boxes are inferred around each view's keypoints when none are given) and monocular
+guesses in any unit and origin (each view's guess is brought onto its 2D evidence by the
+weighted least-squares scale and xy offset, :func:`align_mono3d`; the alignment is kept in
+``Views.mono3d_alignment``). Input whose scale cannot be what the caller said is a ValueError
+that says what to pass.
 """
 
 from __future__ import annotations
@@ -14,14 +21,27 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import as_float64, check_choice, check_int
-from .mixtures import KEYPOINT_SIGMA, UNINFORMATIVE_VARIANCE, check_mixtures, keypoints_to_mixtures
+from ._checks import as_float64, check_bool, check_choice, check_int, check_number
+from .mixtures import (KEYPOINT_SIGMA, UNINFORMATIVE_VARIANCE, check_mixtures, keypoints_to_mixtures,
+                       missing_joints, mixture_mean)
 from .skeletons import H36M_17, Skeleton
 
 F64 = NDArray[np.float64]
 
-__all__ = ["KEYPOINT_SIGMA", "UNINFORMATIVE_VARIANCE", "Views", "box_to_pixels", "check_box_values", "check_evidence",
-           "pixels_to_box"]
+__all__ = ["BOX_MARGIN", "KEYPOINT_SIGMA", "MIRROR_WEIGHT", "UNINFORMATIVE_VARIANCE", "Views", "align_mono3d",
+           "box_to_pixels", "check_box_values", "check_evidence", "find_swapped_views", "infer_boxes", "pixels_to_box"]
+
+#: Margin on each side of an inferred box, as a fraction of the extent of the view's keypoints.
+BOX_MARGIN = 0.1
+#: Weight (relative to the keypoint's own component, 1) of the component that a keypoint's
+#: mixture carries at its mirror joint's keypoint (a detector's left/right swap); 0: none.
+MIRROR_WEIGHT = 0.0
+#: A person in pixels spans more than this many pixels; keypoints that span less are box units.
+MIN_PIXEL_SPREAD = 4.0
+#: A person in box units spans about one box; 2D evidence that spans more than this is pixels.
+MAX_BOX_SPREAD = 16.0
+#: Guesses said to be in box units must fit their 2D evidence at a scale within this range.
+BOX_SCALE_RANGE = (0.2, 5.0)
 
 
 def check_box_values(boxes: F64, name: str = "boxes") -> F64:
@@ -96,6 +116,216 @@ def box_to_pixels(points: ArrayLike, boxes: ArrayLike) -> F64:
     return array * box[:, 2:].max(axis=1).reshape(shape[:-1] + (1,)) + box[:, :2].reshape(shape)
 
 
+def infer_boxes(keypoints: ArrayLike, valid: ArrayLike | None = None, margin: float = BOX_MARGIN) -> F64:
+    """keypoints (C, J, 2) pixels (NaN: missing), valid (C, J) bool or None -> boxes (C, 4) ``[x, y, width, height]``.
+
+    Each view's box is the square around the bounding box of its valid keypoints (not NaN, and
+    ``valid`` where given), centred on it, its side the larger extent times ``1 + 2 * margin``.
+    ValueError naming the camera when a view has fewer than two distinct valid keypoints."""
+    points = as_float64(keypoints, "keypoints")
+    if points.ndim != 3 or points.shape[-1] != 2:
+        raise ValueError(f"keypoints: expected shape (C, J, 2), got {points.shape}")
+    usable = ~np.isnan(points).any(axis=-1)
+    if valid is not None:
+        usable &= np.asarray(valid, dtype=bool)
+    margin = check_number(margin, "margin", 0.0)
+    boxes = np.empty((points.shape[0], 4))
+    for camera, (view, keep) in enumerate(zip(points, usable)):
+        seen = view[keep]
+        extent = float((seen.max(axis=0) - seen.min(axis=0)).max()) if len(seen) else 0.0
+        if extent <= 0.0:
+            raise ValueError(
+                f"keypoints: camera {camera} has {len(seen)} valid keypoint(s) at one spot, too few to infer its box "
+                "(leave the view out with Views.subset, or give boxes)"
+            )
+        side = extent * (1.0 + 2.0 * margin)
+        centre = (seen.max(axis=0) + seen.min(axis=0)) / 2.0
+        boxes[camera] = [centre[0] - side / 2.0, centre[1] - side / 2.0, side, side]
+    return check_box_values(boxes, "boxes (inferred)")
+
+
+def align_mono3d(mono3d: ArrayLike, points: ArrayLike, weights: ArrayLike) -> tuple[F64, F64]:
+    """Bring each view's monocular guess onto its 2D evidence.
+
+    mono3d (C, J, 3) in any unit and origin, in the camera's axes (x right, y down, z away from
+    the camera, as the image's), points (C, J, 2) the 2D evidence in box units, weights (C, J)
+    >= 0 (0: no evidence) -> (aligned (C, J, 3) in box units, alignment (C, 3) ``[scale, offset_x,
+    offset_y]``): per view the scale ``s > 0`` and offset ``o`` minimising
+    ``sum_j w_j |s * mono3d_j[:2] + o - points_j|^2``; the aligned guess is ``s * mono3d + [o, 0]``
+    (depth scaled alike, its origin kept: stage 1 centres each guess).
+
+    ValueError naming the camera when a view has fewer than two joints with weight, a guess
+    with all its weighted joints at one point, or a fit that needs a negative scale (the guess's
+    axes are not the image's)."""
+    guesses = as_float64(mono3d, "mono3d")
+    array = as_float64(points, "points")
+    w = as_float64(weights, "weights")
+    if guesses.ndim != 3 or guesses.shape[-1] != 3 or array.shape != guesses.shape[:2] + (2,) \
+            or w.shape != guesses.shape[:2]:
+        raise ValueError(f"mono3d, points, weights: expected shapes (C, J, 3), (C, J, 2), (C, J); got "
+                         f"{guesses.shape}, {array.shape}, {w.shape}")
+    if not (np.isfinite(guesses).all() and np.isfinite(w).all()) or (w < 0).any():
+        raise ValueError("mono3d, weights: expected finite values and weights >= 0")
+    aligned = np.empty_like(guesses)
+    alignment = np.empty((guesses.shape[0], 3))
+    for camera in range(guesses.shape[0]):
+        keep = (w[camera] > 0) & np.isfinite(array[camera]).all(axis=-1)
+        if keep.sum() < 2:
+            raise ValueError(f"mono3d: camera {camera} has {int(keep.sum())} joint(s) with 2D evidence; at least two "
+                             "are needed to bring its guess into box units")
+        weight = w[camera, keep] / w[camera, keep].sum()
+        source, target = guesses[camera, keep, :2], array[camera, keep]
+        source_mean, target_mean = weight @ source, weight @ target
+        centred = source - source_mean
+        spread = float(weight @ (centred**2).sum(axis=-1))
+        size = float(np.abs(source).max())
+        if not spread > (1e-9 * size) ** 2:
+            raise ValueError(f"mono3d: camera {camera}'s guess has all its joints (with 2D evidence) at one point")
+        scale = float(weight @ (centred * (target - target_mean)).sum(axis=-1)) / spread
+        if not scale > 0.0:
+            raise ValueError(
+                f"mono3d: camera {camera}'s guess fits its 2D evidence only mirrored (scale {scale:.3g}); guesses "
+                "must be in the camera's axes, x right, y down, z away from the camera"
+            )
+        offset = target_mean - scale * source_mean
+        aligned[camera] = scale * guesses[camera]
+        aligned[camera, :, :2] += offset
+        alignment[camera] = [scale, *offset]
+    return aligned, alignment
+
+
+def _evidence_weights(mixtures: F64) -> tuple[F64, F64]:
+    """mixtures (C, J, K, 4) -> each joint's point (C, J, 2) (the mixture mean) and a weight (C, J):
+    one over the mixture's standard deviation (so a keypoint's weight is its confidence over
+    ``KEYPOINT_SIGMA``), 0 for a joint with no real evidence."""
+    mean = mixture_mean(mixtures)
+    total = mixtures[..., 0].sum(axis=-1)
+    offsets = ((mixtures[..., 1:3] - mean[..., None, :]) ** 2).sum(axis=-1)
+    variance = (mixtures[..., 0] * (mixtures[..., 3] + offsets / 2.0)).sum(axis=-1) / total
+    weights = np.where(missing_joints(mixtures), 0.0, 1.0 / np.sqrt(variance))
+    return mean, weights
+
+
+def _spread(points: F64, keep: NDArray[np.bool_]) -> F64:
+    """points (C, J, 2), keep (C, J) -> (C,) the larger extent of each view's kept points (0 if none)."""
+    spread = np.zeros(points.shape[0])
+    for camera in range(points.shape[0]):
+        seen = points[camera, keep[camera]]
+        if len(seen):
+            spread[camera] = float((seen.max(axis=0) - seen.min(axis=0)).max())
+    return spread
+
+
+def _check_box_unit_evidence(mixtures: F64) -> None:
+    """(C, J, K, 4) said to be in box units: a view whose joints spread over more than
+    ``MAX_BOX_SPREAD`` units is pixels (ValueError saying what to pass)."""
+    spread = _spread(mixture_mean(mixtures), ~missing_joints(mixtures))
+    if spread.max() > MAX_BOX_SPREAD:
+        camera = int(spread.argmax())
+        raise ValueError(
+            f"mixtures: camera {camera}'s joints spread over {spread[camera]:.4g} units, which cannot be box units "
+            "(a person spans about one box); give pixels with Views.from_keypoints(...) or "
+            "Views.from_mixtures(..., units='pixels', boxes=...)"
+        )
+
+
+def _mono3d_in_box_units(mono3d: ArrayLike | None, mixtures: F64, units: str) -> tuple[F64 | None, F64 | None]:
+    """The ``from_*`` constructors' monocular guesses: ``units="auto"`` aligns each view onto its
+    2D evidence (:func:`align_mono3d`); ``"box"`` keeps them and checks that their scale fits."""
+    units = check_choice(units, "mono3d_units", ("auto", "box"))
+    if mono3d is None:
+        return None, None
+    guesses = as_float64(mono3d, "mono3d")
+    if guesses.shape != mixtures.shape[:2] + (3,):
+        raise ValueError(f"mono3d: expected shape (C={mixtures.shape[0]}, J={mixtures.shape[1]}, 3), got {guesses.shape}")
+    if not np.isfinite(guesses).all():
+        raise ValueError("mono3d: contains NaN or inf")
+    points, weights = _evidence_weights(mixtures)
+    aligned, alignment = align_mono3d(guesses, points, weights)
+    if units == "auto":
+        return aligned, alignment
+    low, high = BOX_SCALE_RANGE
+    scale = alignment[:, 0]
+    bad = np.flatnonzero((scale < low) | (scale > high))
+    if len(bad):
+        camera = int(bad[0])
+        raise ValueError(
+            f"mono3d: camera {camera}'s guess is {1.0 / scale[camera]:.3g} times the size of its 2D evidence in box "
+            "units, so it is not in box units; pass mono3d_units='auto' to bring it there"
+        )
+    return guesses, None
+
+
+def _with_mirror(mixtures: F64, skeleton: Skeleton, weight: float) -> F64:
+    """(C, J, K, 4) -> (C, J, 2K, 4): each joint's mixture gains, at ``weight`` times its own
+    weights, the components of its mirror joint (left <-> right), for joints with evidence whose
+    mirror joint has evidence too; otherwise the added components have weight 0."""
+    weight = check_number(weight, "mirror_weight", 0.0, 1.0)
+    if weight == 0.0 or not skeleton.mirror_pairs:
+        return mixtures
+    index = skeleton.mirror_index()
+    mirrored = mixtures[:, index].copy()
+    missing = missing_joints(mixtures)
+    usable = ~missing & ~missing[:, index] & (index != np.arange(len(index)))
+    total = mixtures[..., 0].sum(axis=-1)  # (C, J), positive
+    mirrored[..., 0] *= (np.where(usable, weight, 0.0) * total / total[:, index])[..., None]
+    return np.concatenate([mixtures, mirrored], axis=2)
+
+
+def _chirality_residual(first: F64, second: F64) -> F64:
+    """first, second (..., J, 3) -> (...,): how badly a rotation and scale fit ``second`` onto
+    ``first`` (both centred), from 0 (a perfect fit) to 1; a mirror image fits badly."""
+    a = first - first.mean(axis=-2, keepdims=True)
+    b = second - second.mean(axis=-2, keepdims=True)
+    u, sigma, vt = np.linalg.svd(np.swapaxes(b, -1, -2) @ a)
+    sign = np.sign(np.linalg.det(u @ vt))
+    fit = sigma[..., 0] + sigma[..., 1] + sign * sigma[..., 2]
+    norms = (a**2).sum(axis=(-1, -2)) * (b**2).sum(axis=(-1, -2))
+    return 1.0 - fit**2 / np.maximum(norms, np.finfo(np.float64).tiny)
+
+
+def find_swapped_views(mono3d: ArrayLike, skeleton: Skeleton = H36M_17, margin: float = 0.8) -> NDArray[np.bool_]:
+    """mono3d (C, J, 3) one frame's monocular guesses -> (C,) True for the views whose left and
+    right are swapped (a detector that took the person's back for their front labels the whole body
+    mirrored, and its guess is then a mirror image that no rotation fits onto the other views').
+
+    The labelling chosen is the one (up to swapping every view, which no view can tell apart)
+    whose guesses fit each other best by rotation and scale (pairwise, summed); it replaces the
+    given one only when its misfit is under ``margin`` times the given one's, and it swaps at
+    most half the views. Exhaustive up to 10 cameras, view by view beyond."""
+    guesses = as_float64(mono3d, "mono3d")
+    cameras = guesses.shape[0]
+    if not skeleton.mirror_pairs or cameras < 3:
+        return np.zeros(cameras, dtype=bool)  # with two views nothing says which one is swapped
+    mirrored = guesses[:, skeleton.mirror_index()]
+    first, second = np.triu_indices(cameras, 1)
+    same = _chirality_residual(guesses[first], guesses[second])  # (pairs,)
+    crossed = _chirality_residual(guesses[first], mirrored[second])
+
+    def misfit(flips: NDArray[np.bool_]) -> F64:  # flips (N, C) -> (N,)
+        differ = flips[:, first] != flips[:, second]
+        return np.where(differ, crossed, same).sum(axis=-1)
+
+    if cameras <= 10:
+        codes = np.arange(2 ** (cameras - 1))  # camera 0 kept; the complement is the same labelling
+        options = ((codes[:, None] >> np.arange(cameras)) & 1).astype(bool)
+    else:
+        options = np.zeros((1, cameras), dtype=bool)
+        for camera in range(cameras):
+            trial = options[-1].copy()
+            trial[camera] = True
+            if misfit(trial[None])[0] < misfit(options[-1:])[0]:
+                options = np.vstack([options, trial])
+    totals = misfit(options)
+    best = options[int(np.argmin(totals))]
+    if best.sum() * 2 > cameras:
+        best = ~best
+    if best.sum() * 2 == cameras:
+        return np.zeros(cameras, dtype=bool)  # half and half: no majority to follow
+    given = float(misfit(np.zeros((1, cameras), dtype=bool))[0])
+    return best if misfit(best[None])[0] < margin * given else np.zeros(cameras, dtype=bool)
+
+
 def _frozen(array: F64) -> F64:
     """A read-only copy: a Views never shares memory with its caller, and nobody writes into it."""
     copy = np.array(array, dtype=np.float64, order="C", copy=True)
@@ -107,12 +337,22 @@ def _frozen(array: F64) -> F64:
 class Views:
     """Validated evidence for one frame, held as read-only copies of what was given.
 
+    The constructor takes box units (the solver's array contract); real detector output comes
+    in through :meth:`from_keypoints`, :meth:`from_mixtures` and :meth:`from_heatmaps`, which take
+    pixels and monocular guesses in any unit.
+
     Attributes:
         mixtures: (C, J, K, 4) ``[weight, mu_x, mu_y, variance]`` in box units.
         mono3d: (C, J, 3) monocular 3D guess per view in box units (xy on the 2D evidence), or None.
         boxes: (C, 4) ``[x, y, width, height]`` in pixels, or None (then pixels are box units).
         camera_names: C names.
         skeleton: the joint layout; J equals ``skeleton.num_joints``.
+        mono3d_alignment: (C, 3) ``[scale, offset_x, offset_y]`` that brought guesses given in
+            other units into box units (``box = scale * given + [offset_x, offset_y, 0]``), or
+            None when they were given in box units.
+        swapped: (C,) bool, the views whose left and right the constructor swapped back
+            (:func:`find_swapped_views`; their mixtures and guesses are relabelled), or None when
+            this was not looked for.
     """
 
     mixtures: F64
@@ -120,15 +360,31 @@ class Views:
     boxes: F64 | None = None
     camera_names: tuple[str, ...] = ()
     skeleton: Skeleton = field(default=H36M_17)
+    mono3d_alignment: F64 | None = None
+    swapped: NDArray[np.bool_] | None = None
 
     def __post_init__(self) -> None:
         mixtures, mono3d, boxes = check_evidence(self.mixtures, self.mono3d, self.boxes, self.skeleton)
+        _check_box_unit_evidence(mixtures)
         object.__setattr__(self, "mixtures", _frozen(mixtures))
         if mono3d is not None:
             object.__setattr__(self, "mono3d", _frozen(mono3d))
         if boxes is not None:
             object.__setattr__(self, "boxes", _frozen(boxes))
         cameras = mixtures.shape[0]
+        if self.mono3d_alignment is not None:
+            alignment = as_float64(self.mono3d_alignment, "mono3d_alignment")
+            if mono3d is None or alignment.shape != (cameras, 3) or not np.isfinite(alignment).all() \
+                    or (alignment[:, 0] <= 0).any():
+                raise ValueError(f"mono3d_alignment: expected ({cameras}, 3) [scale > 0, offset_x, offset_y] beside "
+                                 f"a mono3d, got {alignment.shape}")
+            object.__setattr__(self, "mono3d_alignment", _frozen(alignment))
+        if self.swapped is not None:
+            swapped = np.array(self.swapped, copy=True)
+            if swapped.shape != (cameras,) or swapped.dtype != bool:
+                raise ValueError(f"swapped: expected ({cameras},) bool, got {swapped.shape} {swapped.dtype}")
+            swapped.setflags(write=False)
+            object.__setattr__(self, "swapped", swapped)
         names = tuple(self.camera_names) or tuple(f"cam{c}" for c in range(cameras))
         if len(names) != cameras or len(set(names)) != cameras:
             raise ValueError(f"camera_names: expected {cameras} distinct names, got {names}")
@@ -151,6 +407,26 @@ class Views:
     # ------------------------------------------------------------------ constructors
 
     @classmethod
+    def _from_box_units(cls, mixtures: F64, mono3d: ArrayLike | None, boxes: ArrayLike | None,
+                        camera_names: Sequence[str], skeleton: Skeleton, mono3d_units: str,
+                        repair_swaps: bool) -> Views:
+        """The constructors' common end: mixtures checked in box units, guesses brought there,
+        and (``repair_swaps``, with guesses) views whose left and right are swapped relabelled."""
+        if not isinstance(skeleton, Skeleton):
+            raise ValueError(f"skeleton: expected a Skeleton, got {type(skeleton).__name__}")
+        mixtures, _, _ = check_evidence(mixtures, None, None, skeleton)
+        guesses, alignment = _mono3d_in_box_units(mono3d, mixtures, mono3d_units)
+        swapped = None
+        if check_bool(repair_swaps, "repair_swaps") and guesses is not None:
+            swapped = find_swapped_views(guesses, skeleton)
+            if swapped.any():
+                index = skeleton.mirror_index()
+                mixtures, guesses = mixtures.copy(), guesses.copy()
+                mixtures[swapped] = mixtures[swapped][:, index]
+                guesses[swapped] = guesses[swapped][:, index]
+        return cls(mixtures, guesses, boxes, tuple(camera_names), skeleton, alignment, swapped)
+
+    @classmethod
     def from_mixtures(
         cls,
         mixtures: ArrayLike,
@@ -159,8 +435,14 @@ class Views:
         camera_names: Sequence[str] = (),
         skeleton: Skeleton = H36M_17,
         units: str = "box",
+        *,
+        mono3d_units: str = "auto",
+        repair_swaps: bool = True,
     ) -> Views:
-        """mixtures (C, J, K, 4) in box units, or in pixels with ``units="pixels"`` (boxes needed)."""
+        """mixtures (C, J, K, 4) in box units, or in pixels with ``units="pixels"`` (boxes needed);
+        mono3d (C, J, 3) in any unit and origin (``mono3d_units="auto"``, aligned per view onto the
+        mixture means weighted by their sharpness) or in box units (``"box"``, checked);
+        ``repair_swaps`` as :meth:`from_keypoints`."""
         array = as_float64(mixtures, "mixtures")
         if check_choice(units, "units", ("box", "pixels")) == "pixels":
             if boxes is None:
@@ -172,7 +454,7 @@ class Views:
             array = array.copy()
             array[..., 1:3] = pixels_to_box(array[..., 1:3], box)
             array[..., 3] /= size**2
-        return cls(array, mono3d, boxes, tuple(camera_names), skeleton)
+        return cls._from_box_units(array, mono3d, boxes, camera_names, skeleton, mono3d_units, repair_swaps)
 
     @classmethod
     def from_keypoints(
@@ -183,13 +465,35 @@ class Views:
         mono3d: ArrayLike | None = None,
         camera_names: Sequence[str] = (),
         skeleton: Skeleton = H36M_17,
+        *,
+        units: str = "pixels",
+        mono3d_units: str = "auto",
+        box_margin: float = BOX_MARGIN,
+        mirror_weight: float = MIRROR_WEIGHT,
+        repair_swaps: bool = True,
     ) -> Views:
-        """keypoints (C, J, 2) in pixels (box units when ``boxes`` is None), confidences (C, J) in [0, 1].
+        """A detector's output: keypoints (C, J, 2) in pixels, confidences (C, J) in [0, 1].
 
-        Each keypoint becomes one component at the keypoint with standard deviation
+        Args:
+            keypoints: (C, J, 2) pixels (``units="pixels"``, the default) or box units
+                (``units="box"``, then without boxes); NaN marks a missing joint.
+            confidences: (C, J) in [0, 1]; 0 marks a missing joint.
+            boxes: (C, 4) ``[x, y, width, height]`` pixels; None infers a square box around each
+                view's valid keypoints (:func:`infer_boxes`, ``box_margin`` on each side).
+            mono3d: (C, J, 3) monocular guesses in the camera's axes (x right, y down, z away),
+                any unit and origin (``mono3d_units="auto"``: each view brought onto its keypoints
+                by the confidence-weighted least-squares scale and xy offset, recorded in
+                ``mono3d_alignment``), or in box units (``"box"``: used as given, its scale checked).
+            mirror_weight: weight of a second component at the mirror joint's keypoint (a
+                detector's left/right swap), relative to the keypoint's own; 0 for none.
+            repair_swaps: with guesses from 3 or more views, relabel the views whose whole body
+                is swapped left for right (:func:`find_swapped_views`; recorded in ``swapped``).
+
+        Each keypoint becomes a component at the keypoint with standard deviation
         ``KEYPOINT_SIGMA / confidence`` box units (capped at one box). A joint with confidence 0
         or a NaN keypoint is missing: its component sits at the box centre with variance
-        ``UNINFORMATIVE_VARIANCE``, so it barely pulls the solution.
+        ``UNINFORMATIVE_VARIANCE``, so it barely pulls the solution. Keypoints whose spread cannot
+        be in the units given (a person within 4 pixels, or over 16 boxes) are a ValueError.
         """
         points = as_float64(keypoints, "keypoints")
         if points.ndim != 3 or points.shape[-1] != 2 or 0 in points.shape:
@@ -201,10 +505,24 @@ class Views:
             raise ValueError("confidences: expected finite values in [0, 1]")
         if np.isinf(points).any():
             raise ValueError("keypoints: contains inf (use NaN for a missing joint)")
-        if boxes is not None:
+        valid = (conf > 0) & ~np.isnan(points).any(axis=-1)
+        spread = _spread(points, valid)
+        if check_choice(units, "units", ("pixels", "box")) == "box":
+            if boxes is not None:
+                raise ValueError("boxes: keypoints in box units take no boxes (give pixels with their boxes)")
+            if spread.max() > MAX_BOX_SPREAD:
+                raise ValueError(f"keypoints: they spread over {spread.max():.4g} units, which cannot be box units (a "
+                                 "person spans about one box); pass units='pixels' (the default)")
+        else:
+            if spread.max() < MIN_PIXEL_SPREAD:
+                raise ValueError(f"keypoints: they spread over {spread.max():.3g} pixels at most, which cannot be a "
+                                 "person in pixels; for box units pass units='box'")
+            if boxes is None:
+                boxes = infer_boxes(points, valid, box_margin)
             points = pixels_to_box(points, boxes)  # NaN (missing) stays NaN
         mixtures = keypoints_to_mixtures(points, conf)
-        return cls(mixtures, mono3d, boxes, tuple(camera_names), skeleton)
+        mixtures = _with_mirror(mixtures, skeleton, mirror_weight) if isinstance(skeleton, Skeleton) else mixtures
+        return cls._from_box_units(mixtures, mono3d, boxes, camera_names, skeleton, mono3d_units, repair_swaps)
 
     @classmethod
     def from_heatmaps(
@@ -219,6 +537,9 @@ class Views:
         limits: ArrayLike = (0.0, 0.0, 1.0, 1.0),
         on_invalid: str = "raise",
         negative: str = "clip",
+        *,
+        mono3d_units: str = "auto",
+        repair_swaps: bool = True,
     ) -> Views:
         """heatmaps (C, J, H, W), boxes (C, 4) ``[x, y, width, height]`` px or None, mono3d (C, J, 3) or None.
 
@@ -228,7 +549,7 @@ class Views:
         units by :func:`metapose_geom.heatmaps.fit_mixtures` (weighted EM, ``steps`` steps;
         ``on_invalid`` and ``negative`` as there: ``on_invalid="uninformative"`` turns a blank or
         broken heatmap into a missing joint). ``boxes`` only lead back to pixels; without them
-        pixels are box units.
+        pixels are box units. ``mono3d``, ``mono3d_units`` and ``repair_swaps`` as :meth:`from_mixtures`.
         """
         from .heatmaps import fit_mixtures  # numba is imported on first use only
 
@@ -236,7 +557,7 @@ class Views:
         if array.ndim != 4 or 0 in array.shape:
             raise ValueError(f"heatmaps: expected shape (C, J, H, W) with all sizes >= 1, got {array.shape}")
         mixtures = fit_mixtures(array, num_components, steps, limits, on_invalid, negative)
-        return cls(mixtures, mono3d, boxes, tuple(camera_names), skeleton)
+        return cls._from_box_units(mixtures, mono3d, boxes, camera_names, skeleton, mono3d_units, repair_swaps)
 
     # ------------------------------------------------------------------ selections and units
 
@@ -262,6 +583,8 @@ class Views:
             None if self.boxes is None else self.boxes[index],
             tuple(self.camera_names[i] for i in index),
             self.skeleton,
+            None if self.mono3d_alignment is None else self.mono3d_alignment[index],
+            None if self.swapped is None else self.swapped[index],
         )
 
     def to_pixels(self, points: ArrayLike) -> F64:
