@@ -14,6 +14,23 @@ from numpy.typing import ArrayLike, NDArray
 from ._checks import as_float64
 
 
+def _check_mirror_pairs(pairs: tuple[tuple[int, int], ...], count: int, what: str) -> None:
+    """ValueError naming ``mirror_pairs`` unless ``pairs`` are disjoint pairs of distinct indices in [0, count)."""
+    seen = [i for pair in pairs for i in pair]
+    if any(len(pair) != 2 or pair[0] == pair[1] for pair in pairs) or len(set(seen)) != len(seen) \
+            or any(not 0 <= i < count for i in seen):
+        raise ValueError(f"mirror_pairs: expected disjoint pairs of distinct {what} indices in [0, {count}), "
+                         f"got {pairs}")
+
+
+def _mirror_index(pairs: tuple[tuple[int, int], ...], count: int) -> NDArray[np.int64]:
+    """(count,) the permutation that exchanges each pair's two indices and keeps every other index."""
+    index = np.arange(count, dtype=np.int64)
+    for left, right in pairs:
+        index[left], index[right] = right, left
+    return index
+
+
 @dataclass(frozen=True)
 class Skeleton:
     """Joint names (J,), bones as (parent, child) joint-index pairs, a rest pose (J, 3) in mm, and
@@ -26,11 +43,7 @@ class Skeleton:
     mirror_pairs: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
-        seen: list[int] = [i for pair in self.mirror_pairs for i in pair]
-        if any(len(pair) != 2 or pair[0] == pair[1] for pair in self.mirror_pairs) or len(set(seen)) != len(seen) \
-                or any(not 0 <= i < len(self.joints) for i in seen):
-            raise ValueError(f"mirror_pairs: expected disjoint pairs of distinct joint indices in [0, {len(self.joints)}), "
-                             f"got {self.mirror_pairs}")
+        _check_mirror_pairs(self.mirror_pairs, len(self.joints), "joint")
 
     @property
     def num_joints(self) -> int:
@@ -39,10 +52,7 @@ class Skeleton:
     def mirror_index(self) -> NDArray[np.int64]:
         """(J,) each joint's mirror image: ``points[..., skeleton.mirror_index(), :]`` swaps left and
         right (joints on the midline map to themselves)."""
-        index = np.arange(self.num_joints)
-        for left, right in self.mirror_pairs:
-            index[left], index[right] = right, left
-        return index
+        return _mirror_index(self.mirror_pairs, self.num_joints)
 
     def rest_pose(self) -> NDArray[np.float64]:
         """(J, 3) rest pose in mm: x to the subject's left, y up, z forward, pelvis at the origin."""
