@@ -231,7 +231,8 @@ class TestSolveAniPose:
 
     def test_views_without_boxes_are_in_pixels(self, exact):
         scene, views = exact
-        pixel_views = mg.Views.from_keypoints(scene.pose2d, np.ones(scene.pose2d.shape[:2]), skeleton=scene.skeleton)
+        pixel_views = mg.Views.from_keypoints(scene.pose2d, np.ones(scene.pose2d.shape[:2]), skeleton=scene.skeleton,
+                                             mirror_weight=0.0)  # AniPose triangulates mixture means
         options = {"adjust_cameras": False}
         with_boxes = mg.solve(views, method="anipose", cameras=scene_cameras(scene), options=options)
         in_pixels = mg.solve(pixel_views, method="anipose", cameras=scene_cameras(scene), options=options)
@@ -259,7 +260,7 @@ class TestSolveAniPose:
         for pose in poses:
             pixels = np.stack([geometry.project_perspective(pose, rig.rotation[c], rig.translation[c],
                                                             rig.intrinsics[c], rig.distortion[c]) for c in range(3)])
-            frames.append(mg.Views.from_keypoints(pixels, np.ones((3, pose.shape[0]))))
+            frames.append(mg.Views.from_keypoints(pixels, np.ones((3, pose.shape[0])), mirror_weight=0.0))
         start = perturb_cameras(rig, poses[0].mean(axis=0), np.random.default_rng(0), 3.0, 0.05)
         solutions = mg.solve_batch(frames, method="anipose", cameras=start, options={"adjust_intrinsics": False},
                                    progress=False)
@@ -280,12 +281,12 @@ class TestSolveAniPose:
         keypoints, confidence = scene.pose2d.copy(), np.ones(scene.pose2d.shape[:2])
         keypoints[0, 3] = np.nan  # camera 0 does not see the right foot
         confidence[1, 5] = 0.0  # camera 1 does not see the left knee
-        views = mg.Views.from_keypoints(keypoints, confidence, boxes=scene.boxes)
+        views = mg.Views.from_keypoints(keypoints, confidence, boxes=scene.boxes, mirror_weight=0.0)
         solution = mg.solve(views, method="anipose", cameras=scene_cameras(scene), options={"adjust_cameras": False})
         np.testing.assert_allclose(solution.pose3d, scene.pose3d_cam[0], rtol=0, atol=0.5)
         keypoints[1, 3] = np.nan  # now camera 2 alone sees the right foot: it cannot be triangulated
         with pytest.raises(ValueError, match=r"frames\[0\]: joint 3 \(\w+\) has evidence in 1 view"):
-            mg.solve(mg.Views.from_keypoints(keypoints, confidence, boxes=scene.boxes), method="anipose",
+            mg.solve(mg.Views.from_keypoints(keypoints, confidence, boxes=scene.boxes, mirror_weight=0.0), method="anipose",
                      cameras=scene_cameras(scene))
 
     def test_bad_input(self, scene):

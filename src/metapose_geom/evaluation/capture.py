@@ -169,7 +169,7 @@ def evaluate_capture(
         for name in (truth, valid) + ((calibration,) if calibration else ()):
             if name not in data.files:
                 raise ValueError(f"{path}: no field {name!r} (the pseudo ground truth and calibration the evaluation "
-                                 "needs); have {sorted(data.files)}")
+                                 f"needs); have {sorted(data.files)}")
         truth_poses = np.asarray(data[truth], dtype=np.float64)
         valid_joints = np.asarray(data[valid], dtype=bool)
         lab = None if calibration is None else np.asarray(data[calibration], dtype=np.float64)
