@@ -9,27 +9,34 @@ tracks, centred per view, has rank 3: ``W = M S``. The steps:
 1. **Weighted rank-3 fit.** Each (c, j) gets the weight ``1 / v_cj``, ``v_cj`` the mixture's
    per-axis variance about its mean (a sharp keypoint counts more than a vague or two-peaked
    one), and 0 where the joint has no real evidence in the view
-   (:func:`metapose_geom.mixtures.missing_joints`). Started from the SVD of the matrix with the
-   missing entries filled by their view's mean, alternating least squares (joints given the
-   cameras, then cameras and shifts given the joints) minimises ``sum w |p - M X - t|^2``;
-   without missing entries and with noise-free data the SVD is already exact.
+   (:func:`metapose_geom.mixtures.missing_joints`). Started from the SVD of the joints every
+   view sees (or every view of a subset, when fewer than four are seen by all; failing that, of
+   the matrix with missing entries filled by their view's mean), alternating least squares
+   (joints given the cameras, then cameras and shifts given the joints) minimises
+   ``sum w |p - M X - t|^2``; with noise-free data the start is already exact.
 2. **Metric upgrade.** The fit holds up to an affine map: ``M G`` and ``G^-1 S`` fit alike. For
    weak cameras the rows ``m_c, n_c`` of ``M_c G`` are orthogonal and of equal length, which is
    linear in the symmetric ``Q = G G^T``: ``m_c Q m_c^T = n_c Q n_c^T`` and ``m_c Q n_c^T = 0``,
    2C equations in Q's 6 entries, solved (the smallest right singular vector) with the scale
    fixed by a mean squared camera scale of 1. Q is projected onto the positive-definite matrices
    (eigenvalues floored at ``Q_FLOOR`` of the largest) and ``G = V sqrt(diag(e))`` from its
-   eigen-decomposition. With **two views** the 4 equations leave a one-parameter family of Q
-   (every member reproduces the 2D exactly: the pose can be stretched along a direction the two
-   views share, and rotated with it); the member whose bone-length ratios are nearest the
-   skeleton's rest pose is taken (a 60-point grid over the family, then a golden-section search).
+   eigen-decomposition. With **two views** the 4 equations leave a one-parameter family of Q:
+   metric reconstructions that all reproduce the 2D exactly, each with its own angle between the
+   two views and the pose's depth relief stretched to match (the two-view ambiguity of affine
+   cameras). The member whose bone-length ratios are nearest the skeleton's rest pose is taken (a
+   60-point grid over the family, then a golden-section search); on noise-free synthetic frames
+   its pose is a few millimetres (PMPJPE) from the truth.
 3. **Cameras.** ``s_c R_c[:, :2]`` is ``[m_c, n_c]^T``: the nearest orthonormal pair (SVD) gives
    the first two columns of ``R_c``, their cross product the third, the mean singular value
    ``s_c``.
 4. **Chirality.** Affine cameras cannot tell the pose from its mirror image (``X D`` seen by
    cameras ``D R_c`` gives the same 2D for a reflection D). The pose is aligned to the skeleton's
    rest pose (x to the subject's left, y up, z forward) by an orthogonal Procrustes that allows
-   a reflection; when the best fit is a reflection the mirrored reconstruction is used.
+   a reflection; when the best fit is a reflection the mirrored reconstruction is used. The
+   forearms (``CHIRALITY_SKIPS``) are left out of that fit: they swing too freely for the rest
+   pose to say where they are. On varied synthetic poses this picks the right image 97.5% of the
+   time (87% with the forearms in); a miss gives the exact mirror image, which the refiner
+   cannot undo (the objective does not change under it).
 5. **Output.** Expressed in camera 0's frame (``R_0 = I``, ``s_0 = 1``, as stage 1 gives it),
    the pose centred on its mean joint; each shift is the weighted least-squares one (depth 0).
    A joint seen by fewer than two views has no determined depth: it takes the point of its
