@@ -401,8 +401,8 @@ def anipose(frames: Frames, options: AniPoseOptions, call: CallSettings) -> list
 
 
 register(RegisteredMethod("s1", RefineOptions, stage1,
-                          summary="stage 1 alone: Procrustes of the monocular guesses"))
+                          summary="the start alone: stage 1 (monocular guesses) or the factorisation of the 2D"))
 register(RegisteredMethod("ir", RefineOptions, refine,
-                          summary="stage 1 (or a random start), then the iterative refiner"))
+                          summary="the start (stage 1, factorisation or random), then the iterative refiner"))
 register(RegisteredMethod("anipose", AniPoseOptions, anipose, takes_cameras=True, stacked=False,
                           summary="aniposelib's bundle adjustment of start cameras, then triangulation"))
