@@ -268,15 +268,26 @@ class TestRealInput:
         truth = scene.pose3d
         assert mg.metrics.pmpjpe(mg.solve(repaired).pose3d, truth) < mg.metrics.pmpjpe(mg.solve(kept).pose3d, truth)
         assert repaired.subset([2, 0]).swapped.tolist() == [True, False]
+        # without guesses, the 2D alone says which view is swapped (views of one pose are rank 3)
+        from_2d = mg.Views.from_keypoints(keypoints, confidence)
+        np.testing.assert_array_equal(from_2d.swapped, [False, False, True, False])
+        np.testing.assert_allclose(from_2d.mixtures, clean.mixtures, rtol=1e-12)
+        assert mg.Views.from_keypoints(keypoints, confidence, repair_swaps=False).swapped is None
 
     def test_swaps_are_not_looked_for_with_two_views_or_when_half_disagree(self, rng):
         guesses = rng.normal(size=(4, 17, 3))
         index = mg.H36M_17.mirror_index()
         assert not mg.views.find_swapped_views(guesses[:2]).any()
+        with pytest.raises(ValueError, match="^mono3d, points: give"):
+            mg.views.find_swapped_views()
         half = guesses.copy()
         half[:2] = guesses[0]
         half[2:] = guesses[0, index]
         assert not mg.views.find_swapped_views(half).any()
+        for seed in range(20):  # unrelated guesses or 2D fit no labelling: nothing to repair
+            noise = np.random.default_rng(seed)
+            assert not mg.views.find_swapped_views(noise.normal(size=(5, 17, 3))).any()
+            assert not mg.views.find_swapped_views(points=noise.normal(size=(5, 17, 2))).any()
         one = np.repeat(guesses[:1], 4, axis=0)
         one[3] = one[3, index]
         np.testing.assert_array_equal(mg.views.find_swapped_views(one), [False, False, False, True])

@@ -15,7 +15,7 @@ that says what to pass.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -286,46 +286,104 @@ def _chirality_residual(first: F64, second: F64) -> F64:
     return 1.0 - fit**2 / np.maximum(norms, np.finfo(np.float64).tiny)
 
 
-def find_swapped_views(mono3d: ArrayLike, skeleton: Skeleton = H36M_17, margin: float = 0.8) -> NDArray[np.bool_]:
-    """mono3d (C, J, 3) one frame's monocular guesses -> (C,) True for the views whose left and
-    right are swapped (a detector that took the person's back for their front labels the whole body
-    mirrored, and its guess is then a mirror image that no rotation fits onto the other views').
+def _rank3_residual(points: F64) -> F64:
+    """points (..., 2C, J) stacked views -> (...,): the share of the centred measurements' energy
+    beyond rank 3 (0 for views of one rigid pose by affine cameras)."""
+    centred = points - points.mean(axis=-1, keepdims=True)
+    sigma = np.linalg.svd(centred, compute_uv=False)
+    energy = (sigma**2).sum(axis=-1)
+    return (sigma[..., 3:] ** 2).sum(axis=-1) / np.maximum(energy, np.finfo(np.float64).tiny)
 
-    The labelling chosen is the one (up to swapping every view, which no view can tell apart)
-    whose guesses fit each other best by rotation and scale (pairwise, summed); it replaces the
-    given one only when its misfit is under ``margin`` times the given one's, and it swaps at
-    most half the views. Exhaustive up to 10 cameras, view by view beyond."""
-    guesses = as_float64(mono3d, "mono3d")
-    cameras = guesses.shape[0]
-    if not skeleton.mirror_pairs or cameras < 3:
-        return np.zeros(cameras, dtype=bool)  # with two views nothing says which one is swapped
-    mirrored = guesses[:, skeleton.mirror_index()]
-    first, second = np.triu_indices(cameras, 1)
-    same = _chirality_residual(guesses[first], guesses[second])  # (pairs,)
-    crossed = _chirality_residual(guesses[first], mirrored[second])
 
-    def misfit(flips: NDArray[np.bool_]) -> F64:  # flips (N, C) -> (N,)
-        differ = flips[:, first] != flips[:, second]
-        return np.where(differ, crossed, same).sum(axis=-1)
-
+def _labellings(cameras: int, misfit: Callable[[NDArray[np.bool_]], F64], margin: float,
+                ceiling: float) -> NDArray[np.bool_]:
+    """(C,) the views to swap: the labelling with the least misfit (``misfit`` maps (N, C) swap
+    choices to (N,)), among all of them up to 10 cameras (camera 0 kept: swapping every view is
+    the same labelling) or view by view beyond; at most half the views swapped (the majority's
+    left is left), and only when its misfit is under ``margin`` times the given labelling's and
+    under ``ceiling`` (evidence that fits no labelling well says nothing about swaps)."""
+    none = np.zeros(cameras, dtype=bool)
     if cameras <= 10:
-        codes = np.arange(2 ** (cameras - 1))  # camera 0 kept; the complement is the same labelling
+        codes = np.arange(2 ** (cameras - 1))
         options = ((codes[:, None] >> np.arange(cameras)) & 1).astype(bool)
     else:
-        options = np.zeros((1, cameras), dtype=bool)
+        options = none[None]
         for camera in range(cameras):
             trial = options[-1].copy()
             trial[camera] = True
             if misfit(trial[None])[0] < misfit(options[-1:])[0]:
                 options = np.vstack([options, trial])
-    totals = misfit(options)
-    best = options[int(np.argmin(totals))]
+    best = options[int(np.argmin(misfit(options)))]
     if best.sum() * 2 > cameras:
         best = ~best
     if best.sum() * 2 == cameras:
-        return np.zeros(cameras, dtype=bool)  # half and half: no majority to follow
-    given = float(misfit(np.zeros((1, cameras), dtype=bool))[0])
-    return best if misfit(best[None])[0] < margin * given else np.zeros(cameras, dtype=bool)
+        return none  # half and half: no majority to follow
+    least = misfit(best[None])[0]
+    return best if least < margin * misfit(none[None])[0] and least < ceiling else none
+
+
+#: find_swapped_views from guesses: a labelling is taken when its mean rotation-and-scale misfit
+#: over pairs of views is under ``margin`` (argument) times the given one's and under this (one
+#: view's guess against another's misfits 0.02-0.3, more with large depth errors; unrelated poses 0.5-0.9).
+SWAP_GUESS_CEILING = 0.35
+#: find_swapped_views from the 2D: the energy beyond rank 3 of the relabelled views must be under
+#: this and under half the given labelling's (views of one pose leave under 1% beyond rank 3).
+SWAP_RANK_CEILING = 0.05
+
+
+def find_swapped_views(mono3d: ArrayLike | None = None, points: ArrayLike | None = None,
+                       weights: ArrayLike | None = None, skeleton: Skeleton = H36M_17,
+                       margin: float = 0.8) -> NDArray[np.bool_]:
+    """One frame's views whose left and right are swapped: a detector that takes the person's back
+    for their front labels the whole body mirrored.
+
+    Args:
+        mono3d: (C, J, 3) monocular guesses; a swapped view's guess is a mirror image that no
+            rotation fits onto the other views' guesses. Used when given.
+        points, weights: (C, J, 2) the 2D evidence and (C, J) its weights (0: missing), used
+            without guesses: views of one pose by weak-perspective cameras stack into a rank-3
+            matrix, and a swapped view breaks it (judged on the joints that every view sees, with
+            their mirror joints; at least 6 are needed).
+        margin: the best labelling replaces the given one only when its misfit is under
+            ``margin`` times the given one's (at most half from the 2D) and under a ceiling
+            (:data:`SWAP_GUESS_CEILING`, :data:`SWAP_RANK_CEILING`).
+
+    Returns:
+        (C,) bool, True for the views to relabel. The labelling chosen fits best (guesses:
+        rotation-and-scale misfit summed over pairs of views; 2D: the energy beyond rank 3), up
+        to swapping every view, which nothing can tell apart; it swaps fewer than half the views.
+        With fewer than three views nothing says which one is swapped: all False.
+    """
+    if mono3d is None and points is None:
+        raise ValueError("mono3d, points: give the monocular guesses or the 2D evidence")
+    index = skeleton.mirror_index()
+    if mono3d is not None:
+        guesses = as_float64(mono3d, "mono3d")
+        cameras = guesses.shape[0]
+        if not skeleton.mirror_pairs or cameras < 3:
+            return np.zeros(cameras, dtype=bool)
+        first, second = np.triu_indices(cameras, 1)
+        same = _chirality_residual(guesses[first], guesses[second])  # (pairs,)
+        crossed = _chirality_residual(guesses[first], guesses[second][:, index])
+
+        def guess_misfit(flips: NDArray[np.bool_]) -> F64:
+            return np.where(flips[:, first] != flips[:, second], crossed, same).mean(axis=-1)
+
+        return _labellings(cameras, guess_misfit, margin, SWAP_GUESS_CEILING)
+    array = as_float64(points, "points")
+    seen = np.ones(array.shape[:2], dtype=bool) if weights is None else as_float64(weights, "weights") > 0
+    cameras = array.shape[0]
+    usable = (seen & seen[:, index]).all(axis=0) & np.isfinite(array).all(axis=(0, 2))
+    if not skeleton.mirror_pairs or cameras < 3 or usable.sum() < 6:
+        return np.zeros(cameras, dtype=bool)
+    plain = np.swapaxes(array[:, usable], -1, -2)  # (C, 2, J')
+    mirrored = np.swapaxes(array[:, index][:, usable], -1, -2)
+
+    def rank_misfit(flips: NDArray[np.bool_]) -> F64:
+        stacked = np.where(flips[:, :, None, None], mirrored[None], plain[None])  # (N, C, 2, J')
+        return _rank3_residual(stacked.reshape(len(flips), 2 * cameras, -1))
+
+    return _labellings(cameras, rank_misfit, min(margin, 0.5), SWAP_RANK_CEILING)
 
 
 def _frozen(array: F64) -> F64:
@@ -352,9 +410,9 @@ class Views:
         mono3d_alignment: (C, 3) ``[scale, offset_x, offset_y]`` that brought guesses given in
             other units into box units (``box = scale * given + [offset_x, offset_y, 0]``), or
             None when they were given in box units.
-        swapped: (C,) bool, the views whose left and right the constructor swapped back
-            (:func:`find_swapped_views`; their mixtures and guesses are relabelled), or None when
-            this was not looked for.
+        swapped: (C,) bool, the views whose left and right the ``from_*`` constructor swapped
+            back (:func:`find_swapped_views`; their mixtures and guesses are relabelled), or None
+            when this was not looked for.
     """
 
     mixtures: F64
@@ -419,13 +477,16 @@ class Views:
         mixtures, _, _ = check_evidence(mixtures, None, None, skeleton)
         guesses, alignment = _mono3d_in_box_units(mono3d, mixtures, mono3d_units, evidence)
         swapped = None
-        if check_bool(repair_swaps, "repair_swaps") and guesses is not None:
-            swapped = find_swapped_views(guesses, skeleton)
+        if check_bool(repair_swaps, "repair_swaps"):
+            points, weights = _evidence_weights(mixtures) if evidence is None else evidence
+            swapped = find_swapped_views(guesses, points, weights, skeleton)
             if swapped.any():
                 index = skeleton.mirror_index()
-                mixtures, guesses = mixtures.copy(), guesses.copy()
+                mixtures = mixtures.copy()
                 mixtures[swapped] = mixtures[swapped][:, index]
-                guesses[swapped] = guesses[swapped][:, index]
+                if guesses is not None:
+                    guesses = guesses.copy()
+                    guesses[swapped] = guesses[swapped][:, index]
         return cls(mixtures, guesses, boxes, tuple(camera_names), skeleton, alignment, swapped)
 
     @classmethod
@@ -493,8 +554,9 @@ class Views:
                 shared real capture (README, "Real captures"). It moves the mixture mean 10%
                 towards the mirror joint: for ``method="anipose"``, which triangulates the
                 means, pass 0.
-            repair_swaps: with guesses from 3 or more views, relabel the views whose whole body
-                is swapped left for right (:func:`find_swapped_views`; recorded in ``swapped``).
+            repair_swaps: with 3 or more views, relabel the views whose whole body is swapped
+                left for right (:func:`find_swapped_views`, from the guesses when given, else
+                from the 2D; recorded in ``swapped``).
 
         Each keypoint becomes a component at the keypoint with standard deviation
         ``KEYPOINT_SIGMA / confidence`` box units (capped at one box). A joint with confidence 0

@@ -106,9 +106,11 @@ class CaptureEvaluation:
 
 
 def _angle_degrees(rotation: F64) -> F64:
-    """(..., 3, 3) rotations -> (...,) their angles in degrees."""
+    """(..., 3, 3) rotations -> (...,) their angles in degrees (atan2 of the sine from the
+    antisymmetric part and the cosine from the trace: accurate near 0 and 180 degrees)."""
     cosine = (np.trace(rotation, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+    sine = np.linalg.norm(rotation - np.swapaxes(rotation, -1, -2), axis=(-2, -1)) / (2.0 * np.sqrt(2.0))
+    return np.degrees(np.arctan2(sine, cosine))
 
 
 def relative_rotation_errors(rotation: F64, lab: F64) -> F64:
