@@ -26,14 +26,14 @@ def fake_solution(rng, pose: np.ndarray, cameras: int) -> Solution:
     return Solution("ir", pose, cams, reprojection, reprojection * 100.0, 1.5, np.zeros(1))
 
 
-def solved_capture(rng, fps=25.0, skip=(2,)) -> tuple[CaptureSolution, np.ndarray]:
+def solved_capture(rng, fps=25.0, skip=(2,), camera0_missing=(3,)) -> tuple[CaptureSolution, np.ndarray]:
     """Frames whose pose is the rest pose at a different box-unit scale and place each (frame 2 skipped,
     camera 0 missing in frame 3), with the scales."""
     capture = Capture(rng.uniform(0, 500, (CAMERAS, FRAMES, 17, 2)), np.full((CAMERAS, FRAMES, 17), 0.9), "h36m17",
                       camera_names=("left", "mid", "right"), fps=fps, frame_numbers=np.arange(10, 10 + FRAMES))
     scales = rng.uniform(1e-4, 1e-3, FRAMES)
     used = np.ones((FRAMES, CAMERAS), dtype=bool)
-    used[3, 0] = False
+    used[list(camera0_missing), 0] = False
     solutions, skipped = [], {}
     for f in range(FRAMES):
         if f in skip:
@@ -41,7 +41,7 @@ def solved_capture(rng, fps=25.0, skip=(2,)) -> tuple[CaptureSolution, np.ndarra
             skipped[f] = "seen by fewer than two cameras"
             used[f] = False
             continue
-        pose = scales[f] * REST_IN_CAMERA + rng.normal(size=3)
+        pose = scales[f] * REST_IN_CAMERA + rng.normal(size=3)  # in camera 1's frame where camera 0 is missing
         solutions.append(fake_solution(rng, pose, int(used[f].sum())))
     boxes = np.where(used[..., None], rng.uniform(1, 100, (FRAMES, CAMERAS, 4)), np.nan)
     return CaptureSolution(capture, "ir", tuple(solutions), used, boxes, skipped), scales
@@ -102,7 +102,7 @@ class TestMetricPoses:
 
 class TestTrc:
     def test_header_and_values(self, rng, tmp_path):
-        result, _ = solved_capture(rng)
+        result, _ = solved_capture(rng, camera0_missing=())
         path = write_trc(tmp_path / "walk.trc", result, HEIGHT)
         first, header, names, axes, rows = read_trc(path)
         assert first == ["PathFileType", "4", "(X/Y/Z)", "walk.trc"]
@@ -117,23 +117,42 @@ class TestTrc:
             np.testing.assert_allclose(rows[f, 2:].reshape(17, 3), expected_metres(), atol=1e-6)
         assert np.isnan(rows[2, 2:]).all()  # the skipped frame: empty cells
 
+    def test_read_as_pose2sim_reads_trc(self, rng, tmp_path):
+        """Pose2Sim's own reading rules: marker names every third cell of line 4 from the third,
+        values by numpy.genfromtxt after five header lines, tab-separated."""
+        result, _ = solved_capture(rng, camera0_missing=())
+        path = write_trc(tmp_path / "a.trc", result, HEIGHT)
+        markers = [name.strip() for name in path.read_text().split("\n")[3].split("\t")[2::3] if name.strip()]
+        assert markers == list(H36M_17.joints)
+        values = np.genfromtxt(path, skip_header=5, delimiter="\t")
+        assert values.shape == (FRAMES, 2 + 3 * 17)
+        np.testing.assert_allclose(values[0, 2:].reshape(17, 3), expected_metres(), atol=1e-6)
+        assert np.isnan(values[2, 2:]).all() and values[2, 0] == 12
+
     def test_skipped_row_has_every_tab(self, rng, tmp_path):
-        result, _ = solved_capture(rng)
+        result, _ = solved_capture(rng, camera0_missing=())
         line = (write_trc(tmp_path / "a.trc", result, HEIGHT)).read_text().split("\n")[5 + 2]
         assert line.startswith("12\t0.480000\t") and line.count("\t") == 1 + 3 * 17 and not line[13:].strip()
 
     def test_no_negative_zero(self, rng, tmp_path):
-        result, _ = solved_capture(rng)
+        result, _ = solved_capture(rng, camera0_missing=())
         assert "-0.000000" not in write_trc(tmp_path / "a.trc", result, HEIGHT).read_text()
 
     def test_unknown_rate_warns(self, rng, tmp_path):
-        result, _ = solved_capture(rng, fps=None)
+        result, _ = solved_capture(rng, fps=None, camera0_missing=())
         with pytest.warns(UserWarning, match="fps unknown: times written at 30 frames per second"):
             _, header, _, _, rows = read_trc(write_trc(tmp_path / "a.trc", result, HEIGHT))
         assert header["DataRate"] == "30" and DEFAULT_FPS == 30.0
         np.testing.assert_allclose(rows[:, 1], np.arange(10, 14) / 30.0, atol=1e-6)
         _, header, _, _, _ = read_trc(write_trc(tmp_path / "b.trc", result, HEIGHT, fps=120))
         assert header["DataRate"] == "120"
+
+
+    def test_frames_in_another_cameras_axes_warn(self, rng, tmp_path):
+        result, _ = solved_capture(rng)
+        with pytest.warns(UserWarning, match=r"1 frame\(s\) \(the first: frame 13\) are in another camera's axes than "
+                                             "left's"):
+            write_trc(tmp_path / "a.trc", result, HEIGHT)
 
 
 class TestCsv:

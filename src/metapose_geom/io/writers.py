@@ -99,7 +99,9 @@ def write_trc(path: str | os.PathLike, result: CaptureSolution, subject_height: 
     NumMarkers Units OrigDataRate OrigDataStartFrame OrigNumFrames`` header and its values,
     the marker names (the H36M-17 joints) over their ``X1 Y1 Z1 ...`` columns, then one tab-separated
     row per frame: ``Frame#`` (the capture's frame number), ``Time`` (frame number / fps, s), and
-    x, y, z per marker; a skipped frame's coordinates are empty.
+    x, y, z per marker; a skipped frame's coordinates are empty. Frames whose reference camera
+    is not the capture's first (it saw nobody there) are in another camera's axes: a UserWarning
+    says how many.
 
     ``fps`` None: the capture's, else :data:`DEFAULT_FPS` with a UserWarning.
     """
@@ -107,6 +109,12 @@ def write_trc(path: str | os.PathLike, result: CaptureSolution, subject_height: 
     poses = metric_poses(result, subject_height)
     rate = _rate(result, fps)
     frames, markers = poses.shape[:2]
+    elsewhere = np.flatnonzero(result.reference > 0)
+    if len(elsewhere):
+        first = int(result.capture.frame_numbers[elsewhere[0]])
+        warnings.warn(f"{len(elsewhere)} frame(s) (the first: frame {first}) are in another camera's axes than "
+                      f"{result.capture.camera_names[0]}'s, which saw nobody there; a TRC cannot say so "
+                      "(write_csv's reference_camera column does)", stacklevel=2)
     numbers = result.capture.frame_numbers
     names = H36M_17.joints
     lines = [
