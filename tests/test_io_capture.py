@@ -163,7 +163,7 @@ class TestSolve:
         assert sorted(len(call) for call in calls) == [1, 1, 1, 2]
         assert all(len(set(call)) == 1 for call in calls)
         np.testing.assert_array_equal(result.solved, [True, True, False, True, True, True])
-        assert dict(result.skipped) == {2: "seen by fewer than two cameras"}
+        assert result.skipped == 1 and dict(result.skip_reasons) == {2: "seen by fewer than two cameras"}
         np.testing.assert_array_equal(result.reference, [0, 0, -1, 1, 1, 0])
         assert result.summary() == "5 of 6 frames solved (ir); skipped: 1 seen by fewer than two cameras"
 
@@ -177,32 +177,32 @@ class TestSolve:
             np.testing.assert_array_equal(got.cameras.rotation, alone.cameras.rotation)
             assert got.objective == alone.objective
             np.testing.assert_array_equal(result.used[frame], np.isin(np.arange(CAMERAS), cameras))
-            np.testing.assert_array_equal(result.rotation[frame, cameras], alone.cameras.rotation)
-            assert np.isnan(result.rotation[frame, ~result.used[frame]]).all()
+            np.testing.assert_array_equal(result.rotations[frame, cameras], alone.cameras.rotation)
+            assert np.isnan(result.rotations[frame, ~result.used[frame]]).all()
             np.testing.assert_array_equal(result.reprojection_pixels[frame, cameras], alone.reprojection_pixels)
             np.testing.assert_array_equal(result.boxes[frame, cameras], capture.views(frame, cameras=cameras).boxes)
 
     def test_stacked_arrays(self, capture):
         result = capture.solve(method="s1", progress=False)
         assert result.method == "s1"
-        assert result.pose3d.shape == (FRAMES, 17, 3) and np.isnan(result.pose3d[2]).all()
-        assert np.isfinite(result.pose3d[[0, 1, 3, 4, 5]]).all()
-        assert result.scale.shape == (FRAMES, CAMERAS) and result.shift.shape == (FRAMES, CAMERAS, 3)
-        np.testing.assert_array_equal(result.scale[0], result.solutions[0].cameras.scale)
-        assert np.isnan(result.objective[2]) and np.isfinite(result.objective[0])
+        assert result.poses.shape == (FRAMES, 17, 3) and np.isnan(result.poses[2]).all()
+        assert np.isfinite(result.poses[[0, 1, 3, 4, 5]]).all() and not result.poses.flags.writeable
+        assert result.scales.shape == (FRAMES, CAMERAS) and result.shifts.shape == (FRAMES, CAMERAS, 3)
+        np.testing.assert_array_equal(result.scales[0], result.solutions[0].cameras.scale)
+        assert np.isnan(result.objectives[2]) and result.objectives[0] == result.solutions[0].objective
 
     def test_close_to_the_truth(self, scenes):
         keypoints, confidences, mono3d = arrays_of(scenes)
         result = Capture(keypoints, confidences, "h36m17", mono3d=mono3d).solve(progress=False)
-        errors = [float(mg.metrics.pmpjpe(result.pose3d[f], scene.pose3d)) for f, scene in enumerate(scenes)]
+        errors = [float(mg.metrics.pmpjpe(result.poses[f], scene.pose3d)) for f, scene in enumerate(scenes)]
         assert np.median(errors) < 30.0, errors  # mm: 1 px noise, exact guesses
 
     def test_rejected_evidence_skips_the_frame(self, scenes):
         keypoints, confidences, mono3d = arrays_of(scenes)
         mono3d[1, 2, :, :2] *= -1  # a guess upside down: it fits its keypoints only with a negative scale
         result = Capture(keypoints, confidences, "h36m17", mono3d=mono3d).solve(progress=False)
-        assert list(result.skipped) == [2]
-        assert result.skipped[2].startswith("evidence rejected: mono3d: camera 1's guess fits its 2D evidence only "
+        assert list(result.skip_reasons) == [2]
+        assert result.skip_reasons[2].startswith("evidence rejected: mono3d: camera 1's guess fits its 2D evidence only "
                                             "mirrored")
         assert result.summary().endswith("skipped: 1 evidence rejected")
 
@@ -210,8 +210,8 @@ class TestSolve:
         keypoints, confidences, _ = arrays_of(scenes[:2])
         confidences[1:] = 0.0
         result = Capture(keypoints, confidences, "h36m17").solve(progress=False)
-        assert not result.solved.any() and len(result.skipped) == 2
-        assert np.isnan(result.pose3d).all() and (result.reference == -1).all()
+        assert not result.solved.any() and result.skipped == 2
+        assert np.isnan(result.poses).all() and (result.reference == -1).all()
 
 
 def test_reading_and_holding_captures_stays_light():

@@ -76,7 +76,7 @@ class TestMetricPoses:
 
     def test_median_over_bones_ignores_one_wrong_bone(self, rng):
         result, scales = solved_capture(rng, skip=())
-        poses = result.pose3d.copy()
+        poses = result.poses.copy()
         solutions = list(result.solutions)
         pose = solutions[0].pose3d.copy()
         pose[16] += 50 * scales[0] * (pose[16] - pose[15])  # r_wrist far out: one long bone

@@ -261,10 +261,10 @@ def solve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             return 2
         _print_warnings(prog, caught)
     print(f"{prog}: {result.summary()} in {seconds:.2f} s")
-    for frame, reason in list(result.skipped.items())[:5]:
+    for frame, reason in list(result.skip_reasons.items())[:5]:
         print(f"  skipped frame {int(capture.frame_numbers[frame])}: {reason}")
-    if len(result.skipped) > 5:
-        print(f"  ... and {len(result.skipped) - 5} more skipped frames")
+    if result.skipped > 5:
+        print(f"  ... and {result.skipped - 5} more skipped frames")
     print(f"{prog}: wrote {', '.join(str(folder / name) for name in SOLVE_OUTPUTS)}")
     return 0
 

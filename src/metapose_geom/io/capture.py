@@ -264,7 +264,7 @@ class Capture:
         A camera that saw nobody in a frame is left out of that frame (so the frame's reference
         camera, whose axes its pose is in, is the first camera that saw the person). Frames seen
         by fewer than two cameras, and frames whose evidence :class:`~metapose_geom.Views`
-        rejects, are skipped: ``CaptureSolution.skipped`` says which and why.
+        rejects, are skipped: ``CaptureSolution.skip_reasons`` says which and why.
 
         Args:
             method, options, threads: as :func:`~metapose_geom.solve_batch` (the weak-camera
@@ -307,7 +307,7 @@ class Capture:
 
 @dataclass(frozen=True, eq=False)
 class CaptureSolution:
-    """Every frame's solution of a :class:`Capture`.
+    """Every frame's solution of a :class:`Capture`; the stacked arrays have a leading frame axis.
 
     Each solved frame's pose and cameras are the solver's: the pose (17, 3) in the weak frame of
     that frame's *reference* camera (the first camera that saw the person; rotation I, scale 1),
@@ -322,7 +322,7 @@ class CaptureSolution:
         used: (F, C) bool: the cameras each frame was solved with.
         boxes: (F, C, 4) ``[x, y, width, height]`` pixels of each used view's box (NaN elsewhere):
             what leads each view's box units back to pixels.
-        skipped: frame index -> why it was skipped.
+        skip_reasons: frame index -> why that frame was skipped.
     """
 
     capture: Capture
@@ -330,10 +330,10 @@ class CaptureSolution:
     solutions: tuple[Any, ...]
     used: NDArray[np.bool_]
     boxes: F64
-    skipped: Mapping[int, str]
+    skip_reasons: Mapping[int, str]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "skipped", MappingProxyType(dict(self.skipped)))
+        object.__setattr__(self, "skip_reasons", MappingProxyType(dict(self.skip_reasons)))
         object.__setattr__(self, "used", _frozen(self.used))
         object.__setattr__(self, "boxes", _frozen(self.boxes))
 
@@ -341,14 +341,19 @@ class CaptureSolution:
         return len(self.solutions)
 
     @property
+    def skipped(self) -> int:
+        """How many frames were skipped (``skip_reasons`` says which and why)."""
+        return len(self.skip_reasons)
+
+    @functools.cached_property
     def solved(self) -> NDArray[np.bool_]:
         """(F,) bool: frames with a solution."""
-        return np.array([solution is not None for solution in self.solutions])
+        return _frozen(np.array([solution is not None for solution in self.solutions], dtype=bool))
 
-    @property
+    @functools.cached_property
     def reference(self) -> NDArray[np.int64]:
         """(F,) the reference camera of each frame (whose axes the pose is in); -1 where skipped."""
-        return np.array([int(np.argmax(row)) if row.any() else -1 for row in self.used], dtype=np.int64)
+        return _frozen(np.array([int(np.argmax(row)) if row.any() else -1 for row in self.used], dtype=np.int64))
 
     def _stacked(self, get, shape: tuple[int, ...], per_camera: bool) -> F64:
         frames, cameras = self.used.shape
@@ -360,35 +365,35 @@ class CaptureSolution:
                 out[f, self.used[f]] = get(solution)
             else:
                 out[f] = get(solution)
-        return out
+        return _frozen(out)
 
-    @property
-    def pose3d(self) -> F64:
+    @functools.cached_property
+    def poses(self) -> F64:
         """(F, 17, 3) each frame's pose in its reference camera's weak frame, box units; NaN where skipped."""
         return self._stacked(lambda s: s.pose3d, (H36M_17.num_joints, 3), per_camera=False)
 
-    @property
-    def rotation(self) -> F64:
+    @functools.cached_property
+    def rotations(self) -> F64:
         """(F, C, 3, 3) weak camera rotations relative to the frame's reference; NaN for unused cameras."""
         return self._stacked(lambda s: s.cameras.rotation, (3, 3), per_camera=True)
 
-    @property
-    def scale(self) -> F64:
+    @functools.cached_property
+    def scales(self) -> F64:
         """(F, C) weak camera scales (the reference's is 1); NaN for unused cameras."""
         return self._stacked(lambda s: s.cameras.scale, (), per_camera=True)
 
-    @property
-    def shift(self) -> F64:
+    @functools.cached_property
+    def shifts(self) -> F64:
         """(F, C, 3) weak camera shifts, each view's box units; NaN for unused cameras."""
         return self._stacked(lambda s: s.cameras.shift, (3,), per_camera=True)
 
-    @property
+    @functools.cached_property
     def reprojection_pixels(self) -> F64:
         """(F, C, 17, 2) the pose seen by each used camera, that view's pixels; NaN elsewhere."""
         return self._stacked(lambda s: s.reprojection_pixels, (H36M_17.num_joints, 2), per_camera=True)
 
-    @property
-    def objective(self) -> F64:
+    @functools.cached_property
+    def objectives(self) -> F64:
         """(F,) the refiner objective at each solution; NaN where skipped."""
         return self._stacked(lambda s: s.objective, (), per_camera=False)
 
@@ -400,10 +405,10 @@ class CaptureSolution:
     def summary(self) -> str:
         """One line: frames solved and skipped, and why."""
         frames = len(self.solutions)
-        line = f"{frames - len(self.skipped)} of {frames} frames solved ({self.method})"
+        line = f"{frames - self.skipped} of {frames} frames solved ({self.method})"
         if self.skipped:
             reasons: dict[str, int] = {}
-            for reason in self.skipped.values():
+            for reason in self.skip_reasons.values():
                 key = reason.split(":")[0]
                 reasons[key] = reasons.get(key, 0) + 1
             line += "; skipped: " + ", ".join(f"{count} {reason}" for reason, count in reasons.items())

@@ -54,7 +54,7 @@ def _height(subject_height: float | None) -> float:
 
 def _metres_per_unit(result: CaptureSolution, height: float) -> F64:
     """(F,) metres per box unit of each frame's pose (NaN where skipped)."""
-    pose = result.pose3d
+    pose = result.poses
     rest = H36M_17.bone_lengths(H36M_17.rest_pose())  # mm, a 1.7 m adult
     lengths = H36M_17.bone_lengths(pose)  # (F, B) box units
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -74,7 +74,7 @@ def metric_poses(result: CaptureSolution, subject_height: float | None = None) -
     ``subject_height`` metres (None: :data:`DEFAULT_SUBJECT_HEIGHT` with a UserWarning).
     """
     height = _height(subject_height)
-    pose = result.pose3d
+    pose = result.poses
     scale = _metres_per_unit(result, height)
     return (pose - pose[:, :1]) * scale[:, None, None] * _Y_UP
 
@@ -172,7 +172,7 @@ def write_cameras(path: str | os.PathLike, result: CaptureSolution, subject_heig
     """
     path = Path(path)
     height = _height(subject_height)
-    pose = result.pose3d
+    pose = result.poses
     scale = _metres_per_unit(result, height)
     np.savez(
         path,
@@ -181,12 +181,12 @@ def write_cameras(path: str | os.PathLike, result: CaptureSolution, subject_heig
         solved=result.solved,
         used=result.used,
         reference=result.reference,
-        rotation=result.rotation,
-        scale=result.scale,
-        shift=result.shift,
+        rotation=result.rotations,
+        scale=result.scales,
+        shift=result.shifts,
         boxes=result.boxes,
         pose3d=pose,
-        objective=result.objective,
+        objective=result.objectives,
         pose3d_m=(pose - pose[:, :1]) * scale[:, None, None] * _Y_UP,
         metres_per_unit=scale,
         subject_height=np.float64(height),
