@@ -244,11 +244,12 @@ class TestBadInput:
     def test_stage1_needs_monocular_guesses(self, scenes):
         views = scenes[0].views()
         bare = mg.Views(views.mixtures, None, views.boxes)
-        with pytest.raises(ValueError, match="mono3d"):
-            mg.solve(bare, "s1")
-        with pytest.raises(ValueError, match="mono3d"):
-            mg.solve(bare, "ir")
+        for method in ("s1", "ir"):
+            with pytest.raises(ValueError, match="mono3d: stage 1 needs.*'factorization'"):
+                mg.solve(bare, method, {"init": "s1"})
         assert np.isfinite(mg.solve(bare, "ir", {"init": "random"}).pose3d).all()
+        # without guesses the default start is the factorisation of the 2D evidence
+        assert np.isfinite(mg.solve(bare, "s1").pose3d).all() and np.isfinite(mg.solve(bare, "ir").pose3d).all()
 
     def test_degenerate_guess_is_reported(self, scenes):
         views = scenes[0].views()
@@ -549,7 +550,7 @@ class TestBatchSolution:
             ((mixtures, mono3d), {"method": "anipose"}, "'anipose' does not give weak cameras"),
             ((mixtures, mono3d), {"skeleton": "h36m"}, "skeleton: expected a Skeleton"),
             ((mixtures, mono3d), {"chunk_size": 0}, "chunk_size"),
-            ((mixtures,), {"method": "s1"}, "mono3d: stage 1 needs"),
+            ((mixtures,), {"method": "s1", "options": {"init": "s1"}}, "mono3d: stage 1 needs"),
         ]
         for args, kwargs, match in cases:
             with pytest.raises(ValueError, match=match):

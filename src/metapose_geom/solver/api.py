@@ -129,8 +129,9 @@ def solve(views: Views, method: str = "ir", options: Options = None, cameras: Pe
 
     Args:
         views: the frame's evidence (C >= 2 cameras, J joints, K components).
-        method: ``"s1"`` (stage 1 alone: Procrustes of the monocular guesses), ``"ir"`` (stage 1,
-            or a random start, then the iterative refiner) or ``"anipose"`` (aniposelib's bundle
+        method: ``"s1"`` (the start alone: stage 1, the Procrustes of the monocular guesses, or
+            without guesses the affine factorisation of the 2D), ``"ir"`` (that start, then the
+            iterative refiner) or ``"anipose"`` (aniposelib's bundle
             adjustment of ``cameras`` on the mixture means in pixels, then triangulation); any
             name in :func:`metapose_geom.solver.methods.method_names`.
         options: :class:`RefineOptions` (``"s1"``, ``"ir"``) or :class:`AniPoseOptions`
@@ -205,8 +206,8 @@ def solve_arrays(
 
     Args:
         mixtures: (B, C, J, K, 4) ``[weight, mu_x, mu_y, variance]`` in box units.
-        mono3d: (B, C, J, 3) monocular guesses in box units, or None (then ``"ir"`` needs
-            ``init="random"``).
+        mono3d: (B, C, J, 3) monocular guesses in box units, or None (then the start is the
+            affine factorisation of the 2D, :mod:`metapose_geom.factorization`).
         boxes: (B, C, 4) ``[x, y, width, height]`` in pixels, or None (pixels are box units).
         method: a method that gives weak cameras (``"s1"``, ``"ir"``); ``"anipose"`` gives
             perspective cameras per frame: use :func:`solve_batch` for it.

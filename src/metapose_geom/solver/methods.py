@@ -14,8 +14,10 @@ cameras) or a list of B :class:`~metapose_geom.solver.results.Solution`.
 
 The methods today:
 
-- ``"s1"``: stage 1 alone, Procrustes of the monocular guesses (:func:`stage1`);
-- ``"ir"``: stage 1 (or a random start), then the iterative refiner (:func:`refine`);
+- ``"s1"``: the start alone (:func:`stage1`): stage 1, the Procrustes of the monocular guesses,
+  when the views have them, else the multi-view affine factorisation of the 2D evidence
+  (:mod:`metapose_geom.factorization`); ``RefineOptions.init`` picks another start;
+- ``"ir"``: that start, then the iterative refiner (:func:`refine`);
 - ``"anipose"``: aniposelib's bundle adjustment of start cameras on the mixture means in pixels,
   then triangulation (:func:`anipose`, needs the ``anipose`` extra).
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -34,6 +37,7 @@ from numpy.typing import NDArray
 from .. import geometry, layout
 from .._checks import check_bool
 from .._core_loader import core as _core
+from ..factorization import TWO_VIEW_WARNING, factorize_frames
 from ..geometry import PerspectiveCameras
 from ..mixtures import missing_joints, mixture_mean
 from ..skeletons import Skeleton
@@ -202,19 +206,35 @@ def _random_init(mixtures: F64, seed: int) -> F64:
     )
 
 
-def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: RefineOptions,
-                 bones: NDArray[np.int64], reference: F64) -> tuple[F64, F64, F64, F64]:
-    """Core call for a stacked chunk -> x (B, P), objective (B,), history x (B, H, P), history objective (B, H)."""
-    B = mixtures.shape[0]
-    if not refine or options.init == "s1":
+def _init_choice(options: RefineOptions, mono3d: F64 | None) -> str:
+    """The start ``options.init`` names, with ``"auto"`` resolved: stage 1 with monocular guesses,
+    else the factorisation."""
+    if options.init != "auto":
+        return options.init
+    return "s1" if mono3d is not None else "factorization"
+
+
+def _start(mixtures: F64, mono3d: F64 | None, options: RefineOptions, skeleton: Skeleton, first_frame: int) -> F64:
+    """A chunk's start x (B, P) by :func:`_init_choice`; errors name frames from ``first_frame``."""
+    init = _init_choice(options, mono3d)
+    if init == "s1":
         if mono3d is None:
             raise ValueError(
-                "mono3d: stage 1 needs monocular 3D guesses; give Views a mono3d, or use "
-                "method='ir' with options init='random'"
+                "mono3d: stage 1 needs monocular 3D guesses; give Views a mono3d, or pass options "
+                "init='auto' or 'factorization' to start from the 2D evidence alone"
             )
-        x0 = _core.stage1(mono3d)
-    else:
-        x0 = _random_init(mixtures, options.seed)
+        return _core.stage1(mono3d)
+    if init == "factorization":
+        return factorize_frames(mixtures, skeleton, first_frame)
+    return _random_init(mixtures, options.seed)
+
+
+def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: RefineOptions,
+                 bones: NDArray[np.int64], reference: F64, skeleton: Skeleton, first_frame: int
+                 ) -> tuple[F64, F64, F64, F64]:
+    """Core call for a stacked chunk -> x (B, P), objective (B,), history x (B, H, P), history objective (B, H)."""
+    B = mixtures.shape[0]
+    x0 = _start(mixtures, mono3d, options, skeleton, first_frame)
     references = np.empty((B, reference.shape[0]))
     references[...] = reference  # one row per frame (the core takes per-frame references)
     if not refine:
@@ -251,17 +271,21 @@ def _to_pixels(frames: Frames, points: F64) -> F64:
 
 
 def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bool) -> BatchSolution:
-    """Stage 1, then (``refine``) the refiner, chunk by chunk on the compiled core; every step runs
-    on whole chunks, and ``solve`` comes here with B = 1, so a frame's results are the same bits
-    alone or in a batch."""
+    """The start (:func:`_init_choice`), then (``refine``) the refiner, chunk by chunk; every step
+    runs on whole chunks and treats each frame alone, and ``solve`` comes here with B = 1, so a
+    frame's results are the same bits alone or in a batch. A two-view factorisation start warns
+    once per call."""
     bones, reference = _bones(frames.skeleton, options)
     mixtures, mono3d = frames.mixtures, frames.mono3d
     count = mixtures.shape[0]
+    if mixtures.shape[1] == 2 and _init_choice(options, mono3d) == "factorization":
+        warnings.warn(TWO_VIEW_WARNING, UserWarning, stacklevel=4)  # user -> solve -> method -> _weak
     chunks = []
     for start in range(0, count, call.chunk_size):
         stop = min(start + call.chunk_size, count)
         chunk_mono = None if mono3d is None else mono3d[start:stop]
-        chunks.append(_solve_chunk(mixtures[start:stop], chunk_mono, refine, options, bones, reference))
+        chunks.append(_solve_chunk(mixtures[start:stop], chunk_mono, refine, options, bones, reference,
+                                   frames.skeleton, start))
         call.progress.update(stop - start)
     x, objective, hx, hobj = chunks[0] if len(chunks) == 1 else (np.concatenate(part) for part in zip(*chunks))
 
@@ -277,12 +301,14 @@ def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bo
 
 
 def stage1(frames: Frames, options: RefineOptions, call: CallSettings) -> BatchSolution:
-    """``"s1"``: Procrustes of the monocular guesses into camera 0's frame; objective at that start."""
+    """``"s1"``: the start alone (``options.init``; by default the Procrustes of the monocular
+    guesses into camera 0's frame, or the factorisation without them); objective at that start."""
     return _weak(frames, options, call, refine=False)
 
 
 def refine(frames: Frames, options: RefineOptions, call: CallSettings) -> BatchSolution:
-    """``"ir"``: stage 1 (``init="s1"``) or a random start, then ``options.steps`` Adam steps."""
+    """``"ir"``: the start of ``options.init`` (stage 1, the factorisation or a random start), then
+    ``options.steps`` Adam steps."""
     return _weak(frames, options, call, refine=True)
 
 
@@ -375,8 +401,8 @@ def anipose(frames: Frames, options: AniPoseOptions, call: CallSettings) -> list
 
 
 register(RegisteredMethod("s1", RefineOptions, stage1,
-                          summary="stage 1 alone: Procrustes of the monocular guesses"))
+                          summary="the start alone: stage 1 (monocular guesses) or the factorisation of the 2D"))
 register(RegisteredMethod("ir", RefineOptions, refine,
-                          summary="stage 1 (or a random start), then the iterative refiner"))
+                          summary="the start (stage 1, factorisation or random), then the iterative refiner"))
 register(RegisteredMethod("anipose", AniPoseOptions, anipose, takes_cameras=True, stacked=False,
                           summary="aniposelib's bundle adjustment of start cameras, then triangulation"))

@@ -16,9 +16,12 @@ import numpy as np
 
 from .._checks import check_bool, check_choice, check_int, check_number
 
-__all__ = ["AniPoseOptions", "Options", "RefineOptions", "resolve_options"]
+__all__ = ["INIT_CHOICES", "AniPoseOptions", "Options", "RefineOptions", "resolve_options"]
 
 T = TypeVar("T")
+
+#: The starts ``RefineOptions.init`` names.
+INIT_CHOICES = ("auto", "s1", "factorization", "random")
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,14 @@ class RefineOptions:
         bone_weight: weight of the bone-length term ``|l/mean(l) - l_ref/mean(l_ref)|``; 0 turns it off.
         bone_reference: (nB,) reference bone lengths in any unit; None uses the skeleton's rest pose.
         history_every: record the objective, pose and cameras every n steps (0: no history).
-        init: ``"s1"`` starts from stage 1 (needs monocular guesses), ``"random"`` from a random
-            pose and cameras (the original's random-initialisation ablation).
+        init: where ``"ir"`` starts, and what ``"s1"`` (the start alone) returns: ``"auto"``
+            (the default) is ``"s1"`` when the views have monocular guesses and
+            ``"factorization"`` when they have none; ``"s1"`` is stage 1, the Procrustes of the
+            monocular guesses (an error without them); ``"factorization"`` the multi-view affine
+            factorisation of the 2D evidence alone (:func:`metapose_geom.factorization.factorize`;
+            with two views ambiguous, resolved by the rest pose's bone proportions, with a
+            warning); ``"random"`` a random pose and cameras (the original's random-initialisation
+            ablation).
         seed: seed of the random initialisation.
     """
 
@@ -44,7 +53,7 @@ class RefineOptions:
     bone_weight: float = 0.0
     bone_reference: tuple[float, ...] | None = None
     history_every: int = 0
-    init: Literal["s1", "random"] = "s1"
+    init: Literal["auto", "s1", "factorization", "random"] = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -57,7 +66,7 @@ class RefineOptions:
             "beta2": check_number(self.beta2, "beta2", 0.0, 1.0, high_open=True),
             "epsilon": check_number(self.epsilon, "epsilon", 0.0, low_open=True),
             "bone_weight": check_number(self.bone_weight, "bone_weight", 0.0),
-            "init": check_choice(self.init, "init", ("s1", "random")),
+            "init": check_choice(self.init, "init", INIT_CHOICES),
         }
         if self.bone_reference is not None:
             reference = np.asarray(self.bone_reference, dtype=np.float64)
