@@ -18,7 +18,7 @@ from .skeletons import H36M_17, Skeleton
 from .views import Views
 
 if TYPE_CHECKING:  # imported on first use below; named here for type checkers
-    from . import synth
+    from . import io, synth
     from .solver import (
         AniPoseOptions, BatchSolution, History, RefineOptions, Solution, WeakCameras, solve, solve_arrays,
         solve_batch,
@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 
 # Imported on first use, so that e.g. reading a dataset loads neither the solver nor the generator,
 # and heavy dependencies (h5py, numba, torch, matplotlib, aniposelib) load only where they are used.
-_LAZY_MODULES = ("anipose", "datasets", "evaluation", "heatmaps", "nn", "solver", "synth")
+_LAZY_MODULES = ("anipose", "datasets", "evaluation", "heatmaps", "io", "nn", "solver", "synth")
 _SOLVER_NAMES = ("AniPoseOptions", "BatchSolution", "History", "RefineOptions", "Solution", "WeakCameras",
                  "solve", "solve_arrays", "solve_batch")
 __getattr__ = lazy_attributes(__name__, dict.fromkeys(_SOLVER_NAMES, "solver"), _LAZY_MODULES)
@@ -52,6 +52,7 @@ __all__ = [
     "__version__",
     "geometry",
     "get_num_threads",
+    "io",
     "metrics",
     "set_num_threads",
     "solve",

@@ -143,6 +143,132 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     return 0
 
 
+#: What ``solve`` writes into ``--out``.
+SOLVE_OUTPUTS = ("poses.trc", "poses.csv", "cameras.npz", "solve.png")
+
+
+def _read_capture(args: argparse.Namespace):
+    """The ``solve`` command's input: a folder of per-camera JSON folders, or an .npz (ValueError otherwise)."""
+    from . import io
+
+    source = Path(args.input)
+    fields = {name: getattr(args, name) for name in ("keypoints", "confidences", "mono3d") if getattr(args, name)}
+    if not source.exists():
+        raise ValueError(f"{source}: no such file or folder")
+    if source.is_dir():
+        given = [f"--{name}" for name in fields] + (["--no-mono3d"] if args.no_mono3d else [])
+        if given:
+            raise ValueError(f"{' '.join(given)}: for .npz input only; {source} is a folder")
+        return io.read_openpose(source, skeleton=args.skeleton or "body25", person=args.person, fps=args.fps)
+    if source.suffix.lower() != ".npz":
+        raise ValueError(f"{source}: expected a folder of per-camera JSON folders or an .npz file")
+    if args.no_mono3d:
+        fields["mono3d"] = None
+    capture = io.read_npz(source, skeleton=args.skeleton, **fields)
+    if args.fps is not None:
+        from dataclasses import replace
+
+        capture = replace(capture, fps=args.fps)
+    return capture
+
+
+def _prepare_out(out: str) -> tuple[Path, bool]:
+    """The output folder, created when missing (with its parents); whether it was created.
+    ValueError when it cannot be a writable folder."""
+    import os
+
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {folder}: exists and is not a folder")
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out {folder}: cannot create it ({error.strerror or error})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {folder}: not writable")
+    return folder, created
+
+
+def _print_warnings(prog: str, caught: list) -> None:
+    """The warnings caught so far, once each, as ``prog: warning: ...`` lines on stderr; then forget them."""
+    for message in dict.fromkeys(str(warning.message) for warning in caught):
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+    del caught[:]
+
+
+def _write_solve_outputs(result, folder: Path, subject_height: float | None) -> None:
+    """poses.trc, poses.csv, cameras.npz and solve.png into ``folder``; on failure the files written
+    so far are removed and the error names the file."""
+    from . import io
+    from .figures import plot_solve
+
+    writers = (("poses.trc", io.write_trc), ("poses.csv", io.write_csv), ("cameras.npz", io.write_cameras),
+               ("solve.png", lambda path, found, height: plot_solve(found, path, subject_height=height)))
+    written: list[Path] = []
+    for name, write in writers:
+        try:
+            write(folder / name, result, subject_height)
+        except (OSError, ValueError) as error:
+            for path in written:
+                path.unlink(missing_ok=True)
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            raise ValueError(f"writing {folder / name}: {reason}") from None
+        written.append(folder / name)
+
+
+def solve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``solve``: read a capture (JSON folders or an .npz), solve every frame, write the poses (TRC,
+    CSV), the cameras (npz) and a figure. User errors: one line on stderr, exit code 2, nothing written."""
+    import shutil
+    import warnings
+
+    from ._checks import check_number
+    from .io.writers import _height
+
+    _check_options(parser, args, (("threads", 0, None),))
+    prog = "metapose-geom solve"
+    if args.person != "track":
+        try:
+            args.person = int(args.person)
+        except ValueError:
+            parser.error(f"--person: expected 'track' or a person index, got {args.person!r}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if args.subject_height is not None:
+                _height(args.subject_height)
+            if args.fps is not None:
+                check_number(args.fps, "--fps", 0.0, low_open=True)
+            capture = _read_capture(args)
+            folder, created = _prepare_out(args.out)
+        except ValueError as error:
+            print(f"{prog}: {error}", file=sys.stderr)
+            return 2
+        guesses = ", monocular 3D" if capture.mono3d is not None else ""
+        print(f"{prog}: {args.input}: {capture.num_cameras} cameras ({', '.join(capture.camera_names)}), "
+              f"{capture.num_frames} frames, {capture.skeleton.name}{guesses}")
+        _print_warnings(prog, caught)
+        start = time.perf_counter()
+        try:
+            result = capture.solve(method=args.method, progress=not args.no_progress, threads=args.threads)
+            seconds = time.perf_counter() - start
+            _write_solve_outputs(result, folder, args.subject_height)
+        except ValueError as error:  # a method that cannot solve these views, or a file that cannot be written
+            if created:
+                shutil.rmtree(folder, ignore_errors=True)
+            print(f"{prog}: {error}", file=sys.stderr)
+            return 2
+        _print_warnings(prog, caught)
+    print(f"{prog}: {result.summary()} in {seconds:.2f} s")
+    for frame, reason in list(result.skip_reasons.items())[:5]:
+        print(f"  skipped frame {int(capture.frame_numbers[frame])}: {reason}")
+    if result.skipped > 5:
+        print(f"  ... and {result.skipped - 5} more skipped frames")
+    print(f"{prog}: wrote {', '.join(str(folder / name) for name in SOLVE_OUTPUTS)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metapose-geom", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +320,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="file keeping AniPose's results, so an interrupted run resumes (default: OUT/anipose-cache.bin)")
     keep.add_argument("--no-cache", action="store_true", help="keep no AniPose results (solve and time every frame)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .solver.methods import lookup, method_names
+
+    weak_methods = [name for name in method_names() if not lookup(name).takes_cameras]
+    solve = commands.add_parser(
+        "solve", help="3D poses and weak cameras of a capture (OpenPose/Pose2Sim JSON folders or an .npz): "
+                      "TRC, CSV, cameras and a figure",
+    )
+    solve.add_argument("input", help="a folder with one folder of per-frame JSON files per camera, or an .npz")
+    solve.add_argument("--out", required=True, help="folder for " + ", ".join(SOLVE_OUTPUTS))
+    solve.add_argument("--method", default="ir", choices=weak_methods, help="solver method (default ir)")
+    solve.add_argument("--skeleton", default=None,
+                       help="the detector's landmark set: body25, coco17, halpe26, blazepose33, h36m17 or an alias "
+                            "(default: body25 for JSON, the file's 'skeleton' field for .npz)")
+    solve.add_argument("--subject-height", type=float, default=None, metavar="M",
+                       help="the subject's height in metres, which scales the written poses (default 1.75, "
+                            "with a warning)")
+    solve.add_argument("--fps", type=float, default=None, help="frames per second (default: the input's, else 30)")
+    solve.add_argument("--person", default="track",
+                       help="JSON with several people: 'track' (default: the most confident, then the nearest to "
+                            "the previous choice) or the index in each file's people list")
+    solve.add_argument("--keypoints", default=None, metavar="FIELD", help=".npz: the keypoints field (default keypoints)")
+    solve.add_argument("--confidences", default=None, metavar="FIELD",
+                       help=".npz: the confidences field (default confidences)")
+    guesses = solve.add_mutually_exclusive_group()
+    guesses.add_argument("--mono3d", default=None, metavar="FIELD",
+                         help=".npz: the monocular 3D field (default mono3d, used when present)")
+    guesses.add_argument("--no-mono3d", action="store_true", help=".npz: ignore monocular 3D guesses")
+    solve.add_argument("--threads", type=int, default=0, help="solver threads (default: one per core)")
+    solve.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "selfcheck":
         return 1 if selfcheck(args.seed) else 0
@@ -210,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "evaluate":
         args.argv = list(sys.argv[1:] if argv is None else argv)
         return evaluate_command(args, parser)
+    if args.command == "solve":
+        return solve_command(args, parser)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse rejects it first
     return 2
 
