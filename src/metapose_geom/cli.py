@@ -269,6 +269,33 @@ def solve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
+def evaluate_capture_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``evaluate-capture``: every method on a real capture's raw detections against its pseudo
+    ground truth (:mod:`metapose_geom.evaluation.capture`): table, CSV and figure."""
+    import shlex
+
+    from .evaluation.capture import evaluate_capture, write_capture_report
+
+    _check_options(parser, args, (("threads", 0, None),))
+    if not Path(args.capture).is_file():
+        print(f"metapose-geom evaluate-capture: {args.capture}: no such file", file=sys.stderr)
+        return 2
+    from .geometry import set_num_threads
+
+    set_num_threads(args.threads)
+    command = "metapose-geom " + " ".join(shlex.quote(part) for part in args.argv)
+    try:
+        result = evaluate_capture(args.capture, args.methods, keypoints=args.keypoints, confidences=args.confidences,
+                                  mono3d=args.mono3d, skeleton=args.skeleton, progress=not args.no_progress)
+        table = write_capture_report(result, args.out, command=command)
+    except (ValueError, OSError) as error:
+        print(f"metapose-geom evaluate-capture: {error}", file=sys.stderr)
+        return 2
+    print(table)
+    print(f"metapose-geom evaluate-capture: wrote {Path(args.out) / 'capture.md'}, capture.csv, capture.png")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metapose-geom", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -349,6 +376,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     guesses.add_argument("--no-mono3d", action="store_true", help=".npz: ignore monocular 3D guesses")
     solve.add_argument("--threads", type=int, default=0, help="solver threads (default: one per core)")
     solve.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .evaluation.capture import CAPTURE_METHODS
+
+    capture_methods = [method.label for method in CAPTURE_METHODS]
+    capture = commands.add_parser(
+        "evaluate-capture", help="every method on a real capture's raw detections against its pseudo ground truth"
+    )
+    capture.add_argument("capture", help="an .npz laid out as ../shared/data/pose2sim_single_person.npz")
+    capture.add_argument("--out", default="metapose-capture", help="folder for capture.md, capture.csv, capture.png")
+    capture.add_argument("--methods", nargs="+", default=None, choices=capture_methods, metavar="METHOD",
+                         help=f"rows, from {' '.join(capture_methods)} (default: all)")
+    capture.add_argument("--keypoints", default="blazepose_keypoints", metavar="FIELD")
+    capture.add_argument("--confidences", default="blazepose_visibility", metavar="FIELD")
+    capture.add_argument("--mono3d", default="blazepose_world", metavar="FIELD")
+    capture.add_argument("--skeleton", default="blazepose33", help="the detector's landmark set (default blazepose33)")
+    capture.add_argument("--threads", type=int, default=1, help="solver threads (default 1: per-core times)")
+    capture.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.command == "selfcheck":
         return 1 if selfcheck(args.seed) else 0
@@ -367,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return evaluate_command(args, parser)
     if args.command == "solve":
         return solve_command(args, parser)
+    if args.command == "evaluate-capture":
+        args.argv = list(sys.argv[1:] if argv is None else argv)
+        return evaluate_capture_command(args, parser)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse rejects it first
     return 2
 
