@@ -238,3 +238,19 @@ def test_pick_frames_spreads_over_the_solved_frames():
     assert pick_frames(SimpleNamespace(solved=solved)) == [32, 54, 77]
     assert pick_frames(SimpleNamespace(solved=np.array([False, True, True]))) == [1, 2]
     assert pick_frames(SimpleNamespace(solved=np.zeros(4, dtype=bool))) == []
+
+
+def test_nothing_solved_is_an_error_and_leaves_nothing(tmp_path, capsys):
+    from metapose_geom.cli import main
+
+    rng = np.random.default_rng(3)
+    keypoints = rng.uniform(100, 900, (3, 4, 17, 2))
+    confidences = np.zeros((3, 4, 17))
+    confidences[0] = 1.0  # one camera alone sees anybody
+    path = tmp_path / "one.npz"
+    np.savez(path, keypoints=keypoints, confidences=confidences, skeleton="h36m17")
+    out = tmp_path / "out"
+    assert main(["solve", str(path), "--out", str(out), "--no-progress", "--subject-height", "1.8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no frame could be solved" in err[0] and "fewer than two cameras" in err[0]
+    assert not out.exists()

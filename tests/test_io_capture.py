@@ -219,3 +219,36 @@ def test_reading_and_holding_captures_stays_light():
             "print(sorted({'matplotlib', 'tqdm', 'h5py', 'torch', 'numba'} & set(sys.modules)))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+class TestReviewFindings:
+    def test_a_solution_pickles(self, capture):
+        import pickle
+
+        result = capture.solve("s1", progress=False)
+        again = pickle.loads(pickle.dumps(result))
+        np.testing.assert_array_equal(again.poses, result.poses)
+        assert again.skip_reasons == result.skip_reasons and again.skipped == result.skipped
+
+    def test_a_camera_in_box_units_is_named(self, scenes):
+        keypoints, confidences, mono3d = arrays_of(scenes)
+        keypoints[1] /= 1920.0
+        with pytest.raises(ValueError, match=r"^keypoints: camera 1's keypoints spread over at most .* cannot be pixels"):
+            Capture(keypoints, confidences, "h36m17")
+
+    def test_bad_view_options_raise_once(self, capture):
+        with pytest.raises(ValueError, match=r"^mirror_weight"):
+            capture.solve("s1", progress=False, view_options={"mirror_weight": 5})
+        with pytest.raises(ValueError, match=r"^view_options: unknown name\(s\) \['bogus'\]"):
+            capture.solve("s1", progress=False, view_options={"bogus": 1})
+
+    def test_methods_that_need_start_cameras_are_refused(self, capture):
+        with pytest.raises(ValueError, match=r"^method: 'anipose' needs start cameras"):
+            capture.solve("anipose", progress=False)
+
+    def test_guesses_in_a_left_handed_frame_are_refused(self, scenes):
+        keypoints, confidences, mono3d = arrays_of(scenes)
+        flipped = Capture(keypoints, confidences, "h36m17", mono3d=mono3d * [1.0, 1.0, -1.0])
+        with pytest.raises(ValueError, match=r"^mono3d: \d+% of the views' guesses are mirror images"):
+            flipped.solve("s1", progress=False)
+        Capture(keypoints, confidences, "h36m17", mono3d=mono3d).solve("s1", progress=False)  # right-handed: fine

@@ -181,6 +181,16 @@ class TestSeveralPeople:
         np.testing.assert_allclose(capture.keypoints[0, 0], b[:, :2], rtol=1e-5)
         assert capture.confidences[0, 1].max() == 0  # no second person in frame 1
 
+    def test_person_index_counts_placeholders_as_the_file_does(self, tmp_path, rng):
+        a, b = person(rng, 25), person(rng, 25, centre=(900, 300))
+        for camera in ("cam01", "cam02"):  # Pose2Sim's association writes placeholders for absent people
+            write_frame(tmp_path, camera, 0, [np.zeros((25, 3)), a, b])
+        with pytest.warns(UserWarning, match="several people"):
+            capture = read_openpose(tmp_path, person=1)
+        np.testing.assert_allclose(capture.keypoints[0, 0], a[:, :2], rtol=1e-5)
+        with pytest.warns(UserWarning, match="several people"):
+            assert read_openpose(tmp_path, person=0).confidences.max() == 0  # the placeholder: nobody
+
     def test_people_with_nothing_found_are_nobody(self, tmp_path, rng):
         for camera in ("cam01", "cam02"):
             write_frame(tmp_path, camera, 0, [np.zeros((25, 3)), person(rng, 25)])

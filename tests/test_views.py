@@ -292,6 +292,12 @@ class TestRealInput:
         one[3] = one[3, index]
         np.testing.assert_array_equal(mg.views.find_swapped_views(one), [False, False, False, True])
 
+    def test_mirror_image_guesses(self, rng):
+        guesses = mg.synth.make_scene(6).gt_mono3d()
+        assert not mg.views.mirror_image_guesses(guesses).any()
+        assert mg.views.mirror_image_guesses(guesses * [1.0, 1.0, -1.0]).all()
+        assert mg.views.mirror_image_guesses(guesses * [1.0, -1.0, 1.0]).all()
+
     def test_mirror_component(self, rng):
         keypoints = rng.uniform(100, 400, (2, 17, 2))
         confidence = rng.uniform(0.5, 1.0, (2, 17))
@@ -321,8 +327,9 @@ class TestRealInput:
         (lambda kp, c, g: mg.Views.from_keypoints(kp, c, mono3d=g, mono3d_units="metres"), r"^mono3d_units: expected"),
         (lambda kp, c, g: mg.Views.from_keypoints(kp, c, units="px"), r"^units: expected"),
         (lambda kp, c, g: mg.Views.from_keypoints(kp, c, mirror_weight=2.0), r"^mirror_weight"),
-        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, box_margin=-1), r"^margin"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp, c, box_margin=-1), r"^box_margin"),
         (lambda kp, c, g: mg.Views.from_keypoints(kp, c, mono3d=g, repair_swaps="yes"), r"^repair_swaps"),
+        (lambda kp, c, g: mg.Views.from_keypoints(kp[:, :16], c[:, :16]), r"^keypoints: J = 16 joints, but skeleton"),
         (lambda kp, c, g: mg.Views(mg.mixtures.keypoints_to_mixtures(kp, c)),
          r"^mixtures: camera \d's joints spread over .* cannot be box units"),
     ])

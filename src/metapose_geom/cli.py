@@ -253,6 +253,9 @@ def solve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         try:
             result = capture.solve(method=args.method, progress=not args.no_progress, threads=args.threads)
             seconds = time.perf_counter() - start
+            if not result.solved.any():
+                first = next(iter(result.skip_reasons.values()), "no frames")
+                raise ValueError(f"no frame could be solved ({result.summary()}; frame 0: {first})")
             _write_solve_outputs(result, folder, args.subject_height)
         except ValueError as error:  # a method that cannot solve these views, or a file that cannot be written
             if created:

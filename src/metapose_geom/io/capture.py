@@ -17,7 +17,6 @@ import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .._checks import as_float64, check_int, check_number
 from ..skeletons import H36M_17, Landmarks, Skeleton, SkeletonMap, skeleton_map
-from ..views import Views
+from ..views import MIN_PIXEL_SPREAD, Views, mirror_image_guesses
 
 F64 = NDArray[np.float64]
 
@@ -103,6 +102,15 @@ class Capture:
             raise ValueError(f"confidences: expected shape {points.shape[:3]} (C, F, N), got {conf.shape}")
         if not np.isfinite(conf).all() or (conf < 0).any() or (conf > 1).any():
             raise ValueError("confidences: expected finite values in [0, 1]")
+        valid = (conf > 0) & ~np.isnan(points).any(axis=-1)  # (C, F, N)
+        for camera in range(cameras):
+            seen = points[camera][valid[camera]]
+            if len(seen) and float((seen.max(axis=0) - seen.min(axis=0)).max()) < MIN_PIXEL_SPREAD:
+                raise ValueError(
+                    f"keypoints: camera {camera}'s keypoints spread over at most "
+                    f"{float((seen.max(axis=0) - seen.min(axis=0)).max()):.3g} units in all {frames} frames, "
+                    "which cannot be pixels (box units or normalised coordinates?); give pixels"
+                )
         object.__setattr__(self, "keypoints", _frozen(points))
         object.__setattr__(self, "confidences", _frozen(conf))
         if self.mono3d is not None:
@@ -252,6 +260,23 @@ class Capture:
 
     # ------------------------------------------------------------------ every frame
 
+    def _check_handedness(self) -> None:
+        """ValueError when most of the monocular guesses are mirror images of a body (a
+        left-handed frame: z towards the camera, or y up): the sequence says what one frame cannot."""
+        guesses = self.mono3d_joints
+        if guesses is None:
+            return
+        usable = self.detected & ~np.isnan(guesses).any(axis=(-1, -2))  # (C, F)
+        if not usable.any():
+            return
+        mirrored = mirror_image_guesses(guesses[usable], H36M_17)
+        if mirrored.mean() > 0.5:
+            raise ValueError(
+                f"mono3d: {100 * mirrored.mean():.0f}% of the views' guesses are mirror images of a body (a "
+                "left-handed frame: z towards the camera, or y up); guesses must be in each camera's axes, x right, "
+                "y down, z away from the camera"
+            )
+
     def without_mono3d(self) -> Capture:
         """This capture without its monocular guesses (the same arrays otherwise)."""
         return dataclasses.replace(self, mono3d=None)
@@ -276,8 +301,21 @@ class Capture:
         Returns:
             A :class:`CaptureSolution` with one entry per frame.
         """
-        from ..solver import solve_batch
+        import inspect
 
+        from ..solver import solve_batch
+        from ..solver.methods import lookup
+
+        if lookup(method).takes_cameras:
+            raise ValueError(f"method: {method!r} needs start cameras; Capture.solve takes the methods that find "
+                             "the cameras (solve_batch with cameras= runs it)")
+        view_options = dict(view_options or {})
+        allowed = set(inspect.signature(Views.from_keypoints).parameters) - {
+            "cls", "keypoints", "confidences", "mono3d", "camera_names", "skeleton"}
+        unknown = sorted(set(view_options) - allowed)
+        if unknown:
+            raise ValueError(f"view_options: unknown name(s) {unknown}; known: {sorted(allowed)}")
+        self._check_handedness()
         frames = self.num_frames
         skipped: dict[int, str] = {}
         groups: dict[tuple[tuple[int, ...], bool], list[tuple[int, Views]]] = {}
@@ -287,8 +325,10 @@ class Capture:
                 skipped[f] = "seen by fewer than two cameras"
                 continue
             try:
-                views = self.views(f, cameras, **dict(view_options or {}))
+                views = self.views(f, cameras, **view_options)
             except ValueError as error:
+                if str(error).split(":")[0] in view_options:
+                    raise  # a bad option, not a bad frame
                 skipped[f] = f"evidence rejected: {error}"
                 continue
             groups.setdefault((cameras, views.mono3d is not None), []).append((f, views))
@@ -333,7 +373,7 @@ class CaptureSolution:
     skip_reasons: Mapping[int, str]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "skip_reasons", MappingProxyType(dict(self.skip_reasons)))
+        object.__setattr__(self, "skip_reasons", dict(self.skip_reasons))  # a copy (a proxy would not pickle)
         object.__setattr__(self, "used", _frozen(self.used))
         object.__setattr__(self, "boxes", _frozen(self.boxes))
 

@@ -49,9 +49,10 @@ def _camera_files(folder: Path) -> tuple[list[Path], list[int]]:
     return [path for _, path in numbered], numbers
 
 
-def _people(path: Path) -> list[F64]:
-    """A frame file's people, each (N, 3) ``[x, y, confidence]``; people with no landmark found
-    (all confidences 0, or an empty list) are left out."""
+def _people(path: Path) -> list[F64 | None]:
+    """A frame file's people in the file's order, each (N, 3) ``[x, y, confidence]``, or None for
+    an entry with no landmark found (all confidences 0, or an empty list: a placeholder, as
+    Pose2Sim's person association writes them)."""
     try:
         with path.open("rb") as handle:
             content = json.load(handle)
@@ -66,6 +67,7 @@ def _people(path: Path) -> list[F64]:
         if not isinstance(flat, list):
             raise ValueError(f"{path}: people[{i}] has no 'pose_keypoints_2d' list")
         if not flat:
+            found.append(None)
             continue
         try:
             values = np.array(flat, dtype=np.float64)
@@ -76,8 +78,7 @@ def _people(path: Path) -> list[F64]:
         values = values.reshape(-1, 3)
         if not np.isfinite(values).all() or (values[:, 2] < 0).any():
             raise ValueError(f"{path}: people[{i}].pose_keypoints_2d has non-finite values or negative confidences")
-        if (values[:, 2] > 0).any():
-            found.append(values)
+        found.append(values if (values[:, 2] > 0).any() else None)
     return found
 
 
@@ -91,15 +92,16 @@ def _distance(person: F64, previous: F64) -> float:
     return float(np.linalg.norm(here - there))
 
 
-def _choose(frames: list[list[F64]], person: str | int) -> tuple[list[F64 | None], int]:
+def _choose(frames: list[list[F64 | None]], person: str | int) -> tuple[list[F64 | None], int]:
     """One person per frame (None: nobody), and the number of frames with several people."""
     chosen: list[F64 | None] = []
     several = 0
     previous = None
-    for people in frames:
+    for entries in frames:
+        people = [p for p in entries if p is not None]
         several += len(people) > 1
         if isinstance(person, int):
-            pick = people[person] if person < len(people) else None
+            pick = entries[person] if person < len(entries) else None  # the file's own index
         elif not people:
             pick = None
         elif previous is None:
@@ -180,6 +182,8 @@ def read_openpose(
     for name, frames in people.items():
         for path, frame in zip(cameras[name][0], frames):
             for found in frame:
+                if found is None:
+                    continue
                 if first is None:
                     width, first = len(found), path
                 elif len(found) != width:
