@@ -274,6 +274,26 @@ class TestRealInput:
         np.testing.assert_allclose(from_2d.mixtures, clean.mixtures, rtol=1e-12)
         assert mg.Views.from_keypoints(keypoints, confidence, repair_swaps=False).swapped is None
 
+    @pytest.mark.parametrize("cameras", [3, 4, 6])
+    def test_clean_frames_are_not_relabelled_and_swapped_ones_mostly_are(self, cameras):
+        rng = np.random.default_rng(cameras)
+        index = mg.H36M_17.mirror_index()
+        false, found = 0, 0
+        for scene in mg.synth.make_scenes(40, num_cameras=cameras, seed=11):
+            keypoints = scene.pose2d + rng.normal(scale=3.0, size=scene.pose2d.shape)
+            confidence = np.where(scene.occluded, 0.0, 0.9)  # occluded joints missing
+            for guesses in (None, scene.mono3d):
+                false += bool(mg.Views.from_keypoints(keypoints, confidence, mono3d=guesses).swapped.any())
+                swapped_kp, swapped_conf = keypoints.copy(), confidence.copy()
+                swapped_kp[1], swapped_conf[1] = keypoints[1, index], confidence[1, index]
+                swapped_guesses = None if guesses is None else guesses.copy()
+                if guesses is not None:
+                    swapped_guesses[1] = guesses[1, index]
+                views = mg.Views.from_keypoints(swapped_kp, swapped_conf, mono3d=swapped_guesses)
+                found += views.swapped.tolist() == [c == 1 for c in range(cameras)]
+        assert false == 0
+        assert found >= 0.7 * 80
+
     def test_swaps_are_not_looked_for_with_two_views_or_when_half_disagree(self, rng):
         guesses = rng.normal(size=(4, 17, 3))
         index = mg.H36M_17.mirror_index()
