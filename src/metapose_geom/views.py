@@ -29,7 +29,7 @@ from .skeletons import H36M_17, Skeleton
 F64 = NDArray[np.float64]
 
 __all__ = ["BOX_MARGIN", "KEYPOINT_SIGMA", "MIRROR_WEIGHT", "UNINFORMATIVE_VARIANCE", "Views", "align_mono3d",
-           "box_to_pixels", "check_box_values", "check_evidence", "find_swapped_views", "infer_boxes",
+           "box_to_pixels", "camera_indices", "check_box_values", "check_evidence", "find_swapped_views", "infer_boxes",
            "mirror_image_guesses", "pixels_to_box"]
 
 #: Margin on each side of an inferred box, as a fraction of the extent of the view's keypoints.
@@ -431,6 +431,26 @@ def find_swapped_views(mono3d: ArrayLike | None = None, points: ArrayLike | None
                        float(sources))
 
 
+def camera_indices(cameras: Sequence[int | str], names: Sequence[str]) -> list[int]:
+    """Cameras given by index (negative counts from the end) or by name, among ``names`` -> their
+    indices in that order; ValueError naming ``cameras`` for an unknown or repeated camera."""
+    index = []
+    for camera in cameras:
+        if isinstance(camera, str):
+            if camera not in names:
+                raise ValueError(f"cameras: no camera named {camera!r}; have {tuple(names)}")
+            index.append(list(names).index(camera))
+        else:
+            count = len(names)
+            try:
+                index.append(check_int(camera, "cameras", -count, count - 1) % count)
+            except ValueError:
+                raise ValueError(f"cameras: {camera!r} is not a camera index in [0, {count}) or a name") from None
+    if len(set(index)) != len(index):
+        raise ValueError(f"cameras: repeated camera in {list(cameras)}")
+    return index
+
+
 def _frozen(array: F64) -> F64:
     """A read-only copy: a Views never shares memory with its caller, and nobody writes into it."""
     copy = np.array(array, dtype=np.float64, order="C", copy=True)
@@ -687,20 +707,7 @@ class Views:
 
     def subset(self, cameras: Sequence[int | str]) -> Views:
         """The views of the given cameras (indices or names), in that order; the first is the reference."""
-        index = []
-        for camera in cameras:
-            if isinstance(camera, str):
-                if camera not in self.camera_names:
-                    raise ValueError(f"cameras: no camera named {camera!r}; have {self.camera_names}")
-                index.append(self.camera_names.index(camera))
-            else:
-                count = self.num_cameras
-                try:
-                    index.append(check_int(camera, "cameras", -count, count - 1) % count)
-                except ValueError:
-                    raise ValueError(f"cameras: {camera!r} is not a camera index in [0, {count}) or a name") from None
-        if len(set(index)) != len(index):
-            raise ValueError(f"cameras: repeated camera in {list(cameras)}")
+        index = camera_indices(cameras, self.camera_names)
         return Views(
             self.mixtures[index],
             None if self.mono3d is None else self.mono3d[index],

@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .._checks import as_float64, check_int, check_number
 from ..skeletons import H36M_17, Landmarks, Skeleton, SkeletonMap, skeleton_map
-from ..views import MIN_PIXEL_SPREAD, Views, mirror_image_guesses
+from ..views import MIN_PIXEL_SPREAD, Views, camera_indices, mirror_image_guesses
 
 F64 = NDArray[np.float64]
 
@@ -199,23 +199,6 @@ class Capture:
 
     # ------------------------------------------------------------------ one frame
 
-    def _camera_indices(self, cameras: Sequence[int | str]) -> list[int]:
-        index = []
-        for camera in cameras:
-            if isinstance(camera, str):
-                if camera not in self.camera_names:
-                    raise ValueError(f"cameras: no camera named {camera!r}; have {self.camera_names}")
-                index.append(self.camera_names.index(camera))
-            else:
-                count = self.num_cameras
-                try:
-                    index.append(check_int(camera, "cameras", -count, count - 1) % count)
-                except ValueError:
-                    raise ValueError(f"cameras: {camera!r} is not a camera index in [0, {count}) or a name") from None
-        if len(set(index)) != len(index):
-            raise ValueError(f"cameras: repeated camera in {list(cameras)}")
-        return index
-
     def views(self, frame: int, cameras: Sequence[int | str] | None = None, **options: Any) -> Views:
         """Frame ``frame`` (an index in [0, F)) as :class:`~metapose_geom.Views` in H36M-17.
 
@@ -235,7 +218,7 @@ class Capture:
         """
         index = check_int(frame, "frame", -self.num_frames, self.num_frames - 1) % self.num_frames
         chosen = (list(np.flatnonzero(self.detected[:, index])) if cameras is None
-                  else self._camera_indices(cameras))
+                  else camera_indices(cameras, self.camera_names))
         if len(chosen) < 2:
             seen = [self.camera_names[c] for c in chosen]
             raise ValueError(f"frame {index}: {len(chosen)} camera(s) {'saw the person' if cameras is None else 'chosen'}"
