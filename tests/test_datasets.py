@@ -550,6 +550,42 @@ class TestFilesHeldByOthers:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["new.h5"] and committed_frames(tmp_path / "new.h5") == 2
 
 
+class TestOneWriterPerFile:
+    """Two writers of one file in one process would each append from their own count and overwrite
+    each other's committed frames: the second is refused, whatever its mode or spelling of the path."""
+
+    def test_a_second_writer_is_refused(self, tmp_path, rng, monkeypatch):
+        path = tmp_path / "data.h5"
+        chunks = [random_chunk(rng, 2, 2 * i, fields=REQUIRED_FIELDS) for i in range(3)]
+        with DatasetWriter(path, C, None, K) as first:
+            first.append(chunks[0])
+            monkeypatch.chdir(tmp_path)
+            (tmp_path / "link.h5").symlink_to(path)
+            for other, mode in [(path, "a"), (path, "w"), (path, "x"), (Path("data.h5"), "a"), (Path("link.h5"), "a")]:
+                with pytest.raises(BlockingIOError, match=f"{re.escape(str(other))}: in use by another DatasetWriter"):
+                    DatasetWriter(other, C, None, K, mode=mode)
+            first.append(chunks[1])
+        with DatasetWriter(path, C, None, K, mode="a") as again:  # free once the first is closed
+            assert len(again) == 4
+            again.append(chunks[2])
+        with DatasetReader(path) as reader:
+            for name in REQUIRED_FIELDS:
+                assert_exact(reader.read(name), concatenate(chunks)[name], name)
+
+    def test_writers_of_different_files_coexist(self, tmp_path, rng):
+        with DatasetWriter(tmp_path / "a.h5", C, None, K) as a, DatasetWriter(tmp_path / "b.h5", C, None, K) as b:
+            a.append(random_chunk(rng, 1, fields=REQUIRED_FIELDS))
+            b.append(random_chunk(rng, 2, fields=REQUIRED_FIELDS))
+        assert committed_frames(tmp_path / "a.h5") == 1 and committed_frames(tmp_path / "b.h5") == 2
+
+    def test_a_writer_that_failed_to_open_does_not_hold_the_path(self, tmp_path):
+        path = tmp_path / "data.h5"
+        DatasetWriter(path, C, None, K).close()
+        with pytest.raises(ValueError, match="num_cameras"):
+            DatasetWriter(path, C + 1, None, K, mode="a")
+        DatasetWriter(path, C, None, K, mode="a").close()
+
+
 # --------------------------------------------------------------------------- synthetic content
 
 

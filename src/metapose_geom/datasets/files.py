@@ -3,7 +3,7 @@
 The promises :class:`~metapose_geom.datasets.DatasetWriter` and the synthetic build keep with them:
 
 * A file held by someone else (another process's HDF5 lock: a reader, a writer, a second build;
-  a reader in this process) is left untouched, byte for byte,
+  a reader or another :class:`DatasetWriter` in this process) is left untouched, byte for byte,
   and the error is a :class:`DatasetInUseError` that says "in use".
 * A file or folder that cannot be written (permissions, a read-only file system) is left
   untouched and the error is a :class:`PermissionError` that says "not writable".
@@ -14,7 +14,7 @@ The promises :class:`~metapose_geom.datasets.DatasetWriter` and the synthetic bu
   without replacing a file another run put there meanwhile; a build that fails removes it.
 
 Locks are BSD ``flock`` locks, the kind HDF5 takes on Linux (unless ``HDF5_USE_FILE_LOCKING=FALSE``);
-without ``fcntl`` (Windows) only HDF5's own locking remains.
+without ``fcntl`` (Windows) only HDF5's own locking and this process's registry of writers remain.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,12 +36,14 @@ __all__ = [
     "DamagedFileError",
     "DatasetInUseError",
     "check_output_folder",
+    "claim_writer",
     "creating",
     "explain_open_failure",
     "lock_held",
     "move_aside",
     "not_writable",
     "publish",
+    "release_writer",
 ]
 
 #: errno values that mean "this cannot be written" rather than "something is wrong with the file"
@@ -129,6 +132,31 @@ def explain_open_failure(path: Path, error: OSError, writing: bool, locking: boo
     except OSError as damage:
         return DamagedFileError(f"{path}: not a readable HDF5 file ({damage})")
     return OSError(f"{path}: cannot be opened{' for writing' if writing else ''} ({message})")
+
+
+# --------------------------------------------------------------------------- writers in this process
+
+_WRITERS: set[str] = set()
+_WRITERS_LOCK = threading.Lock()
+
+
+def claim_writer(path: Path) -> str:
+    """Register a writer of ``path`` in this process; :class:`DatasetInUseError` when another has it
+    (two writers would each append from their own count and overwrite each other's frames).
+    Returns the key for :func:`release_writer`."""
+    key = os.path.realpath(path)
+    with _WRITERS_LOCK:
+        if key in _WRITERS:
+            raise DatasetInUseError(f"{path}: in use by another DatasetWriter in this process (close it first; "
+                                    "two writers would overwrite each other's frames)")
+        _WRITERS.add(key)
+    return key
+
+
+def release_writer(key: str) -> None:
+    """Forget the writer registered under ``key``."""
+    with _WRITERS_LOCK:
+        _WRITERS.discard(key)
 
 
 # --------------------------------------------------------------------------- creating, setting aside

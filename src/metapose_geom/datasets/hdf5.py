@@ -9,8 +9,10 @@ interrupted before its commit (an exception, a kill) never looks complete; reope
 temporary name (``NAME.creating``, locked while it is built, removed if the build fails) and renamed
 into place, so a file at the final name always has its structure.
 
-Concurrent access (:mod:`.files`). HDF5's file lock refuses a writer in another process while any
-reader or writer holds the file. A file that is held or cannot be written is never changed: the error says "in use" or "not writable"; one HDF5 cannot
+Concurrent access (:mod:`.files`). One process has at most one writer per file: a second
+:class:`DatasetWriter` of the same path is refused (:class:`DatasetInUseError`), as HDF5's file lock
+refuses a writer in another process while any reader or writer holds the file. A file that is held
+or cannot be written is never changed: the error says "in use" or "not writable"; one HDF5 cannot
 open at all raises :class:`DamagedFileError`. A reader that must look at a file while another
 process writes it passes ``locking=False`` and sees the frames committed when it opened.
 """
@@ -31,7 +33,10 @@ from numpy.typing import NDArray
 from .._checks import check_choice, check_int
 from ..skeletons import H36M_17, Skeleton
 from ..views import Views
-from .files import DamagedFileError, DatasetInUseError, creating, explain_open_failure, publish
+from .files import (
+    DamagedFileError, DatasetInUseError, claim_writer, creating, explain_open_failure, publish,
+    release_writer,
+)
 from .schema import (
     FIELDS, FORMAT_NAME, FORMAT_VERSION, MAX_STORAGE_CHUNK, REQUIRED_FIELDS, RESERVED_ATTRS, check_chunk_field,
     check_file, field_shape, h5_dtype, known_field, user_attrs,
@@ -65,7 +70,7 @@ class DatasetWriter:
     :meth:`append` takes a mapping field -> array with a leading axis of n frames and the shapes
     and dtypes of :data:`FIELDS`; it validates everything before writing anything.
 
-    Raises :class:`DatasetInUseError` ("in use") when a reader in this process, or a reader
+    Raises :class:`DatasetInUseError` ("in use") when another writer in this process, or a reader
     or writer in another process, holds the file (or another run is creating it);
     PermissionError ("not writable") when the file or its folder cannot be written;
     :class:`DamagedFileError` (``mode="a"``) when HDF5 cannot open the existing file at all. In
@@ -94,6 +99,7 @@ class DatasetWriter:
         compression: str | None = "gzip",
     ) -> None:
         self._file: h5py.File | None = None
+        self._claim: str | None = None
         self.path = Path(path)
         check_int(num_cameras, "num_cameras", 2)
         check_int(num_components, "num_components", 1)
@@ -122,6 +128,7 @@ class DatasetWriter:
                 raise ValueError(f"attrs: {key!r} = {value} does not fit in 64 bits")
         self._shapes = {f: field_shape(f, num_cameras, skeleton.num_joints, num_components) for f in self.fields}
 
+        self._claim = claim_writer(self.path)  # one writer per file in this process
         try:
             if mode == "a" and self.path.exists():
                 self._file = self._open()
@@ -263,10 +270,16 @@ class DatasetWriter:
         self._committed = int(count)
 
     def close(self) -> None:
-        """Flush and close; uncommitted data stay invisible and are dropped by the next append."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Flush and close; uncommitted data stay invisible and are dropped by the next append.
+        The path is free for another writer afterwards."""
+        try:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        finally:
+            if self._claim is not None:
+                release_writer(self._claim)
+                self._claim = None
 
     def __enter__(self) -> DatasetWriter:
         return self
