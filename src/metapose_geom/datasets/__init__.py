@@ -26,7 +26,7 @@ Example::
 from __future__ import annotations
 
 from .._lazy import lazy_attributes
-from .files import DamagedFileError, DatasetInUseError
+from .files import DamagedBlockError, DamagedFileError, DatasetInUseError
 from .hdf5 import DatasetReader, DatasetWriter, committed_frames
 from .schema import FIELDS, FORMAT_NAME, FORMAT_VERSION, REQUIRED_FIELDS, FieldSpec, field_shape
 
@@ -42,6 +42,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "REQUIRED_FIELDS",
+    "DamagedBlockError",
     "DamagedFileError",
     "DatasetInUseError",
     "DatasetReader",

@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 __all__ = [
+    "DamagedBlockError",
     "DamagedFileError",
     "DatasetInUseError",
     "check_output_folder",
@@ -56,6 +57,17 @@ class DatasetInUseError(BlockingIOError):
 
 class DamagedFileError(OSError):
     """HDF5 cannot read the file's structure, not even read-only."""
+
+
+class DamagedBlockError(OSError):
+    """A stored block of one field cannot be read (decompressed): frames ``start:stop`` of ``field``."""
+
+    def __init__(self, message: str, field: str, start: int, stop: int) -> None:
+        super().__init__(message)
+        self.field, self.start, self.stop = field, int(start), int(stop)
+
+    def __reduce__(self):
+        return type(self), (str(self), self.field, self.start, self.stop)
 
 
 # --------------------------------------------------------------------------- locks

@@ -34,7 +34,7 @@ from .._checks import check_choice, check_int
 from ..skeletons import H36M_17, Skeleton
 from ..views import Views
 from .files import (
-    DamagedFileError, DatasetInUseError, claim_writer, creating, explain_open_failure, publish,
+    DamagedBlockError, DamagedFileError, DatasetInUseError, claim_writer, creating, explain_open_failure, publish,
     release_writer,
 )
 from .schema import (
@@ -42,7 +42,8 @@ from .schema import (
     check_file, field_shape, h5_dtype, known_field, user_attrs,
 )
 
-__all__ = ["DamagedFileError", "DatasetInUseError", "DatasetReader", "DatasetWriter", "committed_frames"]
+__all__ = ["DamagedBlockError", "DamagedFileError", "DatasetInUseError", "DatasetReader", "DatasetWriter",
+           "committed_frames"]
 
 
 class DatasetWriter:
@@ -309,6 +310,8 @@ class DatasetReader:
     an unknown or unexpected skeleton, or a field of the wrong shape or dtype (naming the field);
     FileNotFoundError, :class:`DatasetInUseError` (a writer in another process holds it: pass
     ``locking=False``) or :class:`DamagedFileError` (HDF5 cannot open it) when it cannot be opened.
+    A stored block that cannot be read (decompressed) raises :class:`DamagedBlockError` naming the
+    field and its frames when it is read.
 
     ``len(reader)`` is the number of committed frames; :meth:`read` gives one field over a frame
     range, :meth:`frames` streams batches, :meth:`views` builds one frame's :class:`Views`.
@@ -365,16 +368,44 @@ class DatasetReader:
         start, stop, _ = slice(start, stop).indices(self._len)
         return start, max(start, stop)
 
+    def block_frames(self, field: str) -> int:
+        """Frames per stored block (HDF5 chunk) of ``field``: what one damaged block loses."""
+        self._check_field(field)
+        dataset = self._datasets[field]
+        return int(dataset.chunks[0]) if dataset.chunks else max(1, int(dataset.shape[0]))
+
     def read(self, field: str, start: int | None = 0, stop: int | None = None) -> NDArray:
         """Frames ``start:stop`` (Python slice rules, within the committed frames) of ``field``:
-        shape (stop - start, ...) and the field's dtype (strings as a numpy str array)."""
+        shape (stop - start, ...) and the field's dtype (strings as a numpy str array).
+
+        Raises :class:`DamagedBlockError` naming the field and the frames of the first stored
+        block in the range that cannot be read."""
         self._check_field(field)
         start, stop = self._range(start, stop)
+        try:
+            return self._read(field, start, stop)
+        except OSError as error:
+            raise self._damaged_block(field, start, stop, error) from error
+
+    def _read(self, field: str, start: int, stop: int) -> NDArray:
         dataset = self._datasets[field]
         if FIELDS[field].dtype == "str":
             values = dataset.asstr()[start:stop]
             return np.asarray(values.tolist(), dtype=str).reshape(values.shape)
         return dataset[start:stop]
+
+    def _damaged_block(self, field: str, start: int, stop: int, error: OSError) -> OSError:
+        """The first block of frames ``start:stop`` of ``field`` that cannot be read, as an error."""
+        rows = self.block_frames(field)
+        for begin in range(start - start % rows, stop, rows):
+            block_stop = min(begin + rows, self._len)
+            try:
+                self._read(field, begin, block_stop)
+            except OSError as found:
+                reason = " ".join(str(found).split())
+                return DamagedBlockError(f"{self.path}: {field}: frames {begin}-{block_stop - 1} cannot be read "
+                                         f"(a damaged block: {reason})", field, begin, block_stop)
+        return OSError(f"{self.path}: {field}: frames {start}-{stop - 1} cannot be read ({error})")
 
     def frame(self, index: int, fields: Sequence[str] | None = None) -> dict[str, NDArray]:
         """One frame: field -> array without the frame axis."""
