@@ -782,11 +782,14 @@ class TestCli:
         assert cli.main(argv) == 0  # a finished build is left as it is
         assert committed_frames(tmp_path / "synthetic_train_3cam.h5") == 6
 
-    @pytest.mark.parametrize("extra", [["--train-frames", "-1"], ["--cameras", "1"], ["--chunk", "0"], []])
-    def test_make_dataset_rejects_bad_arguments(self, tmp_path, extra):
-        argv = ["make-dataset"] + (["--out", str(tmp_path)] if extra else []) + extra
-        with pytest.raises(SystemExit):
-            cli.main(argv)
+    @pytest.mark.parametrize("extra", [["--train-frames", "-1"], ["--cameras", "1"], ["--chunk", "0"]])
+    def test_make_dataset_rejects_bad_arguments(self, tmp_path, extra, capsys):
+        assert cli.main(["make-dataset", "--out", str(tmp_path / "out"), *extra]) == 2
+        assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "out").exists()  # more: test_cli.py
+
+    def test_make_dataset_needs_out(self):
+        with pytest.raises(SystemExit):  # argparse: a required option
+            cli.main(["make-dataset"])
 
     def test_script_calls_the_same_command(self, tmp_path):
         script = os.path.join(os.path.dirname(__file__), "..", "python", "make_dataset.py")

@@ -224,6 +224,21 @@ class TestBadFrames:
         with pytest.raises(ValueError, match="no frame left"):
             evaluate(path, cameras=(2,), methods=("s1",), progress=False, frames=1, skip_bad_frames=True)
 
+    def test_the_command_skips_and_reports(self, dataset, tmp_path, capsys):
+        path = poke(dataset, tmp_path / "nan.h5", "heatmaps", (2, 0, 5, 0, 1))
+        argv = ["evaluate", str(path), "--cameras", "2", "--methods", "s1", "--out", str(tmp_path / "out"),
+                "--no-progress"]
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "frame 2: heatmaps" in err and "--skip-bad-frames" in err
+        assert not (tmp_path / "out").exists()
+        assert cli.main(argv + ["--skip-bad-frames"]) == 0
+        out = capsys.readouterr().out
+        report = (tmp_path / "out" / "evaluation.md").read_text()
+        for text in (out, report):
+            assert "skipped 1 bad frame" in text and "frame 2 (heatmaps:" in text
+        assert "| S1 | 2 | 7 |" in report
+
 
 class TestReport:
     def row(self, **changes) -> Row:
@@ -281,11 +296,13 @@ class TestCommand:
         assert cli.main(["evaluate", str(dataset), "--out", str(tmp_path), "--no-progress"]) == 2
         assert "pip install" in capsys.readouterr().err
 
-    def test_bad_arguments(self, dataset):
-        with pytest.raises(SystemExit):
+    def test_bad_arguments(self, dataset, tmp_path, capsys):
+        with pytest.raises(SystemExit):  # argparse: not one of the choices
             cli.main(["evaluate", str(dataset), "--methods", "nonsense"])
-        with pytest.raises(SystemExit):
-            cli.main(["evaluate", str(dataset), "--frames", "0"])
+        capsys.readouterr()
+        assert cli.main(["evaluate", str(dataset), "--frames", "0", "--out", str(tmp_path / "out")]) == 2
+        assert capsys.readouterr().err == "metapose-geom evaluate: --frames: expected an integer >= 1, got 0\n"
+        assert not (tmp_path / "out").exists()  # more: test_cli.py
 
     def test_default_methods_are_all_methods(self):
         assert DEFAULT_METHODS == tuple(METHODS)
@@ -426,10 +443,11 @@ class TestAniPoseCacheSafety:
             assert cache.key(task) != before
 
     def test_the_command_refuses_conflicting_or_empty_cache_options(self, dataset, tmp_path, capsys):
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit):  # argparse: mutually exclusive
             cli.main(["evaluate", str(dataset), "--cache", str(tmp_path / "c.bin"), "--no-cache"])
-        with pytest.raises(SystemExit):
-            cli.main(["evaluate", str(dataset), "--cache", "", "--out", str(tmp_path)])
+        capsys.readouterr()
+        assert cli.main(["evaluate", str(dataset), "--cache", "", "--out", str(tmp_path)]) == 2
+        assert capsys.readouterr().err == "metapose-geom evaluate: --cache: expected a file path\n"
 
     def test_the_command_reports_a_file_that_is_not_a_cache(self, dataset, tmp_path, capsys, monkeypatch):
         from metapose_geom import anipose
