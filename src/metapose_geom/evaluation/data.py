@@ -92,13 +92,10 @@ class EvaluationData:
         of a per-camera field), unreadable ones included, in frame order."""
         cameras = sorted(set(cameras))
         names = tuple(f"cam{c}" for c in cameras)
+        not_finite = self._not_finite(cameras)
         bad: dict[int, str] = {}
-        for index, number in enumerate(self.frame_numbers):
-            number = int(number)
-            if number in self.unreadable:
-                bad[number] = self.unreadable[number]
-                continue
-            reason = self._not_finite(index, cameras)
+        for index, number in enumerate(self.frame_numbers.tolist()):
+            reason = self.unreadable.get(number) or not_finite.get(index)
             if reason is None:
                 try:
                     Views(self["heatmaps"][index, cameras], self["pose3d_epi_pred"][index, cameras],
@@ -111,22 +108,26 @@ class EvaluationData:
                 bad[number] = reason
         return bad
 
-    def _not_finite(self, index: int, cameras: list[int]) -> str | None:
-        """"field: not finite (NaN or inf) in camera c" for the first such field of frame ``index``."""
+    def _not_finite(self, cameras: list[int]) -> dict[int, str]:
+        """Frame index -> "field: not finite (NaN or inf)[ in camera c]" for the first float field
+        (in name order) with a NaN or inf in the frame, in ``cameras`` for the fields per camera."""
+        found: dict[int, str] = {}
         for name, array in self.arrays.items():
             if array.dtype.kind != "f":
                 continue
-            values = array[index]
             per_camera = FIELDS[name].shape[:1] == ("C",)
-            if per_camera:
-                values = values[cameras]
-            finite = np.isfinite(values)
-            if not finite.all():
+            values = array[:, cameras] if per_camera else array
+            finite = np.isfinite(values).reshape(len(values), -1).all(axis=1)
+            for index in np.flatnonzero(~finite).tolist():
+                if index in found:
+                    continue
                 if per_camera:
-                    camera = cameras[int(np.argwhere(~finite)[0][0])]
-                    return f"{name}: not finite (NaN or inf) in camera {camera}"
-                return f"{name}: not finite (NaN or inf)"
-        return None
+                    camera_finite = np.isfinite(values[index]).reshape(len(cameras), -1).all(axis=1)
+                    camera = cameras[int(np.flatnonzero(~camera_finite)[0])]
+                    found[index] = f"{name}: not finite (NaN or inf) in camera {camera}"
+                else:
+                    found[index] = f"{name}: not finite (NaN or inf)"
+        return found
 
     def without(self, frames: Collection[int]) -> EvaluationData:
         """These data without the file frames ``frames``."""
