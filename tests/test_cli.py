@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from metapose_geom import cli
-from metapose_geom.datasets import build_synthetic_dataset, committed_frames
+from metapose_geom.datasets import build_synthetic_dataset
 from metapose_geom.demo import DEMO_COLUMNS
 from metapose_geom.evaluation import Row
 from metapose_geom.evaluation.report import markdown_table

@@ -5,7 +5,6 @@ the CLI's outputs, and the AniPose rows when aniposelib is installed."""
 from __future__ import annotations
 
 import csv
-import re
 import shutil
 import subprocess
 import sys

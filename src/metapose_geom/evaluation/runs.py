@@ -19,7 +19,6 @@ import os
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
