@@ -6,10 +6,14 @@ the Scene <-> fields conversion both ways, and what reading a file imports."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -25,6 +29,7 @@ from metapose_geom.datasets import (
 )
 from metapose_geom.skeletons import H36M_17, Skeleton
 from metapose_geom.views import Views
+from read_only import read_only_available, run_read_only
 
 C, J, K = 3, 17, 2
 ALL = tuple(FIELDS)
@@ -400,6 +405,187 @@ class TestCommit:
                 assert_exact(reader.read(name, 0, kept), values, name)
 
 
+# --------------------------------------------------------------------------- files held by others
+
+
+@contextmanager
+def held_elsewhere(code: str):
+    """Run ``code`` (which opens a file and keeps it open) in another process until the block ends."""
+    script = f"import sys\n{code}\nprint('ready', flush=True)\nsys.stdin.read()\n"
+    process = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "ready", process.stderr.read()
+        yield
+    finally:
+        process.stdin.close()
+        process.wait(timeout=60)
+        process.stdout.close()
+        process.stderr.close()
+
+
+def folder_listing(folder: Path) -> dict[str, bytes]:
+    """Every file of ``folder`` and its bytes."""
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+class TestFilesHeldByOthers:
+    """A build never moves aside, truncates or rebuilds a valid file someone holds or that cannot be
+    written: it stops with "in use" or "not writable" and the folder stays as it was, byte for byte."""
+
+    FRAMES, CAMERAS, SEED = 2, 2, 7
+
+    @pytest.fixture
+    def partial(self, tmp_path) -> Path:
+        """A valid file with 2 of the frames; the test asks for 4, so the build must open it for writing."""
+        path = tmp_path / "set.h5"
+        build_synthetic_dataset(path, self.FRAMES, self.CAMERAS, self.SEED, progress=False)
+        return path
+
+    def grow(self, path: Path) -> Path:
+        return build_synthetic_dataset(path, 2 * self.FRAMES, self.CAMERAS, self.SEED, progress=False)
+
+    def assert_refused(self, path: Path, expected: str, exception=OSError) -> None:
+        before = folder_listing(path.parent)
+        with pytest.raises(exception, match=expected) as caught:
+            self.grow(path)
+        assert str(path) in str(caught.value)
+        assert folder_listing(path.parent) == before  # nothing moved aside, created or changed
+
+    def test_a_reader_in_another_process(self, partial):
+        with held_elsewhere(f"from metapose_geom.datasets import DatasetReader\nr = DatasetReader({str(partial)!r})"):
+            self.assert_refused(partial, "in use", BlockingIOError)
+        self.grow(partial)  # free again: the build resumes
+        assert committed_frames(partial) == 2 * self.FRAMES
+
+    def test_a_reader_in_this_process(self, partial):
+        with DatasetReader(partial) as reader:
+            self.assert_refused(partial, "in use", BlockingIOError)
+            assert len(reader) == self.FRAMES
+        self.grow(partial)
+        assert committed_frames(partial) == 2 * self.FRAMES
+
+    def test_a_second_run_writing_it(self, partial):
+        # what a running build holds: the file open for writing, with HDF5's lock
+        with held_elsewhere(f"import h5py\nf = h5py.File({str(partial)!r}, 'r+')"):
+            self.assert_refused(partial, "in use", BlockingIOError)
+
+    def test_a_second_run_creating_it(self, tmp_path):
+        # another run is building the new file under its temporary name and holds it (HDF5's lock);
+        # truncating it would destroy that run's work
+        path = tmp_path / "new.h5"
+        temporary = tmp_path / "new.h5.creating"
+        code = f"import h5py\nf = h5py.File({str(temporary)!r}, 'w')\nf.attrs['built'] = 'by the other run'\nf.flush()"
+        with held_elsewhere(code):
+            before = folder_listing(tmp_path)
+            with pytest.raises(BlockingIOError, match="in use"):
+                build_synthetic_dataset(path, 2, 2, 0, progress=False)
+            assert folder_listing(tmp_path) == before and not path.exists()
+        temporary.unlink()  # what the other run, had it finished, would have renamed
+
+    def test_a_write_protected_file(self, partial):
+        """chmod does not stop root: the build runs in a user namespace without a mapping for root
+        (``unshare --user``), where the file's owner bits (r--) apply; its folder stays writable."""
+        if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "true"]).returncode:
+            pytest.skip("needs unshare --user")
+        partial.chmod(0o444)
+        before = folder_listing(partial.parent)
+        code = ("from metapose_geom.datasets import build_synthetic_dataset\n"
+                "try:\n"
+                f"    build_synthetic_dataset({str(partial)!r}, 4, 2, {self.SEED}, progress=False)\n"
+                "except OSError as error:\n"
+                "    print(type(error).__name__, error)\n")
+        done = subprocess.run(["unshare", "--user", sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=300)
+        assert done.stdout.startswith("PermissionError"), (done.stdout, done.stderr)
+        assert f"{partial}: not writable" in done.stdout
+        assert folder_listing(partial.parent) == before
+
+    def test_a_file_on_a_read_only_file_system(self, partial):
+        """The folder is bind-mounted read-only in the subprocess (read_only.py)."""
+        if not read_only_available():
+            pytest.skip("needs unshare and mount for a read-only bind")
+        before = folder_listing(partial.parent)
+        code = ("from metapose_geom.datasets import build_synthetic_dataset\n"
+                "try:\n"
+                f"    build_synthetic_dataset({str(partial)!r}, 4, 2, {self.SEED}, progress=False)\n"
+                "except OSError as error:\n"
+                "    print(type(error).__name__, error)\n")
+        done = run_read_only(partial.parent, [sys.executable, "-c", code])
+        assert done.stdout.startswith("PermissionError"), (done.stdout, done.stderr)
+        assert f"{partial}: not writable" in done.stdout and "Read-only file system" in done.stdout
+        assert folder_listing(partial.parent) == before
+
+    def test_damaged_files_are_set_aside_without_overwriting_earlier_ones(self, tmp_path):
+        path = tmp_path / "set.h5"
+        for number, aside in enumerate(("set.h5.corrupt", "set.h5.corrupt.1", "set.h5.corrupt.2")):
+            path.write_bytes(f"damaged file number {number}".encode())
+            with pytest.warns(RuntimeWarning, match=f"moved to {re.escape(str(tmp_path / aside))}"):
+                build_synthetic_dataset(path, 2, 2, 0, progress=False)
+            assert committed_frames(path) == 2
+        for number, aside in enumerate(("set.h5.corrupt", "set.h5.corrupt.1", "set.h5.corrupt.2")):
+            assert (tmp_path / aside).read_bytes() == f"damaged file number {number}".encode()
+
+    def test_a_truncated_file_is_damaged(self, partial):
+        data = partial.read_bytes()
+        partial.write_bytes(data[: len(data) // 2])
+        with pytest.warns(RuntimeWarning, match="not a readable HDF5 file"):
+            self.grow(partial)
+        assert committed_frames(partial) == 2 * self.FRAMES
+        assert (partial.parent / "set.h5.corrupt").read_bytes() == data[: len(data) // 2]
+
+    def test_a_failed_creation_leaves_nothing(self, tmp_path, monkeypatch):
+        def fail(*args, **kwargs):
+            raise OSError("injected: disk full while creating the datasets")
+
+        monkeypatch.setattr(h5py.Group, "create_dataset", fail)
+        with pytest.raises(OSError, match="injected"):
+            build_synthetic_dataset(tmp_path / "set.h5", 2, 2, 0, progress=False)
+        assert list(tmp_path.iterdir()) == []
+
+    def test_a_stale_creating_file_is_reused(self, tmp_path):
+        # a build killed while creating leaves new.h5.creating, held by nobody
+        (tmp_path / "new.h5.creating").write_bytes(b"half-created")
+        build_synthetic_dataset(tmp_path / "new.h5", 2, 2, 0, progress=False)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["new.h5"] and committed_frames(tmp_path / "new.h5") == 2
+
+
+class TestOneWriterPerFile:
+    """Two writers of one file in one process would each append from their own count and overwrite
+    each other's committed frames: the second is refused, whatever its mode or spelling of the path."""
+
+    def test_a_second_writer_is_refused(self, tmp_path, rng, monkeypatch):
+        path = tmp_path / "data.h5"
+        chunks = [random_chunk(rng, 2, 2 * i, fields=REQUIRED_FIELDS) for i in range(3)]
+        with DatasetWriter(path, C, None, K) as first:
+            first.append(chunks[0])
+            monkeypatch.chdir(tmp_path)
+            (tmp_path / "link.h5").symlink_to(path)
+            for other, mode in [(path, "a"), (path, "w"), (path, "x"), (Path("data.h5"), "a"), (Path("link.h5"), "a")]:
+                with pytest.raises(BlockingIOError, match=f"{re.escape(str(other))}: in use by another DatasetWriter"):
+                    DatasetWriter(other, C, None, K, mode=mode)
+            first.append(chunks[1])
+        with DatasetWriter(path, C, None, K, mode="a") as again:  # free once the first is closed
+            assert len(again) == 4
+            again.append(chunks[2])
+        with DatasetReader(path) as reader:
+            for name in REQUIRED_FIELDS:
+                assert_exact(reader.read(name), concatenate(chunks)[name], name)
+
+    def test_writers_of_different_files_coexist(self, tmp_path, rng):
+        with DatasetWriter(tmp_path / "a.h5", C, None, K) as a, DatasetWriter(tmp_path / "b.h5", C, None, K) as b:
+            a.append(random_chunk(rng, 1, fields=REQUIRED_FIELDS))
+            b.append(random_chunk(rng, 2, fields=REQUIRED_FIELDS))
+        assert committed_frames(tmp_path / "a.h5") == 1 and committed_frames(tmp_path / "b.h5") == 2
+
+    def test_a_writer_that_failed_to_open_does_not_hold_the_path(self, tmp_path):
+        path = tmp_path / "data.h5"
+        DatasetWriter(path, C, None, K).close()
+        with pytest.raises(ValueError, match="num_cameras"):
+            DatasetWriter(path, C + 1, None, K, mode="a")
+        DatasetWriter(path, C, None, K, mode="a").close()
+
+
 # --------------------------------------------------------------------------- synthetic content
 
 
@@ -464,7 +650,7 @@ class TestSynthetic:
     def test_unreadable_file_is_set_aside_and_rebuilt(self, tmp_path):
         path = tmp_path / "broken.h5"
         path.write_bytes(b"not an hdf5 file")
-        with pytest.warns(RuntimeWarning, match="could not be opened"):
+        with pytest.warns(RuntimeWarning, match="not a readable HDF5 file"):
             build_synthetic_dataset(path, 2, 2, 0, progress=False)
         assert (tmp_path / "broken.h5.corrupt").read_bytes() == b"not an hdf5 file"
         assert committed_frames(path) == 2
@@ -596,11 +782,14 @@ class TestCli:
         assert cli.main(argv) == 0  # a finished build is left as it is
         assert committed_frames(tmp_path / "synthetic_train_3cam.h5") == 6
 
-    @pytest.mark.parametrize("extra", [["--train-frames", "-1"], ["--cameras", "1"], ["--chunk", "0"], []])
-    def test_make_dataset_rejects_bad_arguments(self, tmp_path, extra):
-        argv = ["make-dataset"] + (["--out", str(tmp_path)] if extra else []) + extra
-        with pytest.raises(SystemExit):
-            cli.main(argv)
+    @pytest.mark.parametrize("extra", [["--train-frames", "-1"], ["--cameras", "1"], ["--chunk", "0"]])
+    def test_make_dataset_rejects_bad_arguments(self, tmp_path, extra, capsys):
+        assert cli.main(["make-dataset", "--out", str(tmp_path / "out"), *extra]) == 2
+        assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "out").exists()  # more: test_cli.py
+
+    def test_make_dataset_needs_out(self):
+        with pytest.raises(SystemExit):  # argparse: a required option
+            cli.main(["make-dataset"])
 
     def test_script_calls_the_same_command(self, tmp_path):
         script = os.path.join(os.path.dirname(__file__), "..", "python", "make_dataset.py")

@@ -5,10 +5,12 @@ the CLI's outputs, and the AniPose rows when aniposelib is installed."""
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 import types
 
+import h5py
 import numpy as np
 import pytest
 
@@ -146,6 +148,97 @@ class TestEvaluate:
             evaluate(tmp_path / "not_even_read.h5", methods=("s1", "anipose-gt"), progress=False)
 
 
+def poke(source, path, field: str, index: tuple, value=np.nan):
+    """A copy of the dataset ``source`` at ``path`` whose ``field[index]`` is ``value``."""
+    shutil.copy(source, path)
+    with h5py.File(path, "r+") as handle:
+        frame = handle[field][index[0]]
+        frame[index[1:]] = value
+        handle[field][index[0]] = frame
+    return path
+
+
+def damage_block(path, field: str, first_frame: int) -> None:
+    """Overwrite the stored (gzip-compressed) block of ``field`` that holds ``first_frame`` with 0xff
+    bytes, as a bad sector or a torn copy would; HDF5 then fails to decompress it."""
+    with h5py.File(path, "r") as handle:
+        dataset = handle[field]
+        info = dataset.id.get_chunk_info_by_coord((first_frame,) + (0,) * (dataset.ndim - 1))
+    with open(path, "r+b") as handle:
+        handle.seek(info.byte_offset)
+        handle.write(b"\xff" * info.size)
+
+
+class TestBadFrames:
+    """One frame with NaN, or a stored block that cannot be read, is named (file, frame, field);
+    with skip_bad_frames=True such frames are left out of every row and counted in the report."""
+
+    @pytest.mark.parametrize("field, index", [
+        ("heatmaps", (3, 1, 5, 0, 1)), ("pose3d_epi_pred", (3, 0, 2, 2)), ("bboxes", (3, 1, 2)),
+        ("pose3d", (3, 7, 0)), ("cam_rot", (3, 0, 1, 1)), ("cam_pose3d", (3, 1, 0)),
+    ])
+    def test_a_nan_frame_is_named(self, dataset, tmp_path, field, index):
+        path = poke(dataset, tmp_path / "nan.h5", field, index)
+        with pytest.raises(ValueError, match=rf"nan\.h5: frame 3: {field}: .*(NaN|not finite).*skip_bad_frames"):
+            evaluate(path, cameras=(2,), methods=("s1",), progress=False)
+
+    def test_other_bad_values_are_named(self, dataset, tmp_path):
+        path = poke(dataset, tmp_path / "box.h5", "bboxes", (5, 1, 2), 0.0)
+        with pytest.raises(ValueError, match=r"frame 5: bboxes: .*width and height must be > 0"):
+            evaluate(path, cameras=(2,), methods=("s1",), progress=False)
+
+    def test_a_camera_not_evaluated_does_not_count(self, dataset, tmp_path):
+        path = poke(dataset, tmp_path / "cam3.h5", "heatmaps", (3, 3, 5, 0, 1))
+        assert evaluate(path, cameras=(2, 3), methods=("s1",), progress=False).row("s1", 3).frames == FRAMES
+        with pytest.raises(ValueError, match=r"frame 3: heatmaps: .*camera 3"):
+            evaluate(path, cameras=(4,), methods=("s1",), progress=False)
+
+    def test_skipped_frames_are_left_out_and_counted(self, dataset, tmp_path, result):
+        path = poke(dataset, tmp_path / "nan.h5", "pose3d_epi_pred", (3, 0, 2, 2))
+        path = poke(path, tmp_path / "nan2.h5", "pose3d", (6, 7, 0))
+        skipped = evaluate(path, cameras=(2, 3, 4), methods=SOLVER_METHODS, progress=False, skip_bad_frames=True)
+        assert skipped.settings["skipped_frames"] == 2
+        assert list(skipped.skipped_frames) == [3, 6]
+        assert skipped.skipped_frames[3].startswith("pose3d_epi_pred:") and skipped.skipped_frames[6].startswith("pose3d:")
+        for row in skipped.rows:
+            whole = result.row(row.method, row.cameras)
+            assert row.frames == FRAMES - 2 and row.pmpjpe.shape == (FRAMES - 2,)
+            # each frame is solved on its own: the other frames' errors are those of the full run
+            np.testing.assert_allclose(row.pmpjpe, np.delete(whole.pmpjpe, [3, 6]), rtol=1e-12)
+            np.testing.assert_allclose(row.pck, np.delete(whole.pck, [3, 6]), rtol=1e-12)
+
+    def test_a_damaged_block_is_named_and_can_be_skipped(self, tmp_path):
+        path = build_synthetic_dataset(tmp_path / "blocks.h5", 8, 2, SEED, chunk=2, progress=False)  # blocks of 2
+        damage_block(path, "pose3d_epi_pred", 4)
+        with pytest.raises((ValueError, OSError), match=r"blocks\.h5: frame 4: pose3d_epi_pred: .*frames 4-5"):
+            evaluate(path, cameras=(2,), methods=("s1", "ir"), progress=False)
+        result = evaluate(path, cameras=(2,), methods=("s1", "ir"), progress=False, skip_bad_frames=True)
+        assert result.settings["skipped_frames"] == 2 and sorted(result.skipped_frames) == [4, 5]
+        assert all(row.frames == 6 and np.isfinite(row.pmpjpe).all() for row in result.rows)
+
+    def test_every_frame_bad(self, dataset, tmp_path):
+        path = poke(dataset, tmp_path / "nan.h5", "pose3d", (slice(None), 0, 0))
+        with pytest.raises(ValueError, match="frame 0: pose3d"):
+            evaluate(path, cameras=(2,), methods=("s1",), progress=False, frames=1)
+        with pytest.raises(ValueError, match="no frame left"):
+            evaluate(path, cameras=(2,), methods=("s1",), progress=False, frames=1, skip_bad_frames=True)
+
+    def test_the_command_skips_and_reports(self, dataset, tmp_path, capsys):
+        path = poke(dataset, tmp_path / "nan.h5", "heatmaps", (2, 0, 5, 0, 1))
+        argv = ["evaluate", str(path), "--cameras", "2", "--methods", "s1", "--out", str(tmp_path / "out"),
+                "--no-progress"]
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "frame 2: heatmaps" in err and "--skip-bad-frames" in err
+        assert not (tmp_path / "out").exists()
+        assert cli.main(argv + ["--skip-bad-frames"]) == 0
+        out = capsys.readouterr().out
+        report = (tmp_path / "out" / "evaluation.md").read_text()
+        for text in (out, report):
+            assert "skipped 1 bad frame" in text and "frame 2 (heatmaps:" in text
+        assert "| S1 | 2 | 7 |" in report
+
+
 class TestReport:
     def row(self, **changes) -> Row:
         values = dict(method="ir", label="S1+IR", cameras=3, frames=10, subsets=1, pmpjpe=np.array([20.0, 30.0]),
@@ -202,11 +295,13 @@ class TestCommand:
         assert cli.main(["evaluate", str(dataset), "--out", str(tmp_path), "--no-progress"]) == 2
         assert "pip install" in capsys.readouterr().err
 
-    def test_bad_arguments(self, dataset):
-        with pytest.raises(SystemExit):
+    def test_bad_arguments(self, dataset, tmp_path, capsys):
+        with pytest.raises(SystemExit):  # argparse: not one of the choices
             cli.main(["evaluate", str(dataset), "--methods", "nonsense"])
-        with pytest.raises(SystemExit):
-            cli.main(["evaluate", str(dataset), "--frames", "0"])
+        capsys.readouterr()
+        assert cli.main(["evaluate", str(dataset), "--frames", "0", "--out", str(tmp_path / "out")]) == 2
+        assert capsys.readouterr().err == "metapose-geom evaluate: --frames: expected an integer >= 1, got 0\n"
+        assert not (tmp_path / "out").exists()  # more: test_cli.py
 
     def test_default_methods_are_all_methods(self):
         assert DEFAULT_METHODS == tuple(METHODS)
@@ -347,10 +442,11 @@ class TestAniPoseCacheSafety:
             assert cache.key(task) != before
 
     def test_the_command_refuses_conflicting_or_empty_cache_options(self, dataset, tmp_path, capsys):
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit):  # argparse: mutually exclusive
             cli.main(["evaluate", str(dataset), "--cache", str(tmp_path / "c.bin"), "--no-cache"])
-        with pytest.raises(SystemExit):
-            cli.main(["evaluate", str(dataset), "--cache", "", "--out", str(tmp_path)])
+        capsys.readouterr()
+        assert cli.main(["evaluate", str(dataset), "--cache", "", "--out", str(tmp_path)]) == 2
+        assert capsys.readouterr().err == "metapose-geom evaluate: --cache: expected a file path\n"
 
     def test_the_command_reports_a_file_that_is_not_a_cache(self, dataset, tmp_path, capsys, monkeypatch):
         from metapose_geom import anipose

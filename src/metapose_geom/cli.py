@@ -96,35 +96,109 @@ def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def make_dataset_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``make-dataset``: build (or resume) the synthetic HDF5 sets and print what was written."""
+    """``make-dataset``: build (or resume) the synthetic HDF5 sets and print what was written.
+
+    User errors (an option out of range, an ``--out`` that cannot be a writable folder, a file in
+    use or not writable, a file from other parameters): one line on stderr, exit code 2, nothing
+    left behind (a folder this run created is removed when still empty)."""
     from .datasets import DatasetReader, make_datasets
+    from .datasets.files import check_output_folder
+    from .datasets.synthetic import MAX_SEED
     from .geometry import set_num_threads
 
-    _check_options(parser, args, (("train_frames", 0, None), ("test_frames", 0, None), ("seed", 0, None),
-                                  ("threads", 0, None), ("chunk", 1, None), ("cameras", 2, 8)))
-    set_num_threads(args.threads)
+    prog = "metapose-geom make-dataset"
+    problem = _out_of_range(args, (("train_frames", 0, None), ("test_frames", 0, None), ("seed", 0, MAX_SEED),
+                                   ("threads", 0, MAX_CLI_THREADS), ("chunk", 1, None), ("cameras", 2, 8)))
+    if problem:
+        print(f"{prog}: {problem}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
-    paths = make_datasets(
-        args.out, train_frames=args.train_frames, test_frames=args.test_frames, cameras=args.cameras,
-        seed=args.seed, chunk=args.chunk, overwrite=args.overwrite, progress=not args.no_progress,
-    )
-    for path in paths:
-        with DatasetReader(path) as reader:
-            print(f"{path}: {len(reader)} frames, {reader.num_cameras} cameras, {path.stat().st_size / 1e6:.1f} MB")
+    out = existing = Path(args.out)
+    try:
+        existing = next(folder for folder in (out, *out.parents) if folder.exists())
+        check_output_folder(out, "--out")
+        set_num_threads(args.threads)
+        paths = make_datasets(
+            out, train_frames=args.train_frames, test_frames=args.test_frames, cameras=args.cameras,
+            seed=args.seed, chunk=args.chunk, overwrite=args.overwrite, progress=not args.no_progress,
+        )
+        lines = []
+        for path in paths:
+            with DatasetReader(path) as reader:
+                lines.append(f"{path}: {len(reader)} frames, {reader.num_cameras} cameras, "
+                             f"{path.stat().st_size / 1e6:.1f} MB")
+    except (ValueError, OSError) as error:
+        for folder in (out, *out.parents):  # the folders this run created, while empty
+            if folder == existing:
+                break
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        print(f"{prog}: {_one_line(error)}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
     print(f"make-dataset: {len(paths)} file(s) in {time.perf_counter() - start:.1f} s")
     return 0
 
 
+#: The most ``--threads`` make-dataset, evaluate and demo accept (the core takes up to 65536).
+MAX_CLI_THREADS = 1024
+#: The largest ``--seed`` (a signed 64-bit integer, as files and reports store it).
+MAX_CLI_SEED = 2**63 - 1
+
+
+def _out_of_range(args: argparse.Namespace, bounds: Sequence[tuple[str, int, int | None]]) -> str | None:
+    """The first integer option outside its ``(name, low, high)`` bounds (a list option: each value;
+    None: not given), as "--name: expected ..., got ..."; None when all are within."""
+    from ._checks import check_int
+
+    for name, low, high in bounds:
+        value = getattr(args, name)
+        for item in value if isinstance(value, list) else [value]:
+            if item is None:
+                continue
+            try:
+                check_int(item, f"--{name.replace('_', '-')}", low, high)
+            except ValueError as error:
+                return str(error)
+    return None
+
+
+def _one_line(error: BaseException) -> str:
+    """An error as one line: an OSError that names a file as "file: reason", others as their message."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``evaluate``: the evaluation tables and plots of a dataset file (:mod:`metapose_geom.evaluation`)."""
+    """``evaluate``: the evaluation tables and plots of a dataset file (:mod:`metapose_geom.evaluation`).
+
+    User errors (an option out of range, a missing or unreadable dataset, an ``--out`` that cannot
+    be a writable folder, a bad frame without ``--skip-bad-frames``): one line on stderr, exit
+    code 2, checked before any solving and with nothing written."""
     import shlex
 
+    from .datasets.files import check_output_folder
     from .evaluation import ANIPOSE_CACHE_NAME, run_evaluation
 
-    _check_options(parser, args, (("frames", 1, None), ("anipose_frames", 1, None), ("anipose_batch", 1, None),
-                                  ("workers", 1, None), ("seed", 0, None), ("threads", 0, None)))
-    if args.cache is not None and not args.cache.strip():
-        parser.error("--cache: expected a file path")
+    prog = "metapose-geom evaluate"
+    problem = _out_of_range(args, (("frames", 1, None), ("anipose_frames", 1, None), ("anipose_batch", 1, None),
+                                   ("workers", 1, None), ("seed", 0, MAX_CLI_SEED), ("threads", 0, MAX_CLI_THREADS)))
+    if problem is None and args.cache is not None and not args.cache.strip():
+        problem = "--cache: expected a file path"
+    if problem is None and not Path(args.dataset).is_file():
+        what = "a folder, not a dataset file" if Path(args.dataset).is_dir() else "no such file"
+        problem = f"{args.dataset}: {what}"
+    if problem is None:
+        try:
+            check_output_folder(args.out, "--out")
+        except OSError as error:
+            problem = str(error)
+    if problem:
+        print(f"{prog}: {problem}", file=sys.stderr)
+        return 2
     command = "metapose-geom " + " ".join(shlex.quote(part) for part in args.argv)
     try:
         run_evaluation(
@@ -133,12 +207,14 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             anipose_batch=args.anipose_batch, anipose_adjust_intrinsics=not args.anipose_extrinsics_only,
             workers=args.workers, threads=args.threads, progress=not args.no_progress,
             cache=None if args.no_cache else (args.cache if args.cache is not None else Path(args.out) / ANIPOSE_CACHE_NAME),
+            skip_bad_frames=args.skip_bad_frames,
         )
     except ImportError as error:
-        print(f"metapose-geom evaluate: {error}; or leave the anipose-* methods out of --methods", file=sys.stderr)
+        print(f"{prog}: {error}; or leave the anipose-* methods out of --methods", file=sys.stderr)
         return 2
-    except ValueError as error:
-        print(f"metapose-geom evaluate: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        message = _one_line(error).replace("pass skip_bad_frames=True, or --skip-bad-frames,", "pass --skip-bad-frames")
+        print(f"{prog}: {message}", file=sys.stderr)
         return 2
     return 0
 
@@ -350,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="file keeping AniPose's results, so an interrupted run resumes (default: OUT/anipose-cache.bin)")
     keep.add_argument("--no-cache", action="store_true", help="keep no AniPose results (solve and time every frame)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.add_argument("--skip-bad-frames", action="store_true",
+                          help="leave out frames that cannot be read or hold NaN, and count them (default: stop)")
     from .solver.methods import lookup, method_names
 
     weak_methods = [name for name in method_names() if not lookup(name).takes_cameras]
@@ -399,12 +477,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "selfcheck":
         return 1 if selfcheck(args.seed) else 0
     if args.command == "demo":
+        from .datasets.files import check_output_folder
         from .demo import run_demo
         from .geometry import set_num_threads
 
-        _check_options(parser, args, (("frames", 1, None),))
-        set_num_threads(args.threads)
-        run_demo(frames=args.frames, cameras=args.cameras, seed=args.seed, out=args.out)
+        problem = _out_of_range(args, (("frames", 1, None), ("cameras", 2, 8), ("seed", 0, MAX_CLI_SEED),
+                                       ("threads", 0, MAX_CLI_THREADS)))
+        try:
+            if problem:
+                raise ValueError(problem)
+            check_output_folder(args.out, "--out")
+            set_num_threads(args.threads)
+            run_demo(frames=args.frames, cameras=args.cameras, seed=args.seed, out=args.out)
+        except (ValueError, OSError) as error:
+            print(f"metapose-geom demo: {_one_line(error)}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "make-dataset":
         return make_dataset_command(args, parser)

@@ -5,6 +5,7 @@ module                 what it holds
 =====================  ===================================================================
 :mod:`.schema`         the fields (shapes, dtypes, units), the format version, file checks
 :mod:`.hdf5`           :class:`DatasetWriter` (commits chunk by chunk), :class:`DatasetReader`
+:mod:`.files`          who holds a file, whether it can be written, setting a damaged one aside
 :mod:`.scenes`         a synthetic Scene to one frame's fields and back
 :mod:`.synthetic`      the synthetic build: :func:`make_datasets`, :func:`build_synthetic_dataset`
 =====================  ===================================================================
@@ -25,6 +26,7 @@ Example::
 from __future__ import annotations
 
 from .._lazy import lazy_attributes
+from .files import DamagedBlockError, DamagedFileError, DatasetInUseError
 from .hdf5 import DatasetReader, DatasetWriter, committed_frames
 from .schema import FIELDS, FORMAT_NAME, FORMAT_VERSION, REQUIRED_FIELDS, FieldSpec, field_shape
 
@@ -40,6 +42,9 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "REQUIRED_FIELDS",
+    "DamagedBlockError",
+    "DamagedFileError",
+    "DatasetInUseError",
     "DatasetReader",
     "DatasetWriter",
     "FieldSpec",

@@ -6,11 +6,20 @@ writing the data and flushing the file; only then does it raise ``frames_committ
 again (the commit point). Readers see ``frames_committed`` frames and nothing beyond, so a chunk
 interrupted before its commit (an exception, a kill) never looks complete; reopening for appending
 (``mode="a"``) truncates every dataset back to the committed count. A new file is built under a
-temporary name and renamed into place, so a file at the final name always has its structure.
+temporary name (``NAME.creating``, locked while it is built, removed if the build fails) and renamed
+into place, so a file at the final name always has its structure.
+
+Concurrent access (:mod:`.files`). One process has at most one writer per file: a second
+:class:`DatasetWriter` of the same path is refused (:class:`DatasetInUseError`), as HDF5's file lock
+refuses a writer in another process while any reader or writer holds the file. A file that is held
+or cannot be written is never changed: the error says "in use" or "not writable"; one HDF5 cannot
+open at all raises :class:`DamagedFileError`. A reader that must look at a file while another
+process writes it passes ``locking=False`` and sees the frames committed when it opened.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,12 +33,17 @@ from numpy.typing import NDArray
 from .._checks import check_choice, check_int
 from ..skeletons import H36M_17, Skeleton
 from ..views import Views
+from .files import (
+    DamagedBlockError, DamagedFileError, DatasetInUseError, claim_writer, creating, explain_open_failure, publish,
+    release_writer,
+)
 from .schema import (
     FIELDS, FORMAT_NAME, FORMAT_VERSION, MAX_STORAGE_CHUNK, REQUIRED_FIELDS, RESERVED_ATTRS, check_chunk_field,
     check_file, field_shape, h5_dtype, known_field, user_attrs,
 )
 
-__all__ = ["DatasetReader", "DatasetWriter", "committed_frames"]
+__all__ = ["DamagedBlockError", "DamagedFileError", "DatasetInUseError", "DatasetReader", "DatasetWriter",
+           "committed_frames"]
 
 
 class DatasetWriter:
@@ -45,8 +59,9 @@ class DatasetWriter:
         mode: ``"x"`` create (error if the file exists), ``"w"`` create or overwrite, ``"a"`` append
             to an existing file (created if missing): its layout must equal the one given, and
             every dataset is truncated to the committed frames.
-        attrs: extra file attributes (str, int, float or bool). With ``mode="a"`` on an existing
-            file they must equal the stored ones (the file's identity, e.g. a build's parameters).
+        attrs: extra file attributes (str, int within 64 bits, float or bool). With ``mode="a"`` on
+            an existing file they must equal the stored ones (the file's identity, e.g. a build's
+            parameters).
         frames_planned: the number of frames the file is meant to reach (stored, updated on
             reopening); None leaves it unset.
         camera_names: C names (default ``cam0``..); stored.
@@ -55,6 +70,12 @@ class DatasetWriter:
 
     :meth:`append` takes a mapping field -> array with a leading axis of n frames and the shapes
     and dtypes of :data:`FIELDS`; it validates everything before writing anything.
+
+    Raises :class:`DatasetInUseError` ("in use") when another writer in this process, or a reader
+    or writer in another process, holds the file (or another run is creating it);
+    PermissionError ("not writable") when the file or its folder cannot be written;
+    :class:`DamagedFileError` (``mode="a"``) when HDF5 cannot open the existing file at all. In
+    each case the file is left as it was.
 
     Example::
 
@@ -79,6 +100,7 @@ class DatasetWriter:
         compression: str | None = "gzip",
     ) -> None:
         self._file: h5py.File | None = None
+        self._claim: str | None = None
         self.path = Path(path)
         check_int(num_cameras, "num_cameras", 2)
         check_int(num_components, "num_components", 1)
@@ -103,29 +125,52 @@ class DatasetWriter:
                 raise ValueError(f"attrs: {key!r} is reserved by the format")
             if not isinstance(value, (str, int, float, bool, np.integer, np.floating, np.bool_)):
                 raise ValueError(f"attrs: {key!r} must be a str, int, float or bool, got {type(value).__name__}")
+            if isinstance(value, (int, np.integer)) and not -(2**63) <= value < 2**64:
+                raise ValueError(f"attrs: {key!r} = {value} does not fit in 64 bits")
         self._shapes = {f: field_shape(f, num_cameras, skeleton.num_joints, num_components) for f in self.fields}
 
-        if mode == "a" and self.path.exists():
-            self._file = h5py.File(self.path, "r+")
-            try:
+        self._claim = claim_writer(self.path)  # one writer per file in this process
+        try:
+            if mode == "a" and self.path.exists():
+                self._file = self._open()
                 self._committed = self._reopen(attrs, frames_planned)
-            except BaseException:
-                self._file.close()
-                raise
-        else:
-            if mode == "x" and self.path.exists():
-                raise FileExistsError(f"{self.path} exists; use mode='w' to overwrite or 'a' to append")
-            self._create(attrs, frames_planned, chunk_frames, compression)
-            self._file = h5py.File(self.path, "r+")
-            self._committed = 0
+            else:
+                if mode == "x" and self.path.exists():
+                    raise FileExistsError(f"{self.path} exists; use mode='w' to overwrite or 'a' to append")
+                self._create(attrs, frames_planned, chunk_frames, compression, replace=mode == "w")
+                self._file = self._open()
+                self._committed = 0
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ opening
 
-    def _create(self, attrs: dict, frames_planned, chunk_frames: int, compression: str | None) -> None:
-        """Build the empty file under a temporary name, then rename it into place."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".creating")
-        with h5py.File(temporary, "w") as handle:
+    def _open(self) -> h5py.File:
+        """The file for reading and writing (HDF5's lock taken); the errors of :func:`explain_open_failure`."""
+        try:
+            return h5py.File(self.path, "r+")
+        except OSError as error:
+            raise explain_open_failure(self.path, error, writing=True) from error
+
+    def _create(self, attrs: dict, frames_planned, chunk_frames: int, compression: str | None, replace: bool) -> None:
+        """Build the empty file under a temporary name (locked, removed on failure), then rename it
+        into place: over an existing file only when ``replace`` and nobody holds it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except PermissionError as error:
+            raise PermissionError(f"{self.path.parent}: not writable ({error.strerror or error})") from None
+        except OSError as error:
+            if error.errno == errno.EROFS:
+                raise PermissionError(f"{self.path.parent}: not writable ({error.strerror})") from None
+            raise
+        with creating(self.path) as temporary:
+            self._build(temporary, attrs, frames_planned, chunk_frames, compression)
+            publish(temporary, self.path, replace)
+
+    def _build(self, temporary: Path, attrs: dict, frames_planned, chunk_frames: int, compression: str | None) -> None:
+        # the temporary file is locked by creating(); HDF5's own lock would conflict with it
+        with h5py.File(temporary, "w", locking=False) as handle:
             handle.attrs.update({
                 "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "skeleton": self.skeleton.name,
                 "joint_names": json.dumps(list(self.skeleton.joints)),
@@ -147,7 +192,6 @@ class DatasetWriter:
                 )
                 dataset.attrs["units"] = spec.units
                 dataset.attrs["description"] = spec.description
-        os.replace(temporary, self.path)
 
     def _reopen(self, attrs: dict, frames_planned) -> int:
         layout = check_file(self._file, None, self.path)
@@ -227,10 +271,16 @@ class DatasetWriter:
         self._committed = int(count)
 
     def close(self) -> None:
-        """Flush and close; uncommitted data stay invisible and are dropped by the next append."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Flush and close; uncommitted data stay invisible and are dropped by the next append.
+        The path is free for another writer afterwards."""
+        try:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        finally:
+            if self._claim is not None:
+                release_writer(self._claim)
+                self._claim = None
 
     def __enter__(self) -> DatasetWriter:
         return self
@@ -257,7 +307,11 @@ class DatasetReader:
             chunk once.
 
     Raises ValueError when the file is not a metapose-geom dataset, has another format version,
-    an unknown or unexpected skeleton, or a field of the wrong shape or dtype (naming the field).
+    an unknown or unexpected skeleton, or a field of the wrong shape or dtype (naming the field);
+    FileNotFoundError, :class:`DatasetInUseError` (a writer in another process holds it: pass
+    ``locking=False``) or :class:`DamagedFileError` (HDF5 cannot open it) when it cannot be opened.
+    A stored block that cannot be read (decompressed) raises :class:`DamagedBlockError` naming the
+    field and its frames when it is read.
 
     ``len(reader)`` is the number of committed frames; :meth:`read` gives one field over a frame
     range, :meth:`frames` streams batches, :meth:`views` builds one frame's :class:`Views`.
@@ -266,7 +320,13 @@ class DatasetReader:
     def __init__(self, path: str | os.PathLike, skeleton: Skeleton | None = None, locking: bool | None = None,
                  cache_bytes: int = 32 << 20) -> None:
         self.path = Path(path)
-        self._file = h5py.File(self.path, "r", locking=locking, rdcc_nbytes=int(cache_bytes), rdcc_nslots=10007)
+        try:
+            self._file = h5py.File(self.path, "r", locking=locking, rdcc_nbytes=int(cache_bytes), rdcc_nslots=10007)
+        except OSError as error:
+            explained = explain_open_failure(self.path, error, writing=False, locking=locking is not False)
+            if isinstance(explained, DatasetInUseError):
+                explained = DatasetInUseError(f"{explained}; or pass locking=False to read the frames committed so far")
+            raise explained from error
         try:
             layout = check_file(self._file, skeleton, self.path)
         except BaseException:
@@ -308,16 +368,44 @@ class DatasetReader:
         start, stop, _ = slice(start, stop).indices(self._len)
         return start, max(start, stop)
 
+    def block_frames(self, field: str) -> int:
+        """Frames per stored block (HDF5 chunk) of ``field``: what one damaged block loses."""
+        self._check_field(field)
+        dataset = self._datasets[field]
+        return int(dataset.chunks[0]) if dataset.chunks else max(1, int(dataset.shape[0]))
+
     def read(self, field: str, start: int | None = 0, stop: int | None = None) -> NDArray:
         """Frames ``start:stop`` (Python slice rules, within the committed frames) of ``field``:
-        shape (stop - start, ...) and the field's dtype (strings as a numpy str array)."""
+        shape (stop - start, ...) and the field's dtype (strings as a numpy str array).
+
+        Raises :class:`DamagedBlockError` naming the field and the frames of the first stored
+        block in the range that cannot be read."""
         self._check_field(field)
         start, stop = self._range(start, stop)
+        try:
+            return self._read(field, start, stop)
+        except OSError as error:
+            raise self._damaged_block(field, start, stop, error) from error
+
+    def _read(self, field: str, start: int, stop: int) -> NDArray:
         dataset = self._datasets[field]
         if FIELDS[field].dtype == "str":
             values = dataset.asstr()[start:stop]
             return np.asarray(values.tolist(), dtype=str).reshape(values.shape)
         return dataset[start:stop]
+
+    def _damaged_block(self, field: str, start: int, stop: int, error: OSError) -> OSError:
+        """The first block of frames ``start:stop`` of ``field`` that cannot be read, as an error."""
+        rows = self.block_frames(field)
+        for begin in range(start - start % rows, stop, rows):
+            block_stop = min(begin + rows, self._len)
+            try:
+                self._read(field, begin, block_stop)
+            except OSError as found:
+                reason = " ".join(str(found).split())
+                return DamagedBlockError(f"{self.path}: {field}: frames {begin}-{block_stop - 1} cannot be read "
+                                         f"(a damaged block: {reason})", field, begin, block_stop)
+        return OSError(f"{self.path}: {field}: frames {start}-{stop - 1} cannot be read ({error})")
 
     def frame(self, index: int, fields: Sequence[str] | None = None) -> dict[str, NDArray]:
         """One frame: field -> array without the frame axis."""
@@ -372,7 +460,11 @@ class DatasetReader:
 
 def committed_frames(path: str | os.PathLike) -> int:
     """The committed frame count of a dataset file, readable while another process writes it."""
-    with h5py.File(path, "r", locking=False) as handle:
+    try:
+        handle = h5py.File(path, "r", locking=False)
+    except OSError as error:
+        raise explain_open_failure(Path(path), error, writing=False, locking=False) from error
+    with handle:
         if handle.attrs.get("format") != FORMAT_NAME:
             raise ValueError(f"{path}: not a metapose-geom dataset")
         return int(handle.attrs["frames_committed"])

@@ -25,11 +25,13 @@ from numpy.typing import NDArray
 from .. import synth
 from .._checks import check_choice, check_int
 from ..solver import RefineOptions, solve_batch
+from .files import DamagedFileError, check_output_folder, move_aside
 from .hdf5 import DatasetWriter
 from .scenes import scene_fields
 from .schema import FIELDS, MAX_STORAGE_CHUNK
 
 __all__ = [
+    "MAX_SEED",
     "SPLIT_SEED_OFFSETS",
     "SYNTHETIC_FIELDS",
     "build_synthetic_dataset",
@@ -44,11 +46,16 @@ __all__ = [
 SPLIT_SEED_OFFSETS = {"train": 1_000_000, "test": 2_000_000}
 #: every field the synthetic build writes
 SYNTHETIC_FIELDS: tuple[str, ...] = tuple(FIELDS)
+#: The largest ``seed`` of :func:`make_datasets` (a signed 64-bit integer); a file stores its
+#: scene seed, ``SPLIT_SEED_OFFSETS[split] + seed``, as an unsigned one.
+MAX_SEED = 2**63 - 1
+#: The largest scene seed of :func:`build_synthetic_dataset`: what a file attribute holds.
+_MAX_SCENE_SEED = 2**64 - 1
 
 
 def split_seed(seed: int, split: str) -> int:
-    """The scene seed of a split: ``SPLIT_SEED_OFFSETS[split] + seed``."""
-    check_int(seed, "seed", 0)
+    """The scene seed of a split: ``SPLIT_SEED_OFFSETS[split] + seed``, ``0 <= seed <=`` :data:`MAX_SEED`."""
+    check_int(seed, "seed", 0, MAX_SEED)
     check_choice(split, "split", tuple(SPLIT_SEED_OFFSETS))
     return SPLIT_SEED_OFFSETS[split] + int(seed)
 
@@ -127,15 +134,19 @@ def build_synthetic_dataset(
     Frames are computed and committed ``chunk`` at a time (:func:`synthetic_frames`). An existing
     file from the same parameters is resumed: its committed frames are kept, the rest computed;
     a file from other parameters raises ValueError (``overwrite=True`` starts afresh). A file
-    that HDF5 cannot open at all (a kill during a flush can leave one) is moved aside to
-    ``*.corrupt`` with a warning and rebuilt. Returns the path.
+    that HDF5 cannot open at all, not even read-only (a kill during a flush can leave one), is
+    moved aside with a warning, to ``NAME.corrupt`` or the first free ``NAME.corrupt.1``,
+    ``.2``, ..., and rebuilt. A file that is in use (another process reads or writes it, another
+    run creates it, a reader in this process has it open) raises
+    :class:`~metapose_geom.datasets.DatasetInUseError`, one that cannot be written PermissionError;
+    such a file is left as it is. Returns the path.
     """
     from tqdm.auto import tqdm
 
     path = Path(path)
     check_int(num_frames, "num_frames", 0)
     check_int(num_cameras, "num_cameras", 2)
-    check_int(seed, "seed", 0)
+    check_int(seed, "seed", 0, _MAX_SCENE_SEED)
     check_int(chunk, "chunk", 1)
     options = RefineOptions()
     common = dict(
@@ -146,13 +157,9 @@ def build_synthetic_dataset(
     mode = "w" if overwrite else "a"
     try:
         writer = DatasetWriter(path, mode=mode, **common)
-    except OSError as error:
-        if not path.exists() or isinstance(error, FileExistsError):
-            raise
-        aside = path.with_name(path.name + ".corrupt")
-        warnings.warn(f"{path} could not be opened ({error}); moved to {aside}, rebuilding", RuntimeWarning,
-                      stacklevel=2)
-        os.replace(path, aside)
+    except DamagedFileError as error:  # only structural damage; a file in use or not writable is left alone
+        aside = move_aside(path)
+        warnings.warn(f"{error}; moved to {aside}, rebuilding", RuntimeWarning, stacklevel=2)
         writer = DatasetWriter(path, mode="x", **common)
     with writer, tqdm(total=num_frames, initial=writer.frames_committed, desc=path.name, unit="frame",
                       disable=not progress, dynamic_ncols=True) as bar:
@@ -189,15 +196,20 @@ def make_datasets(
 
     Train frames come from scene seed ``split_seed(seed, "train")``, test frames from
     ``split_seed(seed, "test")``; a split with 0 frames is skipped. Interrupted builds resume
-    (:func:`build_synthetic_dataset`). Returns the paths written, train files first.
+    (:func:`build_synthetic_dataset`). ``out`` must be, or be creatable as, a writable folder
+    (NotADirectoryError, PermissionError before anything is built). Returns the paths written,
+    train files first.
     """
     check_int(train_frames, "train_frames", 0)
     check_int(test_frames, "test_frames", 0)
+    check_int(seed, "seed", 0, MAX_SEED)
+    check_int(chunk, "chunk", 1)
     cameras = list(cameras)
     if not cameras:
         raise ValueError("cameras: expected at least one camera count")
     for count in cameras:
         check_int(count, "cameras", 2, 8)
+    check_output_folder(out, "out")
     paths = []
     for split, frames in (("train", train_frames), ("test", test_frames)):
         if frames == 0:

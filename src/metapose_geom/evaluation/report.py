@@ -28,6 +28,7 @@ __all__ = [
     "plot_per_joint_error",
     "pyplot",
     "save_figure",
+    "skipped_frames_line",
     "write_csv",
     "write_report",
 ]
@@ -184,6 +185,19 @@ def save_figure(figure, plt, path: str | os.PathLike) -> Path:
     return path
 
 
+def skipped_frames_line(result: Evaluation, listed: int = 10) -> str | None:
+    """The frames a run left out (``skip_bad_frames``) in one line: how many, then the first
+    ``listed`` with their reasons; None when none was."""
+    skipped = result.skipped_frames
+    if not skipped:
+        return None
+    evaluated = result.settings.get("frames", 0)
+    items = [f"frame {number} ({reason})" for number, reason in list(skipped.items())[:listed]]
+    more = f", and {len(skipped) - listed} more" if len(skipped) > listed else ""
+    return (f"Left out of every row: skipped {len(skipped)} bad frame(s) of {evaluated + len(skipped)}: "
+            + ", ".join(items) + more + ".")
+
+
 def write_report(result: Evaluation, out: str | os.PathLike, command: str | None = None) -> str:
     """Write ``out/evaluation.md`` (the command, the settings and the table), ``out/evaluation.csv``,
     ``out/error_vs_cameras.png`` and ``out/per_joint_error.png``; returns the table."""
@@ -194,7 +208,11 @@ def write_report(result: Evaluation, out: str | os.PathLike, command: str | None
     lines = [f"# Evaluation of {Path(result.dataset).name}", ""]
     if command:
         lines += ["```bash", command, "```", ""]
-    lines += [f"Settings: {settings}. Run time {result.seconds:.0f} s.", "", table, ""]
+    lines += [f"Settings: {settings}. Run time {result.seconds:.0f} s.", ""]
+    skipped = skipped_frames_line(result)
+    if skipped:
+        lines += [skipped, ""]
+    lines += [table, ""]
     cached = result.settings.get("anipose_batches_from_cache", 0)
     if cached:
         lines += [f"AniPose's ms / frame includes {cached} batch(es) taken from the cache, timed when they were "

@@ -6,6 +6,11 @@ AniPose one frame batch per process (its time is the batch's time over its frame
 compilation) excluded. The error columns are deterministic for a given seed (the seed drives
 AniPose's perturbed start and aniposelib's point resampling; S1, IR and the oracles draw nothing);
 the time column is not.
+
+Bad frames (:mod:`.data`: a block that cannot be read, a field that is not finite, evidence the
+solver refuses) stop the run with an error naming the file, the frame and the field, before any
+solving; ``skip_bad_frames=True`` leaves them out of every row instead and the report counts
+them (:attr:`Evaluation.skipped_frames`).
 """
 
 from __future__ import annotations
@@ -14,19 +19,18 @@ import os
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .._checks import check_choice, check_int
+from .._checks import check_bool, check_choice, check_int
 from ..geometry import get_num_threads, set_num_threads
 from .anipose_runs import anipose_pool, anipose_tasks, run_anipose_tasks
 from .cache import ANIPOSE_CACHE_NAME, AniPoseCache
-from .data import EvaluationData, camera_subsets, load_data
+from .data import EvaluationData, camera_subsets, describe_bad_frames, load_data
 from .methods import DEFAULT_METHODS, METHODS, MethodSpec
-from .report import write_report
+from .report import skipped_frames_line, write_report
 from .scoring import Evaluation, score, solve_timed
 
 F64 = NDArray[np.float64]
@@ -72,6 +76,7 @@ def evaluate(
     threads: int = 1,
     progress: bool = True,
     cache: str | os.PathLike | None = None,
+    skip_bad_frames: bool = False,
 ) -> Evaluation:
     """Evaluate ``methods`` on the first ``frames`` frames (all when None) of a dataset file.
 
@@ -90,9 +95,13 @@ def evaluate(
         progress: show a progress bar.
         cache: a file for AniPose's results (:class:`AniPoseCache`): batches found there are not
             solved again, new ones are added as they finish. None keeps nothing.
+        skip_bad_frames: leave out the frames that cannot be read or hold values that are not
+            finite or not usable, and count them; False (the default) raises ValueError naming
+            the first such frame and its field.
 
     Returns:
-        An :class:`Evaluation` with one :class:`Row` per camera count and method.
+        An :class:`Evaluation` with one :class:`Row` per camera count and method; its
+        ``skipped_frames`` maps each frame left out (its index in the file) to the reason.
     """
     start_time = time.perf_counter()
     specs = _check_methods(methods)
@@ -106,6 +115,7 @@ def evaluate(
     workers = check_int(workers, "workers", 1)
     threads = check_int(threads, "threads", 0)
     check_choice(subsets, "subsets", ("first", "all"))
+    skip_bad_frames = check_bool(skip_bad_frames, "skip_bad_frames")
     needs = {spec.needs for spec in specs}
     with_anipose = "anipose" in needs
     if with_anipose:
@@ -116,6 +126,17 @@ def evaluate(
     if "oracle" in needs and data.skeleton.num_joints != 17:
         raise ValueError(f"the IR oracles need the H36M-17 skeleton, the file has {data.skeleton.name!r}")
     plan = {count: camera_subsets(data.num_cameras, count, subsets) for count in cameras}
+    used = {camera for subset_list in plan.values() for subset in subset_list for camera in subset}
+    bad = data.find_bad_frames(sorted(used), needs)
+    if bad and not skip_bad_frames:
+        number, reason = next(iter(bad.items()))
+        raise ValueError(f"{dataset}: frame {number}: {reason} ({len(bad)} bad frame(s) of {data.num_frames}; "
+                         "pass skip_bad_frames=True, or --skip-bad-frames, to leave such frames out and count them)")
+    if bad:
+        if len(bad) == data.num_frames:
+            raise ValueError(f"no frame left: every one of the {data.num_frames} frames is bad "
+                             f"({describe_bad_frames(str(dataset), bad)})")
+        data = data.without(bad)
     count_frames = {spec.name: min(data.num_frames, anipose_frames or data.num_frames) if spec.kind == "anipose"
                     else data.num_frames for spec in specs}
     total = sum(len(subset_list) * count_frames[spec.name] for subset_list in plan.values() for spec in specs)
@@ -158,9 +179,11 @@ def evaluate(
         "subsets": subsets, "anipose_frames": anipose_frames, "anipose_batch": anipose_batch,
         "anipose_adjust_intrinsics": anipose_adjust_intrinsics, "workers": workers, "threads": threads,
     }
+    if skip_bad_frames:
+        settings["skipped_frames"] = len(bad)
     if cache is not None and with_anipose:
         settings["anipose_batches_from_cache"] = store.hits
-    return Evaluation(rows, str(dataset), data.skeleton.joints, settings, time.perf_counter() - start_time)
+    return Evaluation(rows, str(dataset), data.skeleton.joints, settings, time.perf_counter() - start_time, bad)
 
 
 def run_evaluation(dataset: str | os.PathLike, out: str | os.PathLike = "metapose-evaluation",
@@ -168,12 +191,18 @@ def run_evaluation(dataset: str | os.PathLike, out: str | os.PathLike = "metapos
     """:func:`evaluate`, then write the report folder ``out`` (:func:`~metapose_geom.evaluation.report.write_report`:
     ``evaluation.md``, ``evaluation.csv``, ``error_vs_cameras.png``, ``per_joint_error.png``); prints the
     table. AniPose's results are kept in ``out/anipose-cache.bin`` unless ``cache`` says otherwise
-    (None: nowhere)."""
-    out = Path(out)
+    (None: nowhere). ``out`` must be, or be creatable as, a writable folder: checked before the
+    evaluation starts (NotADirectoryError, PermissionError)."""
+    from ..datasets.files import check_output_folder
+
+    out = check_output_folder(out, "out")
     kwargs.setdefault("cache", out / ANIPOSE_CACHE_NAME)
     result = evaluate(dataset, **kwargs)
     table = write_report(result, out, command)
     print(table)
+    skipped = skipped_frames_line(result)
+    if skipped:
+        print(f"evaluate: {skipped[0].lower()}{skipped[1:]}")
     print(f"evaluate: {len(result.rows)} rows in {result.seconds:.1f} s; wrote {out}/evaluation.md, evaluation.csv, "
           "error_vs_cameras.png, per_joint_error.png")
     return result

@@ -70,13 +70,17 @@ def _mean(values: F64) -> float:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """All rows of one run, in camera-count then method order, and what produced them."""
+    """All rows of one run, in camera-count then method order, and what produced them.
+
+    ``skipped_frames`` maps each frame of the file left out of every row (``skip_bad_frames``) to
+    the reason, in frame order."""
 
     rows: list[Row]
     dataset: str
     joint_names: tuple[str, ...]
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    skipped_frames: dict[int, str] = field(default_factory=dict)
 
     def row(self, method: str, cameras: int) -> Row:
         for row in self.rows:
