@@ -358,3 +358,45 @@ class TestRealInput:
         keypoints, confidence = noisy_keypoints(scene, rng)
         with pytest.raises(ValueError, match=match):
             call(keypoints, confidence, scene.mono3d)
+
+
+# --------------------------------------------------------------------------- guesses without a scale
+
+
+class TestFlatGuesses:
+    """A view's guess with all its joints at one point has no scale: stage 1 would give camera
+    scales of 1e15 or 1e-16 and a wrong pose. Exact equality is not the test: a constant that
+    float64 cannot hold (0.3) leaves a rounding-level spread once centred."""
+
+    @pytest.mark.parametrize("value", [0.3, 0.5, 1e3 + 0.1, -7.77])
+    def test_a_constant_guess_is_refused_naming_the_view(self, value):
+        views = mg.synth.make_scene(5, num_cameras=4).views()
+        mono3d = views.mono3d.copy()
+        mono3d[2] = value
+        with pytest.raises(ValueError, match=r"mono3d: camera 2's guess has all its joints at one point"):
+            mg.Views(views.mixtures, mono3d, views.boxes)
+
+    def test_a_guess_spread_at_rounding_level_is_refused(self, rng):
+        views = mg.synth.make_scene(5, num_cameras=4).views()
+        mono3d = views.mono3d.copy()
+        mono3d[0] = 0.3 + 1e-13 * rng.normal(size=(17, 3))
+        with pytest.raises(ValueError, match=r"mono3d: camera 0's guess has all its joints at one point"):
+            mg.Views(views.mixtures, mono3d, views.boxes)
+
+    def test_every_path_to_the_solver_refuses_it_naming_the_frame(self):
+        frames = [scene.views() for scene in mg.synth.make_scenes(4, num_cameras=4, seed=2)]
+        mixtures = np.stack([views.mixtures for views in frames])
+        mono3d = np.stack([views.mono3d for views in frames])
+        mono3d[3, 1] = 0.3
+        for method in ("s1", "ir"):
+            with pytest.raises(ValueError, match=r"mono3d: frame 3, camera 1's guess has all its joints at one point"):
+                mg.solve_arrays(mixtures, mono3d, method=method, progress=False)
+
+    def test_small_and_far_but_real_guesses_are_kept(self, rng):
+        views = mg.synth.make_scene(5, num_cameras=4).views()
+        mono3d = views.mono3d.copy()
+        mono3d[1] *= 1e-6  # a tiny pose is a pose
+        mono3d[2] = mono3d[2] * 1e-5 + 40.0  # a small pose far from the origin too
+        kept = mg.Views(views.mixtures, mono3d, views.boxes)
+        scale = mg.solve(kept, "s1").cameras.scale
+        np.testing.assert_allclose(scale[1:3] / mg.solve(views, "s1").cameras.scale[1:3], [1e-6, 1e-5], rtol=1e-6)

@@ -28,9 +28,9 @@ from .skeletons import H36M_17, Skeleton
 
 F64 = NDArray[np.float64]
 
-__all__ = ["BOX_MARGIN", "KEYPOINT_SIGMA", "MIRROR_WEIGHT", "UNINFORMATIVE_VARIANCE", "Views", "align_mono3d",
-           "box_to_pixels", "camera_indices", "check_box_values", "check_evidence", "find_swapped_views", "infer_boxes",
-           "mirror_image_guesses", "pixels_to_box"]
+__all__ = ["BOX_MARGIN", "FLAT_GUESS", "KEYPOINT_SIGMA", "MIRROR_WEIGHT", "UNINFORMATIVE_VARIANCE", "Views",
+           "align_mono3d", "box_to_pixels", "camera_indices", "check_box_values", "check_evidence",
+           "find_swapped_views", "infer_boxes", "mirror_image_guesses", "pixels_to_box"]
 
 #: Margin on each side of an inferred box, as a fraction of the extent of the view's keypoints.
 BOX_MARGIN = 0.1
@@ -43,6 +43,10 @@ MIN_PIXEL_SPREAD = 4.0
 MAX_BOX_SPREAD = 16.0
 #: Guesses said to be in box units must fit their 2D evidence at a scale within this range.
 BOX_SCALE_RANGE = (0.2, 5.0)
+#: A view's guess whose joints spread (root mean square distance from their mean) no more than
+#: this fraction of its largest coordinate has all its joints at one point, and so no scale: a
+#: constant that float64 cannot hold (0.3) leaves about 1e-17 once centred.
+FLAT_GUESS = 1e-9
 
 
 def check_box_values(boxes: F64, name: str = "boxes") -> F64:
@@ -75,8 +79,8 @@ def check_evidence(mixtures: ArrayLike, mono3d: ArrayLike | None, boxes: ArrayLi
     """The rules of :class:`Views`, for one frame or (``stacked``) B frames on a leading axis.
 
     mixtures (C, J, K, 4) or (B, C, J, K, 4) box units (C >= 2, J the skeleton's joint count,
-    :func:`~metapose_geom.mixtures.check_mixtures`), mono3d (C, J, 3) / (B, C, J, 3) finite or
-    None, boxes (C, 4) / (B, C, 4) px (:func:`check_box_values`) or None -> the three as float64
+    :func:`~metapose_geom.mixtures.check_mixtures`), mono3d (C, J, 3) / (B, C, J, 3) finite, no
+    view's joints at one point (:data:`FLAT_GUESS`), or None, boxes (C, 4) / (B, C, 4) px (:func:`check_box_values`) or None -> the three as float64
     arrays (no copy where none was needed); ValueError naming the argument otherwise."""
     array = as_float64(mixtures, "mixtures")
     lead_text = "B, " if stacked else ""
@@ -97,8 +101,27 @@ def check_evidence(mixtures: ArrayLike, mono3d: ArrayLike | None, boxes: ArrayLi
             raise ValueError(f"mono3d: expected shape ({_dims(lead)}C={cameras}, J={joints}, 3), got {guesses.shape}")
         if not np.isfinite(guesses).all():
             raise ValueError("mono3d: contains NaN or inf")
+        _check_guess_spread(guesses)
     box = None if boxes is None else _check_boxes(boxes, cameras, lead[0] if lead else None)
     return array, guesses, box
+
+
+def _check_guess_spread(guesses: F64) -> None:
+    """(..., C, J, 3) finite: ValueError naming the first view (and frame) whose guess has all its
+    joints at one point (:data:`FLAT_GUESS`, relative to the guess's own size)."""
+    centred = guesses - guesses.mean(axis=-2, keepdims=True)
+    spread = np.sqrt((centred**2).sum(axis=(-2, -1)) / guesses.shape[-2])  # (..., C)
+    size = np.abs(guesses).max(axis=(-2, -1))
+    flat = np.argwhere(~(spread > FLAT_GUESS * size))
+    if len(flat):
+        where = tuple(int(i) for i in flat[0])
+        *frame, camera = where
+        at = "".join(f"frame {i}, " for i in frame)
+        raise ValueError(
+            f"mono3d: {at}camera {camera}'s guess has all its joints at one point (they spread {spread[where]:.3g} "
+            f"for coordinates up to {size[where]:.3g}), so it has no scale; give that view a real guess or leave it "
+            "out (Views.subset)"
+        )
 
 
 def pixels_to_box(pixels: ArrayLike, boxes: ArrayLike) -> F64:
@@ -180,7 +203,7 @@ def align_mono3d(mono3d: ArrayLike, points: ArrayLike, weights: ArrayLike) -> tu
         centred = source - source_mean
         spread = float(weight @ (centred**2).sum(axis=-1))
         size = float(np.abs(source).max())
-        if not spread > (1e-9 * size) ** 2:
+        if not spread > (FLAT_GUESS * size) ** 2:
             raise ValueError(f"mono3d: camera {camera}'s guess has all its joints (with 2D evidence) at one point")
         scale = float(weight @ (centred * (target - target_mean)).sum(axis=-1)) / spread
         if not scale > 0.0:
