@@ -152,6 +152,31 @@ class TestReadOnlyCopies:
         for got, expected in zip([views.mixtures, views.mono3d, views.boxes], kept):
             np.testing.assert_array_equal(got, expected)
 
+    def test_a_loop_that_refills_one_buffer_gives_each_frame_its_own_data(self):
+        """A reader that fills one preallocated buffer per frame: every Views keeps its frame."""
+        scenes = mg.synth.make_scenes(5, num_cameras=3, seed=4)
+        mixtures, mono3d, boxes = np.empty((3, 17, 4, 4)), np.empty((3, 17, 3)), np.empty((3, 4))
+        frames = []
+        for scene in scenes:
+            fresh = scene.views()
+            mixtures[...], mono3d[...], boxes[...] = fresh.mixtures, fresh.mono3d, fresh.boxes
+            frames.append(mg.Views(mixtures, mono3d, boxes))
+        for views, scene in zip(frames, scenes):
+            np.testing.assert_array_equal(views.mono3d, scene.views().mono3d)
+        batch = mg.solve_batch(frames, "s1", progress=False)
+        for solution, scene in zip(batch, scenes):
+            np.testing.assert_array_equal(solution.pose3d, mg.solve(scene.views(), "s1").pose3d)
+
+    def test_a_box_edited_after_validation_changes_nothing(self, rng):
+        boxes = np.tile([10.0, 20, 300, 400], (3, 1))
+        views = mg.Views(mixtures(rng), boxes=boxes)
+        boxes[1] = [np.nan, 0.0, -5.0, 0.0]  # would fail the checks
+        np.testing.assert_array_equal(views.boxes[1], [10.0, 20, 300, 400])
+        pixels = views.to_pixels(views.mixtures[..., 0, 1:3])
+        assert np.isfinite(pixels).all()
+        with pytest.raises(ValueError, match="read-only"):
+            views.boxes[1, 2] = -5.0
+
     def test_nobody_writes_into_a_validated_view(self, rng):
         views = mg.Views(mixtures(rng), rng.normal(size=(3, 17, 3)), np.tile([10.0, 20, 300, 400], (3, 1)))
         for array in (views.mixtures, views.mono3d, views.boxes):
