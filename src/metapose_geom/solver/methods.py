@@ -43,14 +43,20 @@ from ..mixtures import missing_joints, mixture_mean
 from ..skeletons import Skeleton
 from ..views import pixels_to_box
 from .options import AniPoseOptions, RefineOptions
-from .results import BatchSolution, History, Solution
+from .results import BatchSolution, DivergenceWarning, History, Solution
 
 F64 = NDArray[np.float64]
 
 __all__ = [
-    "CallSettings", "Frames", "Progress", "RegisteredMethod", "anipose", "lookup", "method_names", "refine",
-    "register", "stage1", "unregister",
+    "DIVERGENCE_TOLERANCE", "CallSettings", "Frames", "Progress", "RegisteredMethod", "anipose", "lookup",
+    "method_names", "refine", "register", "stage1", "unregister",
 ]
+
+#: A refinement diverged when it ends more than this above its start's objective (a mean negative
+#: log-likelihood per view and joint: 0.01 is a likelihood 1% lower). Less is the noise of Adam's
+#: last steps around a minimum: from a start at the truth the objective ends up to 4e-4 above it
+#: on synthetic frames (default options); a learning rate of 1.0 ends 1 to 140 above.
+DIVERGENCE_TOLERANCE = 0.01
 
 
 # --------------------------------------------------------------------------- what a method's function takes
@@ -231,17 +237,18 @@ def _start(mixtures: F64, mono3d: F64 | None, options: RefineOptions, skeleton: 
 
 def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: RefineOptions,
                  bones: NDArray[np.int64], reference: F64, skeleton: Skeleton, first_frame: int
-                 ) -> tuple[F64, F64, F64, F64]:
-    """Core call for a stacked chunk -> x (B, P), objective (B,), history x (B, H, P), history objective (B, H)."""
+                 ) -> tuple[F64, F64, F64, F64, NDArray[np.bool_]]:
+    """Core call for a stacked chunk -> x (B, P), objective (B,), history x (B, H, P), history
+    objective (B, H), diverged (B,) (the objective ended above the start's, :data:`DIVERGENCE_TOLERANCE`)."""
     B = mixtures.shape[0]
     x0 = _start(mixtures, mono3d, options, skeleton, first_frame)
     references = np.empty((B, reference.shape[0]))
     references[...] = reference  # one row per frame (the core takes per-frame references)
+    start_objective, _ = _core.refiner_objective(mixtures, x0, bones, references, options.bone_weight)
     if not refine:
-        objective, _ = _core.refiner_objective(mixtures, x0, bones, references, options.bone_weight)
         P = x0.shape[1]
-        return x0, objective, np.empty((B, 0, P)), np.empty((B, 0))
-    return _core.refine(
+        return x0, start_objective, np.empty((B, 0, P)), np.empty((B, 0)), np.zeros(B, dtype=bool)
+    x, objective, history_x, history_objective = _core.refine(
         mixtures,
         x0,
         bones,
@@ -254,6 +261,7 @@ def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: Refin
         options.epsilon,
         options.history_every,
     )
+    return x, objective, history_x, history_objective, objective > start_objective + DIVERGENCE_TOLERANCE
 
 
 def _to_pixels(frames: Frames, points: F64) -> F64:
@@ -287,7 +295,14 @@ def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bo
         chunks.append(_solve_chunk(mixtures[start:stop], chunk_mono, refine, options, bones, reference,
                                    frames.skeleton, start))
         call.progress.update(stop - start)
-    x, objective, hx, hobj = chunks[0] if len(chunks) == 1 else (np.concatenate(part) for part in zip(*chunks))
+    parts = chunks[0] if len(chunks) == 1 else tuple(np.concatenate(part) for part in zip(*chunks))
+    x, objective, hx, hobj, diverged = parts
+    if diverged.any():
+        warnings.warn(
+            f"{int(diverged.sum())} of {count} frame{'s' if count > 1 else ''} ended the refinement above the "
+            f"objective of {'their' if count > 1 else 'its'} start (diverged: flagged in Solution.diverged); lower "
+            f"learning_rate (now {options.learning_rate:g}), or take the start with method='s1'",
+            DivergenceWarning, stacklevel=4)
 
     C, J = mixtures.shape[1:3]
     pose, rotation, scale, shift = layout.in_camera0(x, C, J)
@@ -297,7 +312,7 @@ def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bo
         steps = np.minimum(np.arange(hx.shape[1]) * options.history_every, options.steps).astype(np.int64)
         history = History(steps, hobj, *layout.in_camera0(hx, C, J))
     return BatchSolution(call.method, pose, rotation, scale, shift, reprojection, _to_pixels(frames, reprojection),
-                         objective, x, history)
+                         objective, x, history, diverged)
 
 
 def stage1(frames: Frames, options: RefineOptions, call: CallSettings) -> BatchSolution:
