@@ -425,3 +425,38 @@ class TestFlatGuesses:
         kept = mg.Views(views.mixtures, mono3d, views.boxes)
         scale = mg.solve(kept, "s1").cameras.scale
         np.testing.assert_allclose(scale[1:3] / mg.solve(views, "s1").cameras.scale[1:3], [1e-6, 1e-5], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- boxes that overflow
+
+
+class TestBoxRange:
+    """Boxes are pixels: a box whose numbers leave float64 room for no conversion is refused
+    before it gives inf pixels, and a conversion that overflows is an error, not inf."""
+
+    @pytest.mark.parametrize("box", [[1e308, 1e308, 1e308, 1e308], [0.0, 0.0, 1e200, 1e200], [-1e160, 0.0, 10, 10],
+                                     [0.0, 0.0, 1e-310, 1e-310], [0.0, 0.0, 1e-200, 1e-200]],
+                             ids=["near-max", "huge-size", "far-origin", "subnormal-size", "tiny-size"])
+    def test_views_refuse_boxes_out_of_range(self, rng, box):
+        boxes = np.tile([10.0, 20, 300, 400], (3, 1))
+        boxes[1] = box
+        with pytest.raises(ValueError, match=r"boxes: camera 1's box .* outside"):
+            mg.Views(mixtures(rng), boxes=boxes)
+        frames = np.stack([mixtures(rng)] * 2)
+        with pytest.raises(ValueError, match=r"boxes: frame 0, camera 1's box .* outside"):
+            mg.solve_arrays(frames, boxes=np.stack([boxes] * 2), method="s1", progress=False)
+
+    def test_large_but_real_boxes_are_kept(self, rng):
+        boxes = np.tile([-2e6, 3e6, 4e5, 4e5], (3, 1))
+        views = mg.Views(mixtures(rng), boxes=boxes)
+        assert np.isfinite(views.to_pixels(views.mixtures[..., 0, 1:3])).all()
+
+    def test_conversions_that_overflow_are_errors(self):
+        boxes = np.tile([0.0, 0.0, 1e150, 1e150], (2, 1))
+        with pytest.raises(ValueError, match=r"points, boxes: values too large or too small for float64"):
+            box_to_pixels(np.full((2, 17, 2), 1e160), boxes)
+        with pytest.raises(ValueError, match=r"pixels, boxes: values too large or too small for float64"):
+            pixels_to_box(np.full((2, 17, 2), 1e300), np.tile([0.0, 0.0, 1e-150, 1e-150], (2, 1)))
+        missing = np.full((2, 17, 2), 0.5)
+        missing[1, 3] = np.nan  # a missing keypoint stays missing
+        assert np.isnan(pixels_to_box(missing, boxes)[1, 3]).all() and np.isnan(box_to_pixels(missing, boxes)[1, 3]).all()

@@ -28,7 +28,7 @@ from .skeletons import H36M_17, Skeleton
 
 F64 = NDArray[np.float64]
 
-__all__ = ["BOX_MARGIN", "FLAT_GUESS", "KEYPOINT_SIGMA", "MIRROR_WEIGHT", "UNINFORMATIVE_VARIANCE", "Views",
+__all__ = ["BOX_MARGIN", "BOX_RANGE", "FLAT_GUESS", "KEYPOINT_SIGMA", "MIRROR_WEIGHT", "UNINFORMATIVE_VARIANCE", "Views",
            "align_mono3d", "box_to_pixels", "camera_indices", "check_box_values", "check_evidence",
            "find_swapped_views", "infer_boxes", "mirror_image_guesses", "pixels_to_box"]
 
@@ -49,14 +49,36 @@ BOX_SCALE_RANGE = (0.2, 5.0)
 FLAT_GUESS = 1e-9
 
 
+#: Boxes are pixels: their coordinates lie within +-BOX_RANGE and their width and height within
+#: [1 / BOX_RANGE, BOX_RANGE], far beyond any image, so that points up to 1e150 box units (or
+#: pixels) away convert without leaving float64's range.
+BOX_RANGE = 1e150
+
+
 def check_box_values(boxes: F64, name: str = "boxes") -> F64:
     """The rule for boxes (..., 4) ``[x, y, width, height]`` in pixels, shape already checked: finite,
-    width and height > 0. Returns ``boxes``; raises ValueError naming ``name``."""
+    width and height > 0, and every value within :data:`BOX_RANGE`. Returns ``boxes``; raises
+    ValueError naming ``name`` (and for (C, 4) or (B, C, 4) boxes the camera and the frame)."""
     if not np.isfinite(boxes).all():
         raise ValueError(f"{name}: contains NaN or inf")
     if (boxes[..., 2:] <= 0).any():
         raise ValueError(f"{name}: width and height must be > 0")
+    outside = (np.abs(boxes[..., :2]) > BOX_RANGE).any(axis=-1) | (boxes[..., 2:] > BOX_RANGE).any(axis=-1) \
+        | (boxes[..., 2:] < 1.0 / BOX_RANGE).any(axis=-1)
+    if outside.any():
+        where = tuple(int(i) for i in np.argwhere(outside)[0])
+        label = "".join(f"frame {i}, " for i in where[:-1]) + f"camera {where[-1]}'s box" if where else "the box"
+        raise ValueError(f"{name}: {label} {boxes[where].tolist()} is outside the range of pixels (|x|, |y| <= "
+                         f"{BOX_RANGE:g}, width and height in [{1.0 / BOX_RANGE:g}, {BOX_RANGE:g}])")
     return boxes
+
+
+def _finite_result(result: F64, given: F64, names: str) -> F64:
+    """``result`` of a conversion of ``given``: ValueError naming ``names`` where a finite value
+    became inf (NaN, a missing keypoint, stays NaN)."""
+    if not np.isfinite(result[np.isfinite(given)]).all():
+        raise ValueError(f"{names}: values too large or too small for float64 (the conversion overflows)")
+    return result
 
 
 def _check_boxes(boxes: ArrayLike, cameras: int, frames: int | None = None) -> F64:
@@ -129,7 +151,9 @@ def pixels_to_box(pixels: ArrayLike, boxes: ArrayLike) -> F64:
     points = as_float64(pixels, "pixels")
     box = _check_boxes(boxes, points.shape[0] if points.ndim else -1)
     shape = (box.shape[0],) + (1,) * (points.ndim - 2) + (2,)
-    return (points - box[:, :2].reshape(shape)) / box[:, 2:].max(axis=1).reshape(shape[:-1] + (1,))
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = (points - box[:, :2].reshape(shape)) / box[:, 2:].max(axis=1).reshape(shape[:-1] + (1,))
+    return _finite_result(result, points, "pixels, boxes")
 
 
 def box_to_pixels(points: ArrayLike, boxes: ArrayLike) -> F64:
@@ -137,7 +161,9 @@ def box_to_pixels(points: ArrayLike, boxes: ArrayLike) -> F64:
     array = as_float64(points, "points")
     box = _check_boxes(boxes, array.shape[0] if array.ndim else -1)
     shape = (box.shape[0],) + (1,) * (array.ndim - 2) + (2,)
-    return array * box[:, 2:].max(axis=1).reshape(shape[:-1] + (1,)) + box[:, :2].reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = array * box[:, 2:].max(axis=1).reshape(shape[:-1] + (1,)) + box[:, :2].reshape(shape)
+    return _finite_result(result, array, "points, boxes")
 
 
 def infer_boxes(keypoints: ArrayLike, valid: ArrayLike | None = None, margin: float = BOX_MARGIN) -> F64:
