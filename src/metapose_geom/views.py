@@ -501,8 +501,10 @@ def camera_indices(cameras: Sequence[int | str], names: Sequence[str]) -> list[i
 
 
 def _frozen(array: F64) -> F64:
-    """A read-only copy: a Views never shares memory with its caller, and nobody writes into it."""
-    copy = np.array(array, dtype=np.float64, order="C", copy=True)
+    """A read-only copy: a Views never shares memory with its caller, and nobody writes into it.
+    Its dtype is numpy's own float64 object, which the compiled core asks for (an array rebuilt
+    from a pickle carries an equal but other one, and ``np.array(..., copy=True)`` keeps it)."""
+    copy = array.astype(np.float64, order="C", copy=True)
     copy.setflags(write=False)
     return copy
 
@@ -563,6 +565,13 @@ class Views:
         if len(names) != cameras or len(set(names)) != cameras:
             raise ValueError(f"camera_names: expected {cameras} distinct names, got {names}")
         object.__setattr__(self, "camera_names", names)
+
+    def __reduce__(self) -> tuple[type[Views], tuple]:
+        """Pickled, copied and deep-copied as the constructor's arguments: the copy is validated
+        again and holds fresh read-only arrays that the compiled core takes (a spawn pool's
+        children get working frames)."""
+        return type(self), (self.mixtures, self.mono3d, self.boxes, self.camera_names, self.skeleton,
+                            self.mono3d_alignment, self.swapped)
 
     # ------------------------------------------------------------------ sizes
 
