@@ -321,6 +321,59 @@ class TestDivergence:
         assert mg.solve(scenes[0].views(), "s1").diverged is False
 
 
+class TestErrorsNameWhere:
+    """An error about one frame names it by its place in the call (not in the core's chunk), and
+    the camera and joint where they are known."""
+
+    @staticmethod
+    def _arrays(scenes, count=8):
+        frames = [scene.views() for scene in scenes[:count]]
+        return np.stack([f.mixtures for f in frames]), np.stack([f.mono3d for f in frames])
+
+    @pytest.mark.parametrize("column, value, match", [
+        (3, 1e-310, r"variances must be > 0 \(at least 1e-300.*\), got 1e-310 at frame 5, camera 2, joint 3 \(r_ankle\)"),
+        (0, -1.0, r"weights must be >= 0 at frame 5, camera 2, joint 3 \(r_ankle\)"),
+        (1, np.nan, r"contains NaN or inf at frame 5, camera 2, joint 3 \(r_ankle\)"),
+    ], ids=["subnormal-variance", "negative-weight", "nan"])
+    def test_a_bad_mixture_is_named_by_frame_camera_and_joint(self, scenes, column, value, match):
+        mixtures, mono3d = self._arrays(scenes)
+        mixtures[5, 2, 3, 1, column] = value
+        with pytest.raises(ValueError, match="mixtures: " + match):
+            mg.solve_arrays(mixtures, mono3d, chunk_size=2, progress=False)
+        with pytest.raises(ValueError, match="mixtures: " + match.replace("frame 5, ", "")):
+            mg.Views(mixtures[5], mono3d[5])
+
+    def test_a_frame_that_fails_in_the_core_is_named_by_its_place_in_the_call(self, scenes):
+        """At a learning rate of 1e100 the core refuses most frames (a rotation becomes undefined);
+        a batch of frames it does not refuse, then one it does at place 5, names frames[5] whatever
+        the chunk size (the core sees its place in the chunk only)."""
+        options = {"learning_rate": 1e100}
+        bones = np.array(mg.H36M_17.bones, dtype=np.int64)
+        kept, refused = [], []
+        for scene in scenes:
+            views = scene.views()
+            try:
+                geometry._core.refine(views.mixtures[None], geometry._core.stage1(views.mono3d[None]), bones,
+                                      np.ones((1, len(bones))), 0.0, 100, 1e100, 0.9, 0.999, 1e-7, 0)
+                kept.append(views)
+            except ValueError:
+                refused.append(views)
+        assert kept and refused, "the test needs frames of both kinds"
+        frames = [kept[i % len(kept)] for i in range(5)] + [refused[0]] + kept[:1]
+        for chunk_size in (2, 3, 7):
+            with pytest.raises(ValueError, match=r"^frames\[5\]: refinement diverged.*lower learning_rate"):
+                mg.solve_batch(frames, "ir", options, chunk_size=chunk_size, progress=False)
+        with pytest.raises(ValueError, match=r"^frames\[0\]: refinement diverged.*lower learning_rate$"):
+            mg.solve(refused[0], "ir", options)  # no "index (0,)"
+
+    def test_a_camera_whose_scale_leaves_float64_is_named(self, scenes):
+        """At 1e50 the refiner ends with finite numbers but a camera scale of 0 (softplus of -1e50):
+        relative to it the other cameras are infinitely large."""
+        frames = [scene.views() for scene in scenes[:3]]
+        with pytest.raises(ValueError, match=r"^frames\[0\]: refinement diverged: camera \d's scale became"):
+            mg.solve_batch(frames, "ir", {"learning_rate": 1e50}, chunk_size=1, progress=False)
+
+
 class TestRefinerLanes:
     """The core refines frames in groups of vector lanes; no lane may see another's values."""
 

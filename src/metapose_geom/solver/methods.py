@@ -24,10 +24,12 @@ The methods today:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -235,32 +237,60 @@ def _start(mixtures: F64, mono3d: F64 | None, options: RefineOptions, skeleton: 
     return _random_init(mixtures, options.seed)
 
 
+# The core names a failing frame by its index in the arrays it was given (a chunk), after the
+# arguments it calls x or x0, which the caller never saw.
+_CORE_INDEX = re.compile(r",? at index \((\d+),\)$")
+_CORE_FLAT = re.compile(r" \(the result overflows at flat position (\d+)\)$")
+_CORE_NAMES = re.compile(r"^(x0?(, mixtures)?): ")
+
+
+@contextlib.contextmanager
+def _frames_named(first_frame: int, size: int) -> Iterator[None]:
+    """Re-raise the core's ValueError about frame i of a chunk as one about ``frames[first_frame + i]``
+    (``size``: the chunk's values per frame in the array the core reports a flat position of)."""
+    try:
+        yield
+    except ValueError as error:
+        message = str(error)
+        found = _CORE_INDEX.search(message) or _CORE_FLAT.search(message)
+        if found is None:
+            raise
+        index = int(found.group(1))
+        frame = first_frame + (index if found.re is _CORE_INDEX else index // size)
+        problem = _CORE_NAMES.sub("", message[:found.start()])
+        raise ValueError(f"frames[{frame}]: {problem}") from None
+
+
 def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: RefineOptions,
                  bones: NDArray[np.int64], reference: F64, skeleton: Skeleton, first_frame: int
                  ) -> tuple[F64, F64, F64, F64, NDArray[np.bool_]]:
     """Core call for a stacked chunk -> x (B, P), objective (B,), history x (B, H, P), history
-    objective (B, H), diverged (B,) (the objective ended above the start's, :data:`DIVERGENCE_TOLERANCE`)."""
-    B = mixtures.shape[0]
-    x0 = _start(mixtures, mono3d, options, skeleton, first_frame)
+    objective (B, H), diverged (B,) (the objective ended above the start's, :data:`DIVERGENCE_TOLERANCE`).
+    Errors name frames from ``first_frame``."""
+    B, C, J = mixtures.shape[:3]
+    P = layout.solution_size(C, J)
+    with _frames_named(first_frame, P):
+        x0 = _start(mixtures, mono3d, options, skeleton, first_frame)
     references = np.empty((B, reference.shape[0]))
     references[...] = reference  # one row per frame (the core takes per-frame references)
-    start_objective, _ = _core.refiner_objective(mixtures, x0, bones, references, options.bone_weight)
+    with _frames_named(first_frame, P):
+        start_objective, _ = _core.refiner_objective(mixtures, x0, bones, references, options.bone_weight)
     if not refine:
-        P = x0.shape[1]
         return x0, start_objective, np.empty((B, 0, P)), np.empty((B, 0)), np.zeros(B, dtype=bool)
-    x, objective, history_x, history_objective = _core.refine(
-        mixtures,
-        x0,
-        bones,
-        references,
-        options.bone_weight,
-        options.steps,
-        options.learning_rate,
-        options.beta1,
-        options.beta2,
-        options.epsilon,
-        options.history_every,
-    )
+    with _frames_named(first_frame, P):
+        x, objective, history_x, history_objective = _core.refine(
+            mixtures,
+            x0,
+            bones,
+            references,
+            options.bone_weight,
+            options.steps,
+            options.learning_rate,
+            options.beta1,
+            options.beta2,
+            options.epsilon,
+            options.history_every,
+        )
     return x, objective, history_x, history_objective, objective > start_objective + DIVERGENCE_TOLERANCE
 
 
@@ -297,22 +327,45 @@ def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bo
         call.progress.update(stop - start)
     parts = chunks[0] if len(chunks) == 1 else tuple(np.concatenate(part) for part in zip(*chunks))
     x, objective, hx, hobj, diverged = parts
-    if diverged.any():
-        warnings.warn(
-            f"{int(diverged.sum())} of {count} frame{'s' if count > 1 else ''} ended the refinement above the "
-            f"objective of {'their' if count > 1 else 'its'} start (diverged: flagged in Solution.diverged); lower "
-            f"learning_rate (now {options.learning_rate:g}), or take the start with method='s1'",
-            DivergenceWarning, stacklevel=4)
 
     C, J = mixtures.shape[1:3]
-    pose, rotation, scale, shift = layout.in_camera0(x, C, J)
+    pose, rotation, scale, shift = _in_camera0(x, C, J, options)
     reprojection = geometry.project_weak(pose, rotation, scale, shift)
     history = None
     if hx.shape[1] > 0:
         steps = np.minimum(np.arange(hx.shape[1]) * options.history_every, options.steps).astype(np.int64)
-        history = History(steps, hobj, *layout.in_camera0(hx, C, J))
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # a path may pass through extremes
+            history = History(steps, hobj, *layout.in_camera0(hx, C, J))
+    if diverged.any():
+        warnings.warn(
+            f"{int(diverged.sum())} of {count} frame{'s' if count > 1 else ''} ended the refinement above the "
+            f"objective of {'their' if count > 1 else 'its'} start (diverged: flagged in Solution.diverged); lower "
+            f"learning_rate (now {options.learning_rate:g}), give more steps (now {options.steps}), or take the "
+            "start with method='s1'",
+            DivergenceWarning, stacklevel=4)
     return BatchSolution(call.method, pose, rotation, scale, shift, reprojection, _to_pixels(frames, reprojection),
                          objective, x, history, diverged)
+
+
+def _in_camera0(x: F64, C: int, J: int, options: RefineOptions) -> layout.CameraFrame:
+    """:func:`metapose_geom.layout.in_camera0`; a frame the refiner left with a camera scale that
+    is 0 or infinite relative to camera 0's (finite x, extreme values) is an error naming the frame
+    and the camera."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        solution = layout.in_camera0(x, C, J)
+    finite = np.isfinite(solution.scale).all(axis=-1) & (solution.scale > 0).all(axis=-1)
+    for part in (solution.pose, solution.rotation, solution.shift):
+        finite &= np.isfinite(part).reshape(part.shape[0], -1).all(axis=-1)
+    if not finite.all():
+        frame = int(np.flatnonzero(~finite)[0])
+        scale = layout.scale_from_raw(layout.unpack(x[frame], C, J).scale_raw)
+        extreme = ~(np.isfinite(scale) & (scale > 0))
+        camera = int(np.flatnonzero(extreme)[0]) if extreme.any() else int(np.argmax(np.abs(np.log(scale))))
+        raise ValueError(
+            f"frames[{frame}]: refinement diverged: camera {camera}'s scale became {scale[camera]:.3g}, beyond what "
+            f"float64 holds relative to the others; lower learning_rate (now {options.learning_rate:g})"
+        )
+    return solution
 
 
 def stage1(frames: Frames, options: RefineOptions, call: CallSettings) -> BatchSolution:
