@@ -331,7 +331,8 @@ class TestErrorsNameWhere:
         return np.stack([f.mixtures for f in frames]), np.stack([f.mono3d for f in frames])
 
     @pytest.mark.parametrize("column, value, match", [
-        (3, 1e-310, r"variances must be > 0 \(at least 1e-300.*\), got 1e-310 at frame 5, camera 2, joint 3 \(r_ankle\)"),
+        (3, 1e-310,
+         r"variances must be > 0 \(at least 1e-300.*\), got 1e-310 at frame 5, camera 2, joint 3 \(r_ankle\)"),
         (0, -1.0, r"weights must be >= 0 at frame 5, camera 2, joint 3 \(r_ankle\)"),
         (1, np.nan, r"contains NaN or inf at frame 5, camera 2, joint 3 \(r_ankle\)"),
     ], ids=["subnormal-variance", "negative-weight", "nan"])

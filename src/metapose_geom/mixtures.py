@@ -64,7 +64,8 @@ def check_mixtures(mixtures: ArrayLike, name: str = "mixtures", positive_total: 
 
 
 def _location(index: tuple[int, ...], joint_names: tuple[str, ...] | None) -> str:
-    """' at [frame b, ]camera c, joint j (name)' for the index of a (C, J) or (B, C, J) mixture, else ' at index (...)'."""
+    """' at [frame b, ]camera c, joint j (name)' for the index of a (C, J) or (B, C, J) mixture,
+    else ' at index (...)'."""
     if len(index) not in (2, 3):
         return f" at index {index}"
     *frame, camera, joint = index
