@@ -104,6 +104,8 @@ def check_evidence(mixtures: ArrayLike, mono3d: ArrayLike | None, boxes: ArrayLi
     :func:`~metapose_geom.mixtures.check_mixtures`), mono3d (C, J, 3) / (B, C, J, 3) finite, no
     view's joints at one point (:data:`FLAT_GUESS`), or None, boxes (C, 4) / (B, C, 4) px (:func:`check_box_values`) or None -> the three as float64
     arrays (no copy where none was needed); ValueError naming the argument otherwise."""
+    if not isinstance(skeleton, Skeleton):
+        raise ValueError(f"skeleton: expected a Skeleton, got {type(skeleton).__name__}")
     array = as_float64(mixtures, "mixtures")
     lead_text = "B, " if stacked else ""
     if array.ndim != 4 + stacked or array.shape[-1] != 4 or 0 in array.shape:
@@ -364,6 +366,8 @@ def _two_view_residual(first: F64, second: F64, seen: NDArray[np.bool_]) -> F64:
     (...,): the share of the centred 4 x J measurement matrix's energy beyond rank 3 (0 when the
     two views are affine views of one rigid pose; a mirror-labelled view breaks it). NaN with
     fewer than 6 joints seen."""
+    if first.shape[-2] < 6:  # a skeleton of fewer joints says nothing (and gives fewer than 4 singular values)
+        return np.full(first.shape[:-2], np.nan)
     stacked = np.concatenate([first, second], axis=-1)  # (..., J, 4)
     weight = seen[..., None].astype(np.float64)
     count = weight.sum(axis=-2, keepdims=True)
