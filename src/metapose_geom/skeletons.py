@@ -110,8 +110,8 @@ class Skeleton:
         except (TypeError, ValueError):
             rest = np.empty(0)
         if rest.shape != (count, 3) or not np.isfinite(rest).all():
-            raise ValueError(f"rest_pose_mm: expected {count} rows (one per joint) of 3 finite numbers (x, y, z in mm), "
-                             f"got {np.shape(rest) if rest.size else repr(self.rest_pose_mm)[:80]}")
+            raise ValueError(f"rest_pose_mm: expected {count} rows (one per joint) of 3 finite numbers (x, y, z "
+                             f"in mm), got {np.shape(rest) if rest.size else repr(self.rest_pose_mm)[:80]}")
         parents, children = np.array(bones).T
         lengths = np.linalg.norm(rest[children] - rest[parents], axis=-1)
         if not (lengths > 0).all():
