@@ -133,18 +133,19 @@ def check_evidence(mixtures: ArrayLike, mono3d: ArrayLike | None, boxes: ArrayLi
 def _check_guess_spread(guesses: F64) -> None:
     """(..., C, J, 3) finite: ValueError naming the first view (and frame) whose guess has all its
     joints at one point (:data:`FLAT_GUESS`, relative to the guess's own size)."""
-    centred = guesses - guesses.mean(axis=-2, keepdims=True)
-    spread = np.sqrt((centred**2).sum(axis=(-2, -1)) / guesses.shape[-2])  # (..., C)
-    size = np.abs(guesses).max(axis=(-2, -1))
-    flat = np.argwhere(~(spread > FLAT_GUESS * size))
+    size = np.abs(guesses).max(axis=(-2, -1), keepdims=True)  # each view in units of its largest coordinate:
+    scaled = guesses / np.where(size > 0, size, 1.0)  # no overflow whatever the magnitudes
+    centred = scaled - scaled.mean(axis=-2, keepdims=True)
+    spread = np.sqrt((centred**2).sum(axis=(-2, -1)) / guesses.shape[-2])  # (..., C), relative
+    flat = np.argwhere(~(spread > FLAT_GUESS))
     if len(flat):
         where = tuple(int(i) for i in flat[0])
         *frame, camera = where
         at = "".join(f"frame {i}, " for i in frame)
         raise ValueError(
             f"mono3d: {at}camera {camera}'s guess has all its joints at one point (they spread {spread[where]:.3g} "
-            f"for coordinates up to {size[where]:.3g}), so it has no scale; give that view a real guess or leave it "
-            "out (Views.subset)"
+            f"times its largest coordinate, {size[where][0, 0]:.3g}), so it has no scale; give that view a real "
+            "guess or leave it out (Views.subset)"
         )
 
 
