@@ -431,23 +431,24 @@ class TestFlatGuesses:
 
 
 class TestBoxRange:
-    """Boxes are pixels: a box whose numbers leave float64 room for no conversion is refused
-    before it gives inf pixels, and a conversion that overflows is an error, not inf."""
+    """Boxes are pixels: a box whose own arithmetic overflows float64 is refused before it gives
+    inf pixels, and a conversion that overflows is an error, not inf."""
 
-    @pytest.mark.parametrize("box", [[1e308, 1e308, 1e308, 1e308], [0.0, 0.0, 1e200, 1e200], [-1e160, 0.0, 10, 10],
-                                     [0.0, 0.0, 1e-310, 1e-310], [0.0, 0.0, 1e-200, 1e-200]],
-                             ids=["near-max", "huge-size", "far-origin", "subnormal-size", "tiny-size"])
-    def test_views_refuse_boxes_out_of_range(self, rng, box):
+    @pytest.mark.parametrize("box", [[1e308, 1e308, 1e308, 1e308], [1.2e308, 0.0, 1e308, 10.0],
+                                     [0.0, 1e300, 10.0, np.finfo(np.float64).max], [0.0, 0.0, 1e-310, 1e-310]],
+                             ids=["near-max", "x-plus-width", "y-plus-height", "subnormal-size"])
+    def test_views_refuse_boxes_that_overflow(self, rng, box):
         boxes = np.tile([10.0, 20, 300, 400], (3, 1))
         boxes[1] = box
-        with pytest.raises(ValueError, match=r"boxes: camera 1's box .* outside"):
+        with pytest.raises(ValueError, match=r"boxes: camera 1's box .* is not pixels: .*overflow"):
             mg.Views(mixtures(rng), boxes=boxes)
         frames = np.stack([mixtures(rng)] * 2)
-        with pytest.raises(ValueError, match=r"boxes: frame 0, camera 1's box .* outside"):
+        with pytest.raises(ValueError, match=r"boxes: frame 0, camera 1's box .* is not pixels"):
             mg.solve_arrays(frames, boxes=np.stack([boxes] * 2), method="s1", progress=False)
 
-    def test_large_but_real_boxes_are_kept(self, rng):
+    def test_large_but_finite_boxes_are_kept(self, rng):
         boxes = np.tile([-2e6, 3e6, 4e5, 4e5], (3, 1))
+        boxes[2] = [1e200, 1e250, 1e-300, 1e-300]
         views = mg.Views(mixtures(rng), boxes=boxes)
         assert np.isfinite(views.to_pixels(views.mixtures[..., 0, 1:3])).all()
 
@@ -460,3 +461,15 @@ class TestBoxRange:
         missing = np.full((2, 17, 2), 0.5)
         missing[1, 3] = np.nan  # a missing keypoint stays missing
         assert np.isnan(pixels_to_box(missing, boxes)[1, 3]).all() and np.isnan(box_to_pixels(missing, boxes)[1, 3]).all()
+
+    def test_a_solution_whose_pixels_overflow_is_an_error_naming_frame_and_camera(self):
+        views = mg.synth.make_scene(5, num_cameras=4).views()
+        shifted = views.mixtures.copy()
+        shifted[2, ..., 1] += 2.0  # camera 2 sees the person two to three boxes right of its box
+        guesses = views.mono3d.copy()
+        guesses[2, :, 0] += 2.0
+        boxes = views.boxes.copy()
+        boxes[2] = [1e308, 0.0, 4e307, 4e307]  # its far corner is finite, three box widths out is not
+        far = mg.Views(shifted, guesses, boxes)
+        with pytest.raises(ValueError, match=r"^frames\[0\]: reprojection_pixels: camera 2's pixels overflow float64"):
+            mg.solve(far, "s1")

@@ -28,7 +28,7 @@ from .skeletons import H36M_17, Skeleton
 
 F64 = NDArray[np.float64]
 
-__all__ = ["BOX_MARGIN", "BOX_RANGE", "FLAT_GUESS", "KEYPOINT_SIGMA", "MIRROR_WEIGHT", "UNINFORMATIVE_VARIANCE", "Views",
+__all__ = ["BOX_MARGIN", "FLAT_GUESS", "KEYPOINT_SIGMA", "MIRROR_WEIGHT", "UNINFORMATIVE_VARIANCE", "Views",
            "align_mono3d", "box_to_pixels", "camera_indices", "check_box_values", "check_evidence",
            "find_swapped_views", "infer_boxes", "mirror_image_guesses", "pixels_to_box"]
 
@@ -49,27 +49,28 @@ BOX_SCALE_RANGE = (0.2, 5.0)
 FLAT_GUESS = 1e-9
 
 
-#: Boxes are pixels: their coordinates lie within +-BOX_RANGE and their width and height within
-#: [1 / BOX_RANGE, BOX_RANGE], far beyond any image, so that points up to 1e150 box units (or
-#: pixels) away convert without leaving float64's range.
-BOX_RANGE = 1e150
-
-
 def check_box_values(boxes: F64, name: str = "boxes") -> F64:
     """The rule for boxes (..., 4) ``[x, y, width, height]`` in pixels, shape already checked: finite,
-    width and height > 0, and every value within :data:`BOX_RANGE`. Returns ``boxes``; raises
-    ValueError naming ``name`` (and for (C, 4) or (B, C, 4) boxes the camera and the frame)."""
+    width and height > 0, and no overflow in the box's own arithmetic (its far corner ``x + width,
+    y + height`` finite; its size ``max(width, height)`` at least the smallest normal float64, so
+    ``1 / size`` is finite). Returns ``boxes``; raises ValueError naming ``name`` (and for (C, 4) or
+    (B, C, 4) boxes the camera and the frame). Conversions through a valid box can still leave
+    float64's range for points far enough out: :func:`box_to_pixels` and :func:`pixels_to_box` refuse
+    that."""
     if not np.isfinite(boxes).all():
         raise ValueError(f"{name}: contains NaN or inf")
     if (boxes[..., 2:] <= 0).any():
         raise ValueError(f"{name}: width and height must be > 0")
-    outside = (np.abs(boxes[..., :2]) > BOX_RANGE).any(axis=-1) | (boxes[..., 2:] > BOX_RANGE).any(axis=-1) \
-        | (boxes[..., 2:] < 1.0 / BOX_RANGE).any(axis=-1)
-    if outside.any():
-        where = tuple(int(i) for i in np.argwhere(outside)[0])
-        label = "".join(f"frame {i}, " for i in where[:-1]) + f"camera {where[-1]}'s box" if where else "the box"
-        raise ValueError(f"{name}: {label} {boxes[where].tolist()} is outside the range of pixels (|x|, |y| <= "
-                         f"{BOX_RANGE:g}, width and height in [{1.0 / BOX_RANGE:g}, {BOX_RANGE:g}])")
+    with np.errstate(over="ignore"):
+        corner = boxes[..., :2] + boxes[..., 2:]
+    overflows = ~np.isfinite(corner).all(axis=-1)
+    tiny = boxes[..., 2:].max(axis=-1) < np.finfo(np.float64).tiny
+    for bad, problem in ((overflows, "its far corner (x + width, y + height) overflows float64"),
+                         (tiny, "its size is below the smallest normal float64, so 1 / size overflows")):
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            label = "".join(f"frame {i}, " for i in where[:-1]) + f"camera {where[-1]}'s box" if where else "the box"
+            raise ValueError(f"{name}: {label} {boxes[where].tolist()} is not pixels: {problem}")
     return boxes
 
 

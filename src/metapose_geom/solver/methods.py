@@ -301,10 +301,17 @@ def _to_pixels(frames: Frames, points: F64) -> F64:
         return points.copy()
     size = frames.boxes[..., 2:].max(axis=-1)[..., None, None]  # (B, C, 1, 1)
     boxed = frames.boxed
-    if boxed is None:
-        return points * size + frames.boxes[..., None, :2]
-    pixels = points.copy()
-    pixels[boxed] = points[boxed] * size[boxed] + frames.boxes[boxed][..., None, :2]
+    with np.errstate(over="ignore", invalid="ignore"):
+        if boxed is None:
+            pixels = points * size + frames.boxes[..., None, :2]
+        else:
+            pixels = points.copy()
+            pixels[boxed] = points[boxed] * size[boxed] + frames.boxes[boxed][..., None, :2]
+    overflow = ~np.isfinite(pixels).all(axis=(-2, -1))  # (B, C); the points are finite
+    if overflow.any():
+        frame, camera = (int(i) for i in np.argwhere(overflow)[0])
+        raise ValueError(f"frames[{frame}]: reprojection_pixels: camera {camera}'s pixels overflow float64 through "
+                         f"its box {frames.boxes[frame, camera].tolist()}")
     return pixels
 
 
