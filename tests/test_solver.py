@@ -9,7 +9,7 @@ import pytest
 
 import metapose_geom as mg
 from metapose_geom import geometry, layout, metrics, synth
-from metapose_geom.solver import RefineOptions, methods, solution_size
+from metapose_geom.solver import DivergenceWarning, RefineOptions, methods, solution_size
 from metapose_geom.views import box_to_pixels
 
 
@@ -149,7 +149,7 @@ class TestInvariance:
 
 def _assert_same_solution(a, b):
     """Every array of two Solutions bit for bit."""
-    assert a.method == b.method and a.objective == b.objective
+    assert a.method == b.method and a.objective == b.objective and a.diverged == b.diverged
     for name in ("x", "pose3d", "reprojection", "reprojection_pixels"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     for name in ("rotation", "scale", "shift"):
@@ -271,6 +271,108 @@ class TestBadInput:
             mg.geometry._core.refine(views.mixtures[None], x, bones, reference, 0.0, 10, 1e-2, 0.9, 0.999, 1e-7, 0)
         with pytest.raises(ValueError, match="bones"):
             mg.geometry._core.refiner_objective(views.mixtures[None], np.zeros((1, 91)), bones + 100, reference, 0.0)
+
+
+class TestDivergence:
+    """A refinement that ends above its own start's objective is flagged per frame, with one
+    warning per call; Adam's noise around a minimum (a start at the truth) is not."""
+
+    @staticmethod
+    def _arrays(scenes, count=20):
+        frames = [scene.views() for scene in scenes[:count]]
+        return np.stack([f.mixtures for f in frames]), np.stack([f.mono3d for f in frames])
+
+    def test_a_learning_rate_of_one_flags_every_frame_with_one_warning(self, scenes):
+        mixtures, mono3d = self._arrays(scenes)
+        with pytest.warns(DivergenceWarning, match=r"20 of 20 frames.*learning_rate") as caught:
+            batch = mg.solve_arrays(mixtures, mono3d, options={"learning_rate": 1.0}, chunk_size=3, progress=False)
+        assert len(caught) == 1  # one warning for the call, not one per chunk or frame
+        start = mg.solve_arrays(mixtures, mono3d, method="s1", progress=False)
+        assert batch.diverged.dtype == bool and batch.diverged.shape == (20,)
+        assert batch.diverged.all() and (batch.objective > start.objective).all()
+
+    def test_the_flag_is_the_objective_above_the_start_s(self, scenes):
+        mixtures, mono3d = self._arrays(scenes)
+        with pytest.warns(DivergenceWarning, match=r"(\d+) of 20 frames"):
+            batch = mg.solve_arrays(mixtures, mono3d, options={"learning_rate": 0.3}, progress=False)
+        start = mg.solve_arrays(mixtures, mono3d, method="s1", progress=False)
+        rise = batch.objective - start.objective
+        np.testing.assert_array_equal(batch.diverged, rise > methods.DIVERGENCE_TOLERANCE)
+        assert 0 < batch.diverged.sum() < 20  # some frames but not all: the flag is per frame
+
+    def test_solve_and_solve_batch_carry_the_flag(self, scenes):
+        frames = [scene.views() for scene in scenes[:4]]
+        with pytest.warns(DivergenceWarning, match="1 of 1 frame"):
+            alone = mg.solve(frames[2], "ir", {"learning_rate": 1.0})
+        assert alone.diverged is True
+        with pytest.warns(DivergenceWarning, match="4 of 4 frames"):
+            listed = mg.solve_batch(frames, "ir", {"learning_rate": 1.0}, chunk_size=2, progress=False)
+        assert [solution.diverged for solution in listed] == [True] * 4
+        _assert_same_solution(listed[2], alone)
+        stacked = mg.BatchSolution.from_solutions(listed)
+        assert stacked.diverged.all() and stacked[1:3].diverged.shape == (2,)
+
+    def test_default_refinements_and_oracle_starts_are_not_flagged(self, scenes):
+        mixtures, mono3d = self._arrays(scenes)
+        batch = mg.solve_arrays(mixtures, mono3d, progress=False)  # warnings are errors here
+        assert not batch.diverged.any()
+        oracle = [scene.ablated_views(gt_init=True, gt_mixtures=True, weak_labels=True) for scene in scenes]
+        assert not any(solution.diverged for solution in mg.solve_batch(oracle, "ir", progress=False))
+        assert mg.solve(scenes[0].views(), "s1").diverged is False
+
+
+class TestErrorsNameWhere:
+    """An error about one frame names it by its place in the call (not in the core's chunk), and
+    the camera and joint where they are known."""
+
+    @staticmethod
+    def _arrays(scenes, count=8):
+        frames = [scene.views() for scene in scenes[:count]]
+        return np.stack([f.mixtures for f in frames]), np.stack([f.mono3d for f in frames])
+
+    @pytest.mark.parametrize("column, value, match", [
+        (3, 1e-310,
+         r"variances must be > 0 \(at least 1e-300.*\), got 1e-310 at frame 5, camera 2, joint 3 \(r_ankle\)"),
+        (0, -1.0, r"weights must be >= 0 at frame 5, camera 2, joint 3 \(r_ankle\)"),
+        (1, np.nan, r"contains NaN or inf at frame 5, camera 2, joint 3 \(r_ankle\)"),
+    ], ids=["subnormal-variance", "negative-weight", "nan"])
+    def test_a_bad_mixture_is_named_by_frame_camera_and_joint(self, scenes, column, value, match):
+        mixtures, mono3d = self._arrays(scenes)
+        mixtures[5, 2, 3, 1, column] = value
+        with pytest.raises(ValueError, match="mixtures: " + match):
+            mg.solve_arrays(mixtures, mono3d, chunk_size=2, progress=False)
+        with pytest.raises(ValueError, match="mixtures: " + match.replace("frame 5, ", "")):
+            mg.Views(mixtures[5], mono3d[5])
+
+    def test_a_frame_that_fails_in_the_core_is_named_by_its_place_in_the_call(self, scenes):
+        """At a learning rate of 1e100 the core refuses most frames (a rotation becomes undefined);
+        a batch of frames it does not refuse, then one it does at place 5, names frames[5] whatever
+        the chunk size (the core sees its place in the chunk only)."""
+        options = {"learning_rate": 1e100}
+        bones = np.array(mg.H36M_17.bones, dtype=np.int64)
+        kept, refused = [], []
+        for scene in scenes:
+            views = scene.views()
+            try:
+                geometry._core.refine(views.mixtures[None], geometry._core.stage1(views.mono3d[None]), bones,
+                                      np.ones((1, len(bones))), 0.0, 100, 1e100, 0.9, 0.999, 1e-7, 0)
+                kept.append(views)
+            except ValueError:
+                refused.append(views)
+        assert kept and refused, "the test needs frames of both kinds"
+        frames = [kept[i % len(kept)] for i in range(5)] + [refused[0]] + kept[:1]
+        for chunk_size in (2, 3, 7):
+            with pytest.raises(ValueError, match=r"^frames\[5\]: refinement diverged.*lower learning_rate"):
+                mg.solve_batch(frames, "ir", options, chunk_size=chunk_size, progress=False)
+        with pytest.raises(ValueError, match=r"^frames\[0\]: refinement diverged.*lower learning_rate$"):
+            mg.solve(refused[0], "ir", options)  # no "index (0,)"
+
+    def test_a_camera_whose_scale_leaves_float64_is_named(self, scenes):
+        """At 1e50 the refiner ends with finite numbers but a camera scale of 0 (softplus of -1e50):
+        relative to it the other cameras are infinitely large."""
+        frames = [scene.views() for scene in scenes[:3]]
+        with pytest.raises(ValueError, match=r"^frames\[0\]: refinement diverged: camera \d's scale became"):
+            mg.solve_batch(frames, "ir", {"learning_rate": 1e50}, chunk_size=1, progress=False)
 
 
 class TestRefinerLanes:

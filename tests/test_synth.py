@@ -453,7 +453,7 @@ class TestBadInput:
         with pytest.raises(ValueError, match="skeleton"):
             from metapose_geom.skeletons import Skeleton
 
-            synth.sample_pose(rng, Skeleton("other", ("a",), (), ((0.0, 0.0, 0.0),)))
+            synth.sample_pose(rng, Skeleton("other", ("a", "b"), ((0, 1),), ((0.0, 0.0, 0.0), (0.0, 1.0, 0.0))))
 
 
 def test_num_cameras_must_agree_with_a_rig():

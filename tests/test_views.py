@@ -152,6 +152,31 @@ class TestReadOnlyCopies:
         for got, expected in zip([views.mixtures, views.mono3d, views.boxes], kept):
             np.testing.assert_array_equal(got, expected)
 
+    def test_a_loop_that_refills_one_buffer_gives_each_frame_its_own_data(self):
+        """A reader that fills one preallocated buffer per frame: every Views keeps its frame."""
+        scenes = mg.synth.make_scenes(5, num_cameras=3, seed=4)
+        mixtures, mono3d, boxes = np.empty((3, 17, 4, 4)), np.empty((3, 17, 3)), np.empty((3, 4))
+        frames = []
+        for scene in scenes:
+            fresh = scene.views()
+            mixtures[...], mono3d[...], boxes[...] = fresh.mixtures, fresh.mono3d, fresh.boxes
+            frames.append(mg.Views(mixtures, mono3d, boxes))
+        for views, scene in zip(frames, scenes):
+            np.testing.assert_array_equal(views.mono3d, scene.views().mono3d)
+        batch = mg.solve_batch(frames, "s1", progress=False)
+        for solution, scene in zip(batch, scenes):
+            np.testing.assert_array_equal(solution.pose3d, mg.solve(scene.views(), "s1").pose3d)
+
+    def test_a_box_edited_after_validation_changes_nothing(self, rng):
+        boxes = np.tile([10.0, 20, 300, 400], (3, 1))
+        views = mg.Views(mixtures(rng), boxes=boxes)
+        boxes[1] = [np.nan, 0.0, -5.0, 0.0]  # would fail the checks
+        np.testing.assert_array_equal(views.boxes[1], [10.0, 20, 300, 400])
+        pixels = views.to_pixels(views.mixtures[..., 0, 1:3])
+        assert np.isfinite(pixels).all()
+        with pytest.raises(ValueError, match="read-only"):
+            views.boxes[1, 2] = -5.0
+
     def test_nobody_writes_into_a_validated_view(self, rng):
         views = mg.Views(mixtures(rng), rng.normal(size=(3, 17, 3)), np.tile([10.0, 20, 300, 400], (3, 1)))
         for array in (views.mixtures, views.mono3d, views.boxes):
@@ -358,3 +383,93 @@ class TestRealInput:
         keypoints, confidence = noisy_keypoints(scene, rng)
         with pytest.raises(ValueError, match=match):
             call(keypoints, confidence, scene.mono3d)
+
+
+# --------------------------------------------------------------------------- guesses without a scale
+
+
+class TestFlatGuesses:
+    """A view's guess with all its joints at one point has no scale: stage 1 would give camera
+    scales of 1e15 or 1e-16 and a wrong pose. Exact equality is not the test: a constant that
+    float64 cannot hold (0.3) leaves a rounding-level spread once centred."""
+
+    @pytest.mark.parametrize("value", [0.3, 0.5, 1e3 + 0.1, -7.77])
+    def test_a_constant_guess_is_refused_naming_the_view(self, value):
+        views = mg.synth.make_scene(5, num_cameras=4).views()
+        mono3d = views.mono3d.copy()
+        mono3d[2] = value
+        with pytest.raises(ValueError, match=r"mono3d: camera 2's guess has all its joints at one point"):
+            mg.Views(views.mixtures, mono3d, views.boxes)
+
+    def test_a_guess_spread_at_rounding_level_is_refused(self, rng):
+        views = mg.synth.make_scene(5, num_cameras=4).views()
+        mono3d = views.mono3d.copy()
+        mono3d[0] = 0.3 + 1e-13 * rng.normal(size=(17, 3))
+        with pytest.raises(ValueError, match=r"mono3d: camera 0's guess has all its joints at one point"):
+            mg.Views(views.mixtures, mono3d, views.boxes)
+
+    def test_every_path_to_the_solver_refuses_it_naming_the_frame(self):
+        frames = [scene.views() for scene in mg.synth.make_scenes(4, num_cameras=4, seed=2)]
+        mixtures = np.stack([views.mixtures for views in frames])
+        mono3d = np.stack([views.mono3d for views in frames])
+        mono3d[3, 1] = 0.3
+        for method in ("s1", "ir"):
+            with pytest.raises(ValueError, match=r"mono3d: frame 3, camera 1's guess has all its joints at one point"):
+                mg.solve_arrays(mixtures, mono3d, method=method, progress=False)
+
+    def test_small_and_far_but_real_guesses_are_kept(self, rng):
+        views = mg.synth.make_scene(5, num_cameras=4).views()
+        mono3d = views.mono3d.copy()
+        mono3d[1] *= 1e-6  # a tiny pose is a pose
+        mono3d[2] = mono3d[2] * 1e-5 + 40.0  # a small pose far from the origin too
+        kept = mg.Views(views.mixtures, mono3d, views.boxes)
+        scale = mg.solve(kept, "s1").cameras.scale
+        np.testing.assert_allclose(scale[1:3] / mg.solve(views, "s1").cameras.scale[1:3], [1e-6, 1e-5], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- boxes that overflow
+
+
+class TestBoxRange:
+    """Boxes are pixels: a box whose own arithmetic overflows float64 is refused before it gives
+    inf pixels, and a conversion that overflows is an error, not inf."""
+
+    @pytest.mark.parametrize("box", [[1e308, 1e308, 1e308, 1e308], [1.2e308, 0.0, 1e308, 10.0],
+                                     [0.0, 1e300, 10.0, np.finfo(np.float64).max], [0.0, 0.0, 1e-310, 1e-310]],
+                             ids=["near-max", "x-plus-width", "y-plus-height", "subnormal-size"])
+    def test_views_refuse_boxes_that_overflow(self, rng, box):
+        boxes = np.tile([10.0, 20, 300, 400], (3, 1))
+        boxes[1] = box
+        with pytest.raises(ValueError, match=r"boxes: camera 1's box .* is not pixels: .*overflow"):
+            mg.Views(mixtures(rng), boxes=boxes)
+        frames = np.stack([mixtures(rng)] * 2)
+        with pytest.raises(ValueError, match=r"boxes: frame 0, camera 1's box .* is not pixels"):
+            mg.solve_arrays(frames, boxes=np.stack([boxes] * 2), method="s1", progress=False)
+
+    def test_large_but_finite_boxes_are_kept(self, rng):
+        boxes = np.tile([-2e6, 3e6, 4e5, 4e5], (3, 1))
+        boxes[2] = [1e200, 1e250, 1e-300, 1e-300]
+        views = mg.Views(mixtures(rng), boxes=boxes)
+        assert np.isfinite(views.to_pixels(views.mixtures[..., 0, 1:3])).all()
+
+    def test_conversions_that_overflow_are_errors(self):
+        boxes = np.tile([0.0, 0.0, 1e150, 1e150], (2, 1))
+        with pytest.raises(ValueError, match=r"points, boxes: values too large or too small for float64"):
+            box_to_pixels(np.full((2, 17, 2), 1e160), boxes)
+        with pytest.raises(ValueError, match=r"pixels, boxes: values too large or too small for float64"):
+            pixels_to_box(np.full((2, 17, 2), 1e300), np.tile([0.0, 0.0, 1e-150, 1e-150], (2, 1)))
+        missing = np.full((2, 17, 2), 0.5)
+        missing[1, 3] = np.nan  # a missing keypoint stays missing
+        assert np.isnan(pixels_to_box(missing, boxes)[1, 3]).all() and np.isnan(box_to_pixels(missing, boxes)[1, 3]).all()
+
+    def test_a_solution_whose_pixels_overflow_is_an_error_naming_frame_and_camera(self):
+        views = mg.synth.make_scene(5, num_cameras=4).views()
+        shifted = views.mixtures.copy()
+        shifted[2, ..., 1] += 2.0  # camera 2 sees the person two to three boxes right of its box
+        guesses = views.mono3d.copy()
+        guesses[2, :, 0] += 2.0
+        boxes = views.boxes.copy()
+        boxes[2] = [1e308, 0.0, 4e307, 4e307]  # its far corner is finite, three box widths out is not
+        far = mg.Views(shifted, guesses, boxes)
+        with pytest.raises(ValueError, match=r"^frames\[0\]: reprojection_pixels: camera 2's pixels overflow float64"):
+            mg.solve(far, "s1")

@@ -55,6 +55,14 @@ heatmaps of one call are spread over :func:`metapose_geom.get_num_threads` threa
 at most ``NUMBA_NUM_THREADS``). :func:`fit_mixtures_numpy` is the same fit in plain vectorised
 numpy, the reference the tests and benchmarks hold the kernel to.
 
+**Processes and threads.** Unless numba's threading layer was chosen already (the
+``NUMBA_THREADING_LAYER`` variable, or numba's parallel loops ran before this module was
+imported), importing this module asks numba for a fork-safe layer (``"forksafe"``: TBB where it
+loads, else numba's own ``workqueue``; never GNU OpenMP, which kills every child forked after a
+parallel loop), so a ``multiprocessing`` fork pool works after :func:`fit_mixtures`. The calls of
+this module from several Python threads take turns (a lock): ``workqueue`` is not thread-safe, and
+each call uses all of numba's threads anyway.
+
 Example::
 
     from metapose_geom import heatmaps
@@ -65,6 +73,8 @@ Example::
 from __future__ import annotations
 
 import math
+import os
+import threading
 from statistics import NormalDist
 
 import numba
@@ -118,6 +128,32 @@ _STATUS_TEXT = {
 }
 _ON_INVALID = ("raise", "uninformative")
 _NEGATIVE = ("clip", "invalid")
+
+
+def _choose_fork_safe_layer() -> None:
+    """Ask numba for a fork-safe threading layer, unless one was chosen (``NUMBA_THREADING_LAYER``)
+    or numba's threads are running already (the layer is then fixed for the process)."""
+    from numba.np.ufunc import parallel
+
+    if str(numba.config.THREADING_LAYER).lower() == "default" and not getattr(parallel, "_is_initialized", False):
+        numba.config.THREADING_LAYER = "forksafe"
+
+
+_choose_fork_safe_layer()
+
+#: Held by every call into numba's parallel loops: the fork-safe layer on Linux (workqueue) aborts
+#: the interpreter when two threads enter it at once.
+_PARALLEL_LOCK = threading.RLock()
+
+
+def _new_parallel_lock() -> None:
+    """A forked child starts with a free lock (another thread of the parent may have held it)."""
+    global _PARALLEL_LOCK
+    _PARALLEL_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_parallel_lock)
 
 
 # --------------------------------------------------------------------------- numba kernels
@@ -457,14 +493,24 @@ def _finish(out: F64, status: NDArray[np.int64], leading, limits: F64, on_invali
 
 
 class _numba_threads:
-    """Run numba's parallel loops on metapose_geom.get_num_threads() threads (at most numba's pool)."""
+    """Run numba's parallel loops on metapose_geom.get_num_threads() threads (at most numba's pool),
+    one call at a time (:data:`_PARALLEL_LOCK`)."""
 
     def __enter__(self) -> None:
-        self.previous = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        self.lock = _PARALLEL_LOCK
+        self.lock.acquire()
+        try:
+            self.previous = numba.get_num_threads()
+            numba.set_num_threads(max(1, min(get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        except BaseException:
+            self.lock.release()
+            raise
 
     def __exit__(self, *exc) -> None:
-        numba.set_num_threads(self.previous)
+        try:
+            numba.set_num_threads(self.previous)
+        finally:
+            self.lock.release()
 
 
 # --------------------------------------------------------------------------- public API

@@ -19,39 +19,58 @@ F64 = NDArray[np.float64]
 UNINFORMATIVE_VARIANCE = 1.0
 #: Spread (box units) of a keypoint detected with confidence 1; it grows as 1 / confidence.
 KEYPOINT_SIGMA = 0.01
+#: Smallest variance (box units squared) a component may have: below it ``1 / (2 variance)``
+#: overflows float64 (the compiled core's limit too).
+MIN_VARIANCE = 1e-300
 
-__all__ = ["KEYPOINT_SIGMA", "UNINFORMATIVE_VARIANCE", "check_mixtures", "keypoints_to_mixtures",
+__all__ = ["KEYPOINT_SIGMA", "MIN_VARIANCE", "UNINFORMATIVE_VARIANCE", "check_mixtures", "keypoints_to_mixtures",
            "missing_joints", "mixture_mean"]
 
 
 def check_mixtures(mixtures: ArrayLike, name: str = "mixtures", positive_total: bool = True,
                    joint_names: tuple[str, ...] | None = None) -> F64:
-    """The one validation rule for mixtures (..., K, 4): float64, finite, weights >= 0, variances > 0,
-    and (``positive_total``) a positive total weight per joint. Returns the float64 array (a view
-    of the input where no conversion was needed); raises ValueError naming ``name``.
-
-    For a (C, J, K, 4) frame the zero-weight error names the camera and the joint
-    (``joint_names[j]`` where given), for (B, C, J, K, 4) frames also the frame."""
+    """The one validation rule for mixtures (..., K, 4): float64, finite, weights >= 0, variances
+    >= :data:`MIN_VARIANCE`, and (``positive_total``) a positive total weight per joint. Returns
+    the float64 array (a view of the input where no conversion was needed); raises ValueError
+    naming ``name`` and where the first bad mixture is: for a (C, J, K, 4) frame the camera and
+    the joint (``joint_names[j]`` where given), for (B, C, J, K, 4) frames also the frame, for
+    other shapes its index."""
     array = as_float64(mixtures, name)
     if array.ndim < 2 or array.shape[-1] != 4 or array.shape[-2] == 0:
         raise ValueError(f"{name}: expected shape (..., K, 4) with K >= 1, got {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name}: contains NaN or inf")
-    if (array[..., 0] < 0).any():
-        raise ValueError(f"{name}: weights must be >= 0")
-    if (array[..., 3] <= 0).any():
-        raise ValueError(f"{name}: variances must be > 0")
+
+    def first(bad: NDArray[np.bool_]) -> str | None:
+        """' at frame b, camera c, joint j (name)' of the first mixture (...,) where ``bad``, or None."""
+        found = np.argwhere(bad)
+        return None if not len(found) else _location(tuple(int(i) for i in found[0]), joint_names)
+
+    where = first(~np.isfinite(array).all(axis=(-2, -1)))
+    if where:
+        raise ValueError(f"{name}: contains NaN or inf{where}")
+    where = first((array[..., 0] < 0).any(axis=-1))
+    if where:
+        raise ValueError(f"{name}: weights must be >= 0{where}")
+    variances = array[..., 3]
+    where = first((variances < MIN_VARIANCE).any(axis=-1))
+    if where:
+        smallest = float(variances.min())
+        raise ValueError(f"{name}: variances must be > 0 (at least {MIN_VARIANCE:g}, below which 1 / (2 variance) "
+                         f"overflows), got {smallest:g}{where}")
     if positive_total:
-        empty = np.argwhere(array[..., 0].sum(axis=-1) <= 0)
-        if len(empty):
-            where = tuple(int(i) for i in empty[0])
-            if len(where) in (2, 3):
-                *frame, camera, joint = where
-                label = f" ({joint_names[joint]})" if joint_names is not None else ""
-                at = "".join(f"frame {i}, " for i in frame)
-                raise ValueError(f"{name}: zero total weight at {at}camera {camera}, joint {joint}{label}")
-            raise ValueError(f"{name}: zero total weight at index {where}")
+        where = first(array[..., 0].sum(axis=-1) <= 0)
+        if where:
+            raise ValueError(f"{name}: zero total weight{where}")
     return array
+
+
+def _location(index: tuple[int, ...], joint_names: tuple[str, ...] | None) -> str:
+    """' at [frame b, ]camera c, joint j (name)' for the index of a (C, J) or (B, C, J) mixture,
+    else ' at index (...)'."""
+    if len(index) not in (2, 3):
+        return f" at index {index}"
+    *frame, camera, joint = index
+    label = f" ({joint_names[joint]})" if joint_names is not None and joint < len(joint_names) else ""
+    return " at " + "".join(f"frame {i}, " for i in frame) + f"camera {camera}, joint {joint}{label}"
 
 
 def mixture_mean(mixtures: F64) -> F64:

@@ -30,13 +30,31 @@ from numpy.typing import ArrayLike, NDArray
 from ._checks import as_float64
 
 
-def _check_mirror_pairs(pairs: tuple[tuple[int, int], ...], count: int, what: str) -> None:
-    """ValueError naming ``mirror_pairs`` unless ``pairs`` are disjoint pairs of distinct indices in [0, count)."""
-    seen = [i for pair in pairs for i in pair]
-    if any(len(pair) != 2 or pair[0] == pair[1] for pair in pairs) or len(set(seen)) != len(seen) \
+def _index_pairs(pairs: object) -> tuple[tuple[int, int], ...] | None:
+    """``pairs`` as a tuple of (int, int), or None when it is not a sequence of pairs of integers
+    (bools are not integers)."""
+    if isinstance(pairs, (str, bytes)):
+        return None
+    try:
+        rows = [tuple(pair) for pair in pairs]  # type: ignore[union-attr]
+    except TypeError:
+        return None
+    if any(len(row) != 2 or any(isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) for i in row)
+           for row in rows):
+        return None
+    return tuple((int(a), int(b)) for a, b in rows)
+
+
+def _check_mirror_pairs(pairs: object, count: int, what: str) -> tuple[tuple[int, int], ...]:
+    """``pairs`` as a tuple of pairs; ValueError naming ``mirror_pairs`` unless they are disjoint
+    pairs of distinct indices in [0, count)."""
+    checked = _index_pairs(pairs)
+    seen = [] if checked is None else [i for pair in checked for i in pair]
+    if checked is None or any(a == b for a, b in checked) or len(set(seen)) != len(seen) \
             or any(not 0 <= i < count for i in seen):
         raise ValueError(f"mirror_pairs: expected disjoint pairs of distinct {what} indices in [0, {count}), "
-                         f"got {pairs}")
+                         f"got {pairs!r}")
+    return checked
 
 
 def _mirror_index(pairs: tuple[tuple[int, int], ...], count: int) -> NDArray[np.int64]:
@@ -45,6 +63,15 @@ def _mirror_index(pairs: tuple[tuple[int, int], ...], count: int) -> NDArray[np.
     for left, right in pairs:
         index[left], index[right] = right, left
     return index
+
+
+def _names(values: object) -> tuple[str, ...] | None:
+    """``values`` as a tuple of non-empty strings, or None."""
+    try:
+        names = tuple(values)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return names if all(isinstance(name, str) and name for name in names) else None
 
 
 @dataclass(frozen=True)
@@ -59,7 +86,43 @@ class Skeleton:
     mirror_pairs: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
-        _check_mirror_pairs(self.mirror_pairs, len(self.joints), "joint")
+        """Every field checked (ValueError naming it) and held as tuples of Python values, so a
+        skeleton given lists or numpy values equals, and hashes as, the same one given tuples."""
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name: expected a non-empty string, got {self.name!r}")
+        joints = None if isinstance(self.joints, (str, bytes)) else _names(self.joints)
+        if not joints or len(set(joints)) != len(joints):
+            raise ValueError(f"joints: expected a sequence of distinct non-empty names (one or more), got "
+                             f"{self.joints!r}")
+        count = len(joints)
+        bones = _index_pairs(self.bones)
+        if not bones:
+            raise ValueError(f"bones: expected one or more (parent, child) pairs of joint indices, got {self.bones!r}")
+        for index, (parent, child) in enumerate(bones):
+            for joint in (parent, child):
+                if not 0 <= joint < count:
+                    raise ValueError(f"bones: joint index {joint} outside [0, {count}) in bone {index} "
+                                     f"({parent}, {child})")
+            if parent == child:
+                raise ValueError(f"bones: bone {index} ({parent}, {child}) joins a joint to itself")
+        try:
+            rest = np.array(self.rest_pose_mm, dtype=np.float64)
+        except (TypeError, ValueError):
+            rest = np.empty(0)
+        if rest.shape != (count, 3) or not np.isfinite(rest).all():
+            raise ValueError(f"rest_pose_mm: expected {count} rows (one per joint) of 3 finite numbers (x, y, z "
+                             f"in mm), got {np.shape(rest) if rest.size else repr(self.rest_pose_mm)[:80]}")
+        parents, children = np.array(bones).T
+        lengths = np.linalg.norm(rest[children] - rest[parents], axis=-1)
+        if not (lengths > 0).all():
+            index = int(np.flatnonzero(~(lengths > 0))[0])
+            raise ValueError(f"rest_pose_mm: bone {index} {bones[index]} has length 0 in the rest pose; bone lengths "
+                             "are the refiner's reference")
+        mirror_pairs = _check_mirror_pairs(self.mirror_pairs, count, "joint")
+        object.__setattr__(self, "joints", joints)
+        object.__setattr__(self, "bones", bones)
+        object.__setattr__(self, "rest_pose_mm", tuple(tuple(float(v) for v in row) for row in rest))
+        object.__setattr__(self, "mirror_pairs", mirror_pairs)
 
     @property
     def num_joints(self) -> int:
@@ -122,7 +185,7 @@ class Landmarks:
     def __post_init__(self) -> None:
         if len(set(self.names)) != len(self.names) or not self.names:
             raise ValueError(f"names: expected one or more distinct landmark names, got {self.names}")
-        _check_mirror_pairs(self.mirror_pairs, len(self.names), "landmark")
+        object.__setattr__(self, "mirror_pairs", _check_mirror_pairs(self.mirror_pairs, len(self.names), "landmark"))
 
     @property
     def num_landmarks(self) -> int:

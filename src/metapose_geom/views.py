@@ -28,9 +28,9 @@ from .skeletons import H36M_17, Skeleton
 
 F64 = NDArray[np.float64]
 
-__all__ = ["BOX_MARGIN", "KEYPOINT_SIGMA", "MIRROR_WEIGHT", "UNINFORMATIVE_VARIANCE", "Views", "align_mono3d",
-           "box_to_pixels", "camera_indices", "check_box_values", "check_evidence", "find_swapped_views", "infer_boxes",
-           "mirror_image_guesses", "pixels_to_box"]
+__all__ = ["BOX_MARGIN", "FLAT_GUESS", "KEYPOINT_SIGMA", "MIRROR_WEIGHT", "UNINFORMATIVE_VARIANCE", "Views",
+           "align_mono3d", "box_to_pixels", "camera_indices", "check_box_values", "check_evidence",
+           "find_swapped_views", "infer_boxes", "mirror_image_guesses", "pixels_to_box"]
 
 #: Margin on each side of an inferred box, as a fraction of the extent of the view's keypoints.
 BOX_MARGIN = 0.1
@@ -43,16 +43,43 @@ MIN_PIXEL_SPREAD = 4.0
 MAX_BOX_SPREAD = 16.0
 #: Guesses said to be in box units must fit their 2D evidence at a scale within this range.
 BOX_SCALE_RANGE = (0.2, 5.0)
+#: A view's guess whose joints spread (root mean square distance from their mean) no more than
+#: this fraction of its largest coordinate has all its joints at one point, and so no scale: a
+#: constant that float64 cannot hold (0.3) leaves about 1e-17 once centred.
+FLAT_GUESS = 1e-9
 
 
 def check_box_values(boxes: F64, name: str = "boxes") -> F64:
     """The rule for boxes (..., 4) ``[x, y, width, height]`` in pixels, shape already checked: finite,
-    width and height > 0. Returns ``boxes``; raises ValueError naming ``name``."""
+    width and height > 0, and no overflow in the box's own arithmetic (its far corner ``x + width,
+    y + height`` finite; its size ``max(width, height)`` at least the smallest normal float64, so
+    ``1 / size`` is finite). Returns ``boxes``; raises ValueError naming ``name`` (and for (C, 4) or
+    (B, C, 4) boxes the camera and the frame). Conversions through a valid box can still leave
+    float64's range for points far enough out: :func:`box_to_pixels` and :func:`pixels_to_box` refuse
+    that."""
     if not np.isfinite(boxes).all():
         raise ValueError(f"{name}: contains NaN or inf")
     if (boxes[..., 2:] <= 0).any():
         raise ValueError(f"{name}: width and height must be > 0")
+    with np.errstate(over="ignore"):
+        corner = boxes[..., :2] + boxes[..., 2:]
+    overflows = ~np.isfinite(corner).all(axis=-1)
+    tiny = boxes[..., 2:].max(axis=-1) < np.finfo(np.float64).tiny
+    for bad, problem in ((overflows, "its far corner (x + width, y + height) overflows float64"),
+                         (tiny, "its size is below the smallest normal float64, so 1 / size overflows")):
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            label = "".join(f"frame {i}, " for i in where[:-1]) + f"camera {where[-1]}'s box" if where else "the box"
+            raise ValueError(f"{name}: {label} {boxes[where].tolist()} is not pixels: {problem}")
     return boxes
+
+
+def _finite_result(result: F64, given: F64, names: str) -> F64:
+    """``result`` of a conversion of ``given``: ValueError naming ``names`` where a finite value
+    became inf (NaN, a missing keypoint, stays NaN)."""
+    if not np.isfinite(result[np.isfinite(given)]).all():
+        raise ValueError(f"{names}: values too large or too small for float64 (the conversion overflows)")
+    return result
 
 
 def _check_boxes(boxes: ArrayLike, cameras: int, frames: int | None = None) -> F64:
@@ -75,9 +102,11 @@ def check_evidence(mixtures: ArrayLike, mono3d: ArrayLike | None, boxes: ArrayLi
     """The rules of :class:`Views`, for one frame or (``stacked``) B frames on a leading axis.
 
     mixtures (C, J, K, 4) or (B, C, J, K, 4) box units (C >= 2, J the skeleton's joint count,
-    :func:`~metapose_geom.mixtures.check_mixtures`), mono3d (C, J, 3) / (B, C, J, 3) finite or
-    None, boxes (C, 4) / (B, C, 4) px (:func:`check_box_values`) or None -> the three as float64
+    :func:`~metapose_geom.mixtures.check_mixtures`), mono3d (C, J, 3) / (B, C, J, 3) finite, no
+    view's joints at one point (:data:`FLAT_GUESS`), or None, boxes (C, 4) / (B, C, 4) px (:func:`check_box_values`) or None -> the three as float64
     arrays (no copy where none was needed); ValueError naming the argument otherwise."""
+    if not isinstance(skeleton, Skeleton):
+        raise ValueError(f"skeleton: expected a Skeleton, got {type(skeleton).__name__}")
     array = as_float64(mixtures, "mixtures")
     lead_text = "B, " if stacked else ""
     if array.ndim != 4 + stacked or array.shape[-1] != 4 or 0 in array.shape:
@@ -97,8 +126,28 @@ def check_evidence(mixtures: ArrayLike, mono3d: ArrayLike | None, boxes: ArrayLi
             raise ValueError(f"mono3d: expected shape ({_dims(lead)}C={cameras}, J={joints}, 3), got {guesses.shape}")
         if not np.isfinite(guesses).all():
             raise ValueError("mono3d: contains NaN or inf")
+        _check_guess_spread(guesses)
     box = None if boxes is None else _check_boxes(boxes, cameras, lead[0] if lead else None)
     return array, guesses, box
+
+
+def _check_guess_spread(guesses: F64) -> None:
+    """(..., C, J, 3) finite: ValueError naming the first view (and frame) whose guess has all its
+    joints at one point (:data:`FLAT_GUESS`, relative to the guess's own size)."""
+    size = np.abs(guesses).max(axis=(-2, -1), keepdims=True)  # each view in units of its largest coordinate:
+    scaled = guesses / np.where(size > 0, size, 1.0)  # no overflow whatever the magnitudes
+    centred = scaled - scaled.mean(axis=-2, keepdims=True)
+    spread = np.sqrt((centred**2).sum(axis=(-2, -1)) / guesses.shape[-2])  # (..., C), relative
+    flat = np.argwhere(~(spread > FLAT_GUESS))
+    if len(flat):
+        where = tuple(int(i) for i in flat[0])
+        *frame, camera = where
+        at = "".join(f"frame {i}, " for i in frame)
+        raise ValueError(
+            f"mono3d: {at}camera {camera}'s guess has all its joints at one point (they spread {spread[where]:.3g} "
+            f"times its largest coordinate, {size[where][0, 0]:.3g}), so it has no scale; give that view a real "
+            "guess or leave it out (Views.subset)"
+        )
 
 
 def pixels_to_box(pixels: ArrayLike, boxes: ArrayLike) -> F64:
@@ -106,7 +155,9 @@ def pixels_to_box(pixels: ArrayLike, boxes: ArrayLike) -> F64:
     points = as_float64(pixels, "pixels")
     box = _check_boxes(boxes, points.shape[0] if points.ndim else -1)
     shape = (box.shape[0],) + (1,) * (points.ndim - 2) + (2,)
-    return (points - box[:, :2].reshape(shape)) / box[:, 2:].max(axis=1).reshape(shape[:-1] + (1,))
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = (points - box[:, :2].reshape(shape)) / box[:, 2:].max(axis=1).reshape(shape[:-1] + (1,))
+    return _finite_result(result, points, "pixels, boxes")
 
 
 def box_to_pixels(points: ArrayLike, boxes: ArrayLike) -> F64:
@@ -114,7 +165,9 @@ def box_to_pixels(points: ArrayLike, boxes: ArrayLike) -> F64:
     array = as_float64(points, "points")
     box = _check_boxes(boxes, array.shape[0] if array.ndim else -1)
     shape = (box.shape[0],) + (1,) * (array.ndim - 2) + (2,)
-    return array * box[:, 2:].max(axis=1).reshape(shape[:-1] + (1,)) + box[:, :2].reshape(shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = array * box[:, 2:].max(axis=1).reshape(shape[:-1] + (1,)) + box[:, :2].reshape(shape)
+    return _finite_result(result, array, "points, boxes")
 
 
 def infer_boxes(keypoints: ArrayLike, valid: ArrayLike | None = None, margin: float = BOX_MARGIN) -> F64:
@@ -180,7 +233,7 @@ def align_mono3d(mono3d: ArrayLike, points: ArrayLike, weights: ArrayLike) -> tu
         centred = source - source_mean
         spread = float(weight @ (centred**2).sum(axis=-1))
         size = float(np.abs(source).max())
-        if not spread > (1e-9 * size) ** 2:
+        if not spread > (FLAT_GUESS * size) ** 2:
             raise ValueError(f"mono3d: camera {camera}'s guess has all its joints (with 2D evidence) at one point")
         scale = float(weight @ (centred * (target - target_mean)).sum(axis=-1)) / spread
         if not scale > 0.0:
@@ -315,6 +368,8 @@ def _two_view_residual(first: F64, second: F64, seen: NDArray[np.bool_]) -> F64:
     (...,): the share of the centred 4 x J measurement matrix's energy beyond rank 3 (0 when the
     two views are affine views of one rigid pose; a mirror-labelled view breaks it). NaN with
     fewer than 6 joints seen."""
+    if first.shape[-2] < 6:  # a skeleton of fewer joints says nothing (and gives fewer than 4 singular values)
+        return np.full(first.shape[:-2], np.nan)
     stacked = np.concatenate([first, second], axis=-1)  # (..., J, 4)
     weight = seen[..., None].astype(np.float64)
     count = weight.sum(axis=-2, keepdims=True)
@@ -452,8 +507,10 @@ def camera_indices(cameras: Sequence[int | str], names: Sequence[str]) -> list[i
 
 
 def _frozen(array: F64) -> F64:
-    """A read-only copy: a Views never shares memory with its caller, and nobody writes into it."""
-    copy = np.array(array, dtype=np.float64, order="C", copy=True)
+    """A read-only copy: a Views never shares memory with its caller, and nobody writes into it.
+    Its dtype is numpy's own float64 object, which the compiled core asks for (an array rebuilt
+    from a pickle carries an equal but other one, and ``np.array(..., copy=True)`` keeps it)."""
+    copy = array.astype(np.float64, order="C", copy=True)
     copy.setflags(write=False)
     return copy
 
@@ -514,6 +571,13 @@ class Views:
         if len(names) != cameras or len(set(names)) != cameras:
             raise ValueError(f"camera_names: expected {cameras} distinct names, got {names}")
         object.__setattr__(self, "camera_names", names)
+
+    def __reduce__(self) -> tuple[type[Views], tuple]:
+        """Pickled, copied and deep-copied as the constructor's arguments: the copy is validated
+        again and holds fresh read-only arrays that the compiled core takes (a spawn pool's
+        children get working frames)."""
+        return type(self), (self.mixtures, self.mono3d, self.boxes, self.camera_names, self.skeleton,
+                            self.mono3d_alignment, self.swapped)
 
     # ------------------------------------------------------------------ sizes
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from ..layout import solution_size
 from .api import solve, solve_arrays, solve_batch
 from .options import AniPoseOptions, Options, RefineOptions
-from .results import BatchSolution, History, Solution, WeakCameras
+from .results import BatchSolution, DivergenceWarning, History, Solution, WeakCameras
 
 __all__ = [
-    "AniPoseOptions", "BatchSolution", "History", "Options", "RefineOptions", "Solution", "WeakCameras", "solve",
-    "solve_arrays", "solve_batch", "solution_size",
+    "AniPoseOptions", "BatchSolution", "DivergenceWarning", "History", "Options", "RefineOptions", "Solution",
+    "WeakCameras", "solve", "solve_arrays", "solve_batch", "solution_size",
 ]

@@ -24,10 +24,12 @@ The methods today:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -43,14 +45,20 @@ from ..mixtures import missing_joints, mixture_mean
 from ..skeletons import Skeleton
 from ..views import pixels_to_box
 from .options import AniPoseOptions, RefineOptions
-from .results import BatchSolution, History, Solution
+from .results import BatchSolution, DivergenceWarning, History, Solution
 
 F64 = NDArray[np.float64]
 
 __all__ = [
-    "CallSettings", "Frames", "Progress", "RegisteredMethod", "anipose", "lookup", "method_names", "refine",
-    "register", "stage1", "unregister",
+    "DIVERGENCE_TOLERANCE", "CallSettings", "Frames", "Progress", "RegisteredMethod", "anipose", "lookup",
+    "method_names", "refine", "register", "stage1", "unregister",
 ]
+
+#: A refinement diverged when it ends more than this above its start's objective (a mean negative
+#: log-likelihood per view and joint: 0.01 is a likelihood 1% lower). Less is the noise of Adam's
+#: last steps around a minimum: from a start at the truth the objective ends up to 4e-4 above it
+#: on synthetic frames (default options); a learning rate of 1.0 ends 1 to 140 above.
+DIVERGENCE_TOLERANCE = 0.01
 
 
 # --------------------------------------------------------------------------- what a method's function takes
@@ -229,31 +237,61 @@ def _start(mixtures: F64, mono3d: F64 | None, options: RefineOptions, skeleton: 
     return _random_init(mixtures, options.seed)
 
 
+# The core names a failing frame by its index in the arrays it was given (a chunk), after the
+# arguments it calls x or x0, which the caller never saw.
+_CORE_INDEX = re.compile(r",? at index \((\d+),\)$")
+_CORE_FLAT = re.compile(r" \(the result overflows at flat position (\d+)\)$")
+_CORE_NAMES = re.compile(r"^(x0?(, mixtures)?): ")
+
+
+@contextlib.contextmanager
+def _frames_named(first_frame: int, size: int) -> Iterator[None]:
+    """Re-raise the core's ValueError about frame i of a chunk as one about ``frames[first_frame + i]``
+    (``size``: the chunk's values per frame in the array the core reports a flat position of)."""
+    try:
+        yield
+    except ValueError as error:
+        message = str(error)
+        found = _CORE_INDEX.search(message) or _CORE_FLAT.search(message)
+        if found is None:
+            raise
+        index = int(found.group(1))
+        frame = first_frame + (index if found.re is _CORE_INDEX else index // size)
+        problem = _CORE_NAMES.sub("", message[:found.start()])
+        raise ValueError(f"frames[{frame}]: {problem}") from None
+
+
 def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: RefineOptions,
                  bones: NDArray[np.int64], reference: F64, skeleton: Skeleton, first_frame: int
-                 ) -> tuple[F64, F64, F64, F64]:
-    """Core call for a stacked chunk -> x (B, P), objective (B,), history x (B, H, P), history objective (B, H)."""
-    B = mixtures.shape[0]
-    x0 = _start(mixtures, mono3d, options, skeleton, first_frame)
+                 ) -> tuple[F64, F64, F64, F64, NDArray[np.bool_]]:
+    """Core call for a stacked chunk -> x (B, P), objective (B,), history x (B, H, P), history
+    objective (B, H), diverged (B,) (the objective ended above the start's, :data:`DIVERGENCE_TOLERANCE`).
+    Errors name frames from ``first_frame``."""
+    B, C, J = mixtures.shape[:3]
+    P = layout.solution_size(C, J)
+    with _frames_named(first_frame, P):
+        x0 = _start(mixtures, mono3d, options, skeleton, first_frame)
     references = np.empty((B, reference.shape[0]))
     references[...] = reference  # one row per frame (the core takes per-frame references)
+    with _frames_named(first_frame, P):
+        start_objective, _ = _core.refiner_objective(mixtures, x0, bones, references, options.bone_weight)
     if not refine:
-        objective, _ = _core.refiner_objective(mixtures, x0, bones, references, options.bone_weight)
-        P = x0.shape[1]
-        return x0, objective, np.empty((B, 0, P)), np.empty((B, 0))
-    return _core.refine(
-        mixtures,
-        x0,
-        bones,
-        references,
-        options.bone_weight,
-        options.steps,
-        options.learning_rate,
-        options.beta1,
-        options.beta2,
-        options.epsilon,
-        options.history_every,
-    )
+        return x0, start_objective, np.empty((B, 0, P)), np.empty((B, 0)), np.zeros(B, dtype=bool)
+    with _frames_named(first_frame, P):
+        x, objective, history_x, history_objective = _core.refine(
+            mixtures,
+            x0,
+            bones,
+            references,
+            options.bone_weight,
+            options.steps,
+            options.learning_rate,
+            options.beta1,
+            options.beta2,
+            options.epsilon,
+            options.history_every,
+        )
+    return x, objective, history_x, history_objective, objective > start_objective + DIVERGENCE_TOLERANCE
 
 
 def _to_pixels(frames: Frames, points: F64) -> F64:
@@ -263,10 +301,17 @@ def _to_pixels(frames: Frames, points: F64) -> F64:
         return points.copy()
     size = frames.boxes[..., 2:].max(axis=-1)[..., None, None]  # (B, C, 1, 1)
     boxed = frames.boxed
-    if boxed is None:
-        return points * size + frames.boxes[..., None, :2]
-    pixels = points.copy()
-    pixels[boxed] = points[boxed] * size[boxed] + frames.boxes[boxed][..., None, :2]
+    with np.errstate(over="ignore", invalid="ignore"):
+        if boxed is None:
+            pixels = points * size + frames.boxes[..., None, :2]
+        else:
+            pixels = points.copy()
+            pixels[boxed] = points[boxed] * size[boxed] + frames.boxes[boxed][..., None, :2]
+    overflow = ~np.isfinite(pixels).all(axis=(-2, -1))  # (B, C); the points are finite
+    if overflow.any():
+        frame, camera = (int(i) for i in np.argwhere(overflow)[0])
+        raise ValueError(f"frames[{frame}]: reprojection_pixels: camera {camera}'s pixels overflow float64 through "
+                         f"its box {frames.boxes[frame, camera].tolist()}")
     return pixels
 
 
@@ -287,17 +332,47 @@ def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bo
         chunks.append(_solve_chunk(mixtures[start:stop], chunk_mono, refine, options, bones, reference,
                                    frames.skeleton, start))
         call.progress.update(stop - start)
-    x, objective, hx, hobj = chunks[0] if len(chunks) == 1 else (np.concatenate(part) for part in zip(*chunks))
+    parts = chunks[0] if len(chunks) == 1 else tuple(np.concatenate(part) for part in zip(*chunks))
+    x, objective, hx, hobj, diverged = parts
 
     C, J = mixtures.shape[1:3]
-    pose, rotation, scale, shift = layout.in_camera0(x, C, J)
+    pose, rotation, scale, shift = _in_camera0(x, C, J, options)
     reprojection = geometry.project_weak(pose, rotation, scale, shift)
     history = None
     if hx.shape[1] > 0:
         steps = np.minimum(np.arange(hx.shape[1]) * options.history_every, options.steps).astype(np.int64)
-        history = History(steps, hobj, *layout.in_camera0(hx, C, J))
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # a path may pass through extremes
+            history = History(steps, hobj, *layout.in_camera0(hx, C, J))
+    if diverged.any():
+        warnings.warn(
+            f"{int(diverged.sum())} of {count} frame{'s' if count > 1 else ''} ended the refinement above the "
+            f"objective of {'their' if count > 1 else 'its'} start (diverged: flagged in Solution.diverged); lower "
+            f"learning_rate (now {options.learning_rate:g}), give more steps (now {options.steps}), or take the "
+            "start with method='s1'",
+            DivergenceWarning, stacklevel=4)
     return BatchSolution(call.method, pose, rotation, scale, shift, reprojection, _to_pixels(frames, reprojection),
-                         objective, x, history)
+                         objective, x, history, diverged)
+
+
+def _in_camera0(x: F64, C: int, J: int, options: RefineOptions) -> layout.CameraFrame:
+    """:func:`metapose_geom.layout.in_camera0`; a frame the refiner left with a camera scale that
+    is 0 or infinite relative to camera 0's (finite x, extreme values) is an error naming the frame
+    and the camera."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        solution = layout.in_camera0(x, C, J)
+    finite = np.isfinite(solution.scale).all(axis=-1) & (solution.scale > 0).all(axis=-1)
+    for part in (solution.pose, solution.rotation, solution.shift):
+        finite &= np.isfinite(part).reshape(part.shape[0], -1).all(axis=-1)
+    if not finite.all():
+        frame = int(np.flatnonzero(~finite)[0])
+        scale = layout.scale_from_raw(layout.unpack(x[frame], C, J).scale_raw)
+        extreme = ~(np.isfinite(scale) & (scale > 0))
+        camera = int(np.flatnonzero(extreme)[0]) if extreme.any() else int(np.argmax(np.abs(np.log(scale))))
+        raise ValueError(
+            f"frames[{frame}]: refinement diverged: camera {camera}'s scale became {scale[camera]:.3g}, beyond what "
+            f"float64 holds relative to the others; lower learning_rate (now {options.learning_rate:g})"
+        )
+    return solution
 
 
 def stage1(frames: Frames, options: RefineOptions, call: CallSettings) -> BatchSolution:

@@ -14,7 +14,11 @@ from ..geometry import PerspectiveCameras
 
 F64 = NDArray[np.float64]
 
-__all__ = ["BatchSolution", "History", "Solution", "WeakCameras"]
+__all__ = ["BatchSolution", "DivergenceWarning", "History", "Solution", "WeakCameras"]
+
+
+class DivergenceWarning(UserWarning):
+    """Some frames' refinement ended above its own start's objective (``Solution.diverged``)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class Solution:
             as the refiner left it, before the result is expressed in camera 0's frame; empty (0,)
             for ``"anipose"``.
         history: the refiner's path, or None.
+        diverged: the refiner (``"ir"``) left the objective above its start's (by more than
+            :data:`~metapose_geom.solver.methods.DIVERGENCE_TOLERANCE`): the answer is worse than
+            where it began; lower ``learning_rate``, or take the start (method ``"s1"``). A
+            :class:`DivergenceWarning` says how many frames of a call did so. Always False for
+            other methods.
     """
 
     method: str
@@ -79,6 +88,7 @@ class Solution:
     objective: float
     x: F64
     history: History | None = None
+    diverged: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +112,8 @@ class BatchSolution:
         objective: (B,) the refiner objective at each solution.
         x: (B, P) the solution vectors as the refiner left them.
         history: the refiner's path with a leading frame axis (``steps`` (H,) is shared), or None.
+        diverged: (B,) bool, the frames whose refinement ended above its start's objective
+            (:attr:`Solution.diverged`); None when built without it: all False.
     """
 
     method: str
@@ -114,6 +126,14 @@ class BatchSolution:
     objective: F64
     x: F64
     history: History | None = None
+    diverged: NDArray[np.bool_] | None = None
+
+    def __post_init__(self) -> None:
+        count = np.shape(self.objective)[0]
+        flags = np.zeros(count, dtype=bool) if self.diverged is None else np.array(self.diverged, dtype=bool)
+        if flags.shape != (count,):
+            raise ValueError(f"diverged: expected ({count},) bool, one per frame, got shape {flags.shape}")
+        object.__setattr__(self, "diverged", flags)
 
     @property
     def cameras(self) -> WeakCameras:
@@ -138,7 +158,8 @@ class BatchSolution:
             history = self.history
             if history is not None:
                 history = History(history.steps, *(getattr(history, name)[index] for name in _HISTORY_STACKED))
-            return BatchSolution(self.method, *(getattr(self, name)[index] for name in _STACKED), history=history)
+            return BatchSolution(self.method, *(getattr(self, name)[index] for name in _STACKED), history=history,
+                                 diverged=self.diverged[index])
         if not isinstance(index, (int, np.integer)) or isinstance(index, (bool, np.bool_)):
             raise TypeError(f"BatchSolution indices are integers or slices, not {type(index).__name__}")
         if not -count <= index < count:
@@ -154,16 +175,16 @@ class BatchSolution:
         histories = [None] * len(self) if history is None else [self._history(i) for i in range(len(self))]
         return [
             Solution(self.method, pose, WeakCameras(rotation, scale, shift), reprojection, pixels, float(objective),
-                     x.copy(), frame_history)
-            for pose, rotation, scale, shift, reprojection, pixels, objective, x, frame_history in zip(
+                     x.copy(), frame_history, bool(diverged))
+            for pose, rotation, scale, shift, reprojection, pixels, objective, x, frame_history, diverged in zip(
                 self.pose3d, self.rotation, self.scale, self.shift, self.reprojection, self.reprojection_pixels,
-                self.objective, self.x, histories)
+                self.objective, self.x, histories, self.diverged)
         ]
 
     def _frame(self, i: int) -> Solution:
         return Solution(self.method, self.pose3d[i], WeakCameras(self.rotation[i], self.scale[i], self.shift[i]),
                         self.reprojection[i], self.reprojection_pixels[i], float(self.objective[i]), self.x[i].copy(),
-                        None if self.history is None else self._history(i))
+                        None if self.history is None else self._history(i), bool(self.diverged[i]))
 
     def _history(self, i: int) -> History:
         history = self.history
@@ -215,6 +236,7 @@ class BatchSolution:
             objective=np.array([s.objective for s in solutions], dtype=np.float64),
             x=stack([s.x for s in solutions]),
             history=history,
+            diverged=np.array([bool(s.diverged) for s in solutions]),
         )
 
 
