@@ -166,7 +166,9 @@ inline bool take_bool(const py::object& object, const char* name) {
   return object.cast<bool>();
 }
 
-// Runs body(begin, end) over the batch with the GIL released. `fail(i)` records a failing item.
+// Runs body(begin, end) over the batch with the GIL released, on up to get_num_threads() threads.
+// An exception from the body on any thread (std::bad_alloc for its scratch, say) is raised here
+// after every thread has stopped (parallel.hpp); pybind11 makes std::bad_alloc a MemoryError.
 template <class Body>
 void run_batch(std::size_t n, std::size_t grain, Body&& body) {
   py::gil_scoped_release release;

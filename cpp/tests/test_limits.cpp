@@ -5,6 +5,8 @@
 // own stack arrays included; under the sanitizer build a missing check shows as a stack overflow.
 // Values: the objective's gradient against central differences, lanes against single frames
 // (bit-identical), stage 1 on rotated copies, and the fast maths against the library.
+// parallel_for: every item exactly once, also when threads cannot be started; an exception thrown
+// on any thread reaches the caller once every thread is joined (not std::terminate).
 // Built only with METAPOSE_BUILD_TESTS=ON (the sanitizer build, .ci/sanitize); run by CTest.
 #include <cmath>
 #include <cstdio>
@@ -12,8 +14,17 @@
 #include <random>
 #include <vector>
 
+#include <algorithm>
+#include <atomic>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+
 #include "metapose/fastmath.hpp"
 #include "metapose/objective.hpp"
+#include "metapose/parallel.hpp"
 #include "metapose/refiner.hpp"
 #include "metapose/stage1.hpp"
 
@@ -371,6 +382,73 @@ void test_shape_predicates() {
   CHECK(!metapose::refiner_shape_ok(4, 1 << 24, 8, 16));  // past int indexing at 4 lanes
 }
 
+// Starts up to `allowed` threads, then throws as std::thread does when the system refuses one.
+struct StartSome {
+  int allowed;
+  int* started;
+  template <class Work>
+  void operator()(std::vector<std::thread>& workers, Work& work) const {
+    if (*started >= allowed) throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
+    workers.emplace_back(work);
+    ++*started;
+  }
+};
+
+// Each item of [0, n) visited once, with `allowed` of the threads - 1 workers to be had.
+bool covers_once(std::size_t n, std::size_t threads, int allowed) {
+  std::vector<std::atomic<int>> visits(n);
+  int started = 0;
+  metapose::parallel_for_with(n, 1, threads, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) visits[i].fetch_add(1);
+  }, StartSome{allowed, &started});
+  for (auto& v : visits)
+    if (v.load() != 1) return false;
+  return started <= allowed;
+}
+
+void test_parallel_for() {
+  for (std::size_t n : {1, 2, 7, 64, 1000})
+    for (std::size_t threads : {1, 2, 3, 16})
+      for (int allowed : {0, 1, 2, 100}) CHECK(covers_once(n, threads, allowed));
+  // A body that throws on one range, on a worker or on the calling thread: the exception arrives
+  // here, after the others have stopped; the other ranges' items are visited at most once.
+  for (std::size_t failing : {0, 3, 15}) {
+    bool caught = false;
+    std::vector<std::atomic<int>> visits(16);
+    try {
+      metapose::parallel_for_with(16, 1, 16, [&](std::size_t begin, std::size_t end) {
+        if (begin <= failing && failing < end) throw std::bad_alloc();
+        for (std::size_t i = begin; i < end; ++i) visits[i].fetch_add(1);
+      }, metapose::StartThread{});
+    } catch (const std::bad_alloc&) {
+      caught = true;
+    }
+    CHECK(caught);
+    for (auto& v : visits) CHECK(v.load() <= 1);
+  }
+  // Several ranges throw: the lowest range's exception is the one raised.
+  std::string message;
+  try {
+    metapose::parallel_for_with(8, 1, 8, [](std::size_t begin, std::size_t) {
+      throw std::runtime_error("range " + std::to_string(begin));
+    }, metapose::StartThread{});
+  } catch (const std::runtime_error& error) {
+    message = error.what();
+  }
+  CHECK(message.rfind("range ", 0) == 0);
+  // Threads refused and a body that throws, together.
+  int started = 0;
+  bool caught = false;
+  try {
+    metapose::parallel_for_with(100, 1, 8, [](std::size_t begin, std::size_t) {
+      if (begin >= 50) throw std::bad_alloc();
+    }, StartSome{2, &started});
+  } catch (const std::bad_alloc&) {
+    caught = true;
+  }
+  CHECK(caught && started == 2);
+}
+
 }  // namespace
 
 int main() {
@@ -382,6 +460,7 @@ int main() {
   test_lanes_bit_identical();
   test_fastmath();
   test_shape_predicates();
+  test_parallel_for();
   if (failures != 0) {
     std::fprintf(stderr, "test_limits: %d check(s) failed\n", failures);
     return 1;

@@ -1,0 +1,154 @@
+"""Memory caps and threads: the compiled core raises or carries on, it never aborts the interpreter.
+
+A node with an address-space cap (``ulimit -v`` on SLURM and SGE) can refuse a thread its stack
+or a thread its scratch. Before issue 13's fixes, such a refusal inside the core's parallel-for
+ended the process (``terminate called``, exit 134): threads that could not be started left the
+running ones joinable while the stack unwound, and a ``std::bad_alloc`` thrown on a worker thread
+had nowhere to go. Now a thread that cannot be started is done without (the others take its
+share), and an exception on any thread is raised on the calling one once all have stopped: a
+``MemoryError``.
+
+The capped cases run in a subprocess (an abort would take pytest with it, and the cap must not
+bind pytest). The child builds its inputs, then caps its own address space at its current size
+plus a headroom the case chooses, so that the cap binds the same way whatever the imports take on
+the machine. Its thread stacks have a chosen size (RLIMIT_STACK, set before it starts, sizes them
+in glibc): 64 MB where threads are to be refused (the cap leaves room for one, and 36 MB for
+everything else), 8 MB where they are to start.
+Linux only (``/proc/self/status``). Under AddressSanitizer (``.ci/sanitize`` preloads libasan,
+which reserves terabytes of shadow memory) an address-space cap cannot work, so the capped cases
+skip there, and only there.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import SEED
+
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
+capped = pytest.mark.skipif(
+    UNDER_ASAN, reason="AddressSanitizer (LD_PRELOAD libasan) reserves terabytes: an address-space cap cannot work"
+)
+
+MB = 2**20
+
+# The child's first lines: imports, and cap(headroom_mb) to cap its address space.
+PRELUDE = '''
+import resource
+
+import numpy as np
+
+import metapose_geom as mg
+from metapose_geom import _core, geometry
+
+
+def cap(headroom_mb):
+    """Cap the address space at its current size plus headroom_mb."""
+    with open("/proc/self/status") as status:
+        size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, (size + int(headroom_mb * 2**20), hard))
+
+
+def fits(nbytes):
+    """Whether nbytes of address space can still be had (the array is freed at once)."""
+    try:
+        np.empty(int(nbytes), np.uint8)
+    except MemoryError:
+        return False
+    return True
+'''
+
+
+def run_capped(code: str, stack: int) -> list[str]:
+    """Runs PRELUDE + code in a fresh interpreter whose threads get `stack` bytes of stack; it must
+    exit 0. Returns its output lines."""
+
+    def stacks() -> None:
+        hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+        resource.setrlimit(resource.RLIMIT_STACK, (stack if hard == resource.RLIM_INFINITY else min(stack, hard), hard))
+
+    result = subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=stacks,
+    )
+    assert result.returncode == 0, f"the child exited with {result.returncode}:\n{result.stderr[-3000:]}"
+    return result.stdout.splitlines()
+
+
+@capped
+class TestThreadsThatCannotStart:
+    """16 threads asked for, room for the stack of one worker: the call runs on the threads it gets
+    and gives the one-thread answer (before: exit 134)."""
+
+    def test_rot6d_to_matrix(self):
+        lines = run_capped(f"""
+            rot6d = np.random.default_rng({SEED}).normal(size=(400_000, 6))
+            mg.set_num_threads(1)
+            expected = geometry.rot6d_to_matrix(rot6d)
+            mg.set_num_threads(16)
+            cap(expected.nbytes / 2**20 + 100)  # the output, one 64 MB stack and 36 MB to spare
+            print("room for 16 stacks:", fits(16 * {64 * MB}))
+            got = geometry.rot6d_to_matrix(rot6d)
+            same = (np.array_equal(got[i : i + 1000], expected[i : i + 1000]) for i in range(0, len(got), 1000))
+            print("equal:", all(same))  # in slices: no full-size temporary under the cap
+        """, stack=64 * MB)
+        assert lines == ["room for 16 stacks: False", "equal: True"]
+
+    def test_solve_batch(self):
+        lines = run_capped(f"""
+            from metapose_geom import synth
+
+            frames = [scene.views() for scene in synth.make_scenes(64, num_cameras=4, seed={SEED})]
+            expected = mg.solve_batch(frames, progress=False, threads=1)
+            mg.set_num_threads(16)
+            cap(100)  # one 64 MB stack, and 36 MB for the solutions
+            print("room for 16 stacks:", fits(16 * {64 * MB}))
+            solutions = mg.solve_batch(frames, progress=False)
+            print("equal:", all(np.array_equal(a.x, b.x) for a, b in zip(solutions, expected)))
+        """, stack=64 * MB)
+        assert lines == ["room for 16 stacks: False", "equal: True"]
+
+
+@capped
+class TestAllocationFailureOnAThread:
+    """Each thread's refine scratch (four lanes of prepared mixtures) does not fit under the cap:
+    MemoryError, on one thread as on two (before: MemoryError on one, exit 134 on two)."""
+
+    @pytest.mark.parametrize("threads", [1, 2])
+    def test_refine_scratch(self, threads):
+        lines = run_capped(f"""
+            rng = np.random.default_rng({SEED})
+            B, C, J, K = 2, 2, 17, 20_000
+            mixtures = np.empty((B, C, J, K, 4))
+            mixtures[..., 0] = 1.0 / K
+            mixtures[..., 1:3] = rng.uniform(0.3, 0.7, (B, C, J, K, 2))
+            mixtures[..., 3] = 0.01
+            x0 = np.zeros((B, 3 * J + 10 * C))
+            x0[:, : 3 * J] = rng.normal(0, 0.1, 3 * J)
+            x0[:, 3 * J : 3 * J + 6 * C : 6] = 1.0  # rot6d rows (1, 0, 0), (0, 1, 0)
+            x0[:, 3 * J + 4 : 3 * J + 6 * C : 6] = 1.0
+            bones = np.array([[0, 1]], dtype=np.int64)
+            reference = np.ones((B, 1))
+            mg.set_num_threads({threads})
+            # the prepared mixtures (padded to 20 joints) and outputs, not one thread's 4 lanes of them
+            cap(1.25 * mixtures.nbytes / 2**20 + 16)
+            print("room for one scratch:", fits(4 * mixtures.nbytes / B))
+            try:
+                _core.refine(mixtures, x0, bones, reference, 0.0, 1, 1e-2, 0.9, 0.999, 1e-7, 0)
+                print("no error")
+            except MemoryError as error:
+                print("MemoryError:", error)
+        """, stack=8 * MB)  # a worker starts (before: it was joinable when the calling thread threw)
+        assert lines[0] == "room for one scratch: False"
+        assert lines[1].startswith("MemoryError: "), lines[1]
