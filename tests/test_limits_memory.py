@@ -6,7 +6,7 @@ ended the process (``terminate called``, exit 134): threads that could not be st
 running ones joinable while the stack unwound, and a ``std::bad_alloc`` thrown on a worker thread
 had nowhere to go. Now a thread that cannot be started is done without (the others take its
 share), and an exception on any thread is raised on the calling one once all have stopped: a
-``MemoryError``.
+``MemoryError`` that says what it was for.
 
 The capped cases run in a subprocess (an abort would take pytest with it, and the cap must not
 bind pytest). The child builds its inputs, then caps its own address space at its current size
@@ -123,7 +123,7 @@ class TestThreadsThatCannotStart:
 @capped
 class TestAllocationFailureOnAThread:
     """Each thread's refine scratch (four lanes of prepared mixtures) does not fit under the cap:
-    MemoryError, on one thread as on two (before: MemoryError on one, exit 134 on two)."""
+    MemoryError naming it, on one thread as on two (before: MemoryError on one, exit 134 on two)."""
 
     @pytest.mark.parametrize("threads", [1, 2])
     def test_refine_scratch(self, threads):
@@ -151,4 +151,6 @@ class TestAllocationFailureOnAThread:
                 print("MemoryError:", error)
         """, stack=8 * MB)  # a worker starts (before: it was joinable when the calling thread threw)
         assert lines[0] == "room for one scratch: False"
-        assert lines[1].startswith("MemoryError: "), lines[1]
+        expected = "MemoryError: not enough memory for refine's scratch of one thread at C = 2, J = 17, K = 20000: "
+        assert lines[1].startswith(expected), lines[1]
+        assert "set_num_threads" in lines[1]
