@@ -6,7 +6,9 @@ ended the process (``terminate called``, exit 134): threads that could not be st
 running ones joinable while the stack unwound, and a ``std::bad_alloc`` thrown on a worker thread
 had nowhere to go. Now a thread that cannot be started is done without (the others take its
 share), and an exception on any thread is raised on the calling one once all have stopped: a
-``MemoryError`` that says what it was for.
+``MemoryError`` that says what it was for. ``mixture_log_likelihood`` sums a large K a tile of
+components at a time, so its scratch no longer grows with K (it took about 80 times the mixtures'
+own size per call).
 
 The capped cases run in a subprocess (an abort would take pytest with it, and the cap must not
 bind pytest). The child builds its inputs, then caps its own address space at its current size
@@ -30,7 +32,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import SEED
+from metapose_geom import geometry
+
+import reference as ref
+from conftest import SEED, assert_close, random_mixtures
 
 UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 capped = pytest.mark.skipif(
@@ -154,3 +159,57 @@ class TestAllocationFailureOnAThread:
         expected = "MemoryError: not enough memory for refine's scratch of one thread at C = 2, J = 17, K = 20000: "
         assert lines[1].startswith(expected), lines[1]
         assert "set_num_threads" in lines[1]
+
+
+class TestMixtureMemory:
+    """mixture_log_likelihood with a large K: the tiles give the reference's values and gradients,
+    and the scratch stays small whatever K is."""
+
+    @pytest.mark.parametrize("components", [7, 64, 65, 200, 1000])
+    @pytest.mark.parametrize("batch", [(5,), (2, 3)])
+    def test_values_and_gradients_against_reference(self, rng, batch, components):
+        points = rng.normal(0.5, 0.3, size=batch + (2,))
+        mixtures = random_mixtures(rng, batch, components)
+        value, gradient = geometry.mixture_log_likelihood_with_gradient(points, mixtures)
+        want_value, want_gradient = ref.mixture_log_likelihood_with_gradient(points, mixtures)
+        assert_close(value, want_value)
+        assert_close(gradient, want_gradient)
+        assert_close(geometry.mixture_log_likelihood(points, mixtures), want_value)
+
+    def test_a_first_tile_beyond_reach(self, rng):
+        """The first 64 components so far away that their exponents are -inf, the rest near: the
+        sums of the first tile are dropped, not NaN."""
+        points = rng.normal(0.5, 0.3, size=(3, 2))
+        mixtures = random_mixtures(rng, (3,), 200)
+        mixtures[:, :64, 1] = 1e200
+        value, gradient = geometry.mixture_log_likelihood_with_gradient(points, mixtures)
+        with np.errstate(over="ignore"):  # the reference's squared distances of 1e400 are inf, as meant
+            want_value, want_gradient = ref.mixture_log_likelihood_with_gradient(points, mixtures)
+        assert np.isfinite(want_value).all() and np.isfinite(want_gradient).all()
+        assert_close(value, want_value)
+        assert_close(gradient, want_gradient)
+
+    @capped
+    def test_large_k_in_a_small_headroom(self):
+        """K = 200,000 (25.6 MB of mixtures for 4 points) with 16 MB to spare (before: MemoryError,
+        the scratch was 64 points x 5 K values per thread, 512 MB)."""
+        lines = run_capped(f"""
+            rng = np.random.default_rng({SEED})
+            K = 200_000
+            points = rng.normal(0.5, 0.3, (4, 2))
+            mixtures = np.stack([rng.uniform(0.05, 1.0, (4, K)), rng.normal(0.5, 0.3, (4, K)),
+                                 rng.normal(0.5, 0.3, (4, K)), rng.uniform(0.002, 0.05, (4, K))], axis=-1)
+            # a plain log-sum-exp, before the cap
+            terms = (np.log(mixtures[..., 0] + 1e-8) - np.log(2 * np.pi * mixtures[..., 3])
+                     - ((points[:, None] - mixtures[..., 1:3]) ** 2).sum(-1) / (2 * mixtures[..., 3]))
+            peak = terms.max(-1)
+            expected = peak + np.log(np.exp(terms - peak[:, None]).sum(-1))
+            del terms
+            cap(16)
+            print("room for the old scratch:", fits(64 * 5 * K * 8))
+            value = geometry.mixture_log_likelihood(points, mixtures)
+            with_gradient, gradient = geometry.mixture_log_likelihood_with_gradient(points, mixtures)
+            print("close:", np.allclose(value, expected, rtol=1e-12, atol=0), np.array_equal(value, with_gradient))
+            print("finite:", bool(np.isfinite(gradient).all()))
+        """, stack=8 * MB)
+        assert lines == ["room for the old scratch: False", "close: True True", "finite: True"]
