@@ -162,6 +162,31 @@ class TestAllocationFailureOnAThread:
         assert "set_num_threads" in lines[1]
 
 
+@capped
+def test_refine_one_frame_needs_one_lane_of_scratch():
+    """One frame alone is refined in one lane: its thread's scratch holds one copy of the prepared
+    mixtures, not the four a full lane group needs (before: MemoryError under this cap)."""
+    lines = run_capped(f"""
+        rng = np.random.default_rng({SEED})
+        C, J, K = 2, 17, 20_000
+        mixtures = np.empty((1, C, J, K, 4))
+        mixtures[..., 0] = 1.0 / K
+        mixtures[..., 1:3] = rng.uniform(0.3, 0.7, (1, C, J, K, 2))
+        mixtures[..., 3] = 0.01
+        x0 = np.zeros((1, 3 * J + 10 * C))
+        x0[:, : 3 * J] = rng.normal(0, 0.1, 3 * J)
+        x0[:, 3 * J : 3 * J + 6 * C : 6] = 1.0
+        x0[:, 3 * J + 4 : 3 * J + 6 * C : 6] = 1.0
+        bones = np.array([[0, 1]], dtype=np.int64)
+        # the prepared mixtures (padded to 20 joints) twice, with room to spare; four lanes need 5 times
+        cap(2.5 * mixtures.nbytes / 2**20 + 16)
+        print("room for four lanes:", fits(4 * 1.25 * mixtures.nbytes))
+        x, objective, _, _ = _core.refine(mixtures, x0, bones, np.ones((1, 1)), 0.0, 2, 1e-2, 0.9, 0.999, 1e-7, 0)
+        print("finite:", bool(np.isfinite(x).all() and np.isfinite(objective).all()))
+    """, stack=8 * MB)
+    assert lines == ["room for four lanes: False", "finite: True"]
+
+
 class TestMixtureMemory:
     """mixture_log_likelihood with a large K: the tiles give the reference's values and gradients,
     and the scratch stays small whatever K is."""
