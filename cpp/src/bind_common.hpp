@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <memory>
+#include <new>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -166,11 +168,41 @@ inline bool take_bool(const py::object& object, const char* name) {
   return object.cast<bool>();
 }
 
-// Runs body(begin, end) over the batch with the GIL released. `fail(i)` records a failing item.
+// Runs body(begin, end) over the batch with the GIL released, on up to get_num_threads() threads.
+// An exception from the body on any thread (std::bad_alloc for its scratch, say) is raised here
+// after every thread has stopped (parallel.hpp); pybind11 makes std::bad_alloc a MemoryError.
 template <class Body>
 void run_batch(std::size_t n, std::size_t grain, Body&& body) {
   py::gil_scoped_release release;
   parallel_for(n, grain, body);
+}
+
+// A std::bad_alloc that says what could not be allocated (pybind11 raises MemoryError with what()).
+// The message is shared, so copying the exception cannot throw.
+class OutOfMemory : public std::bad_alloc {
+ public:
+  explicit OutOfMemory(const std::string& message) : message_(std::make_shared<const std::string>(message)) {}
+  const char* what() const noexcept override { return message_->c_str(); }
+
+ private:
+  std::shared_ptr<const std::string> message_;
+};
+
+inline std::string megabytes(std::size_t values) {
+  std::ostringstream out;
+  out.precision(1);
+  out << std::fixed << static_cast<double>(values) * sizeof(double) / 1e6 << " MB";
+  return out.str();
+}
+
+// `values` doubles, zeroed, for `what`; when they cannot be had, an OutOfMemory naming what they
+// were for and how much, with `advice`. Used for the per-call arrays and for each thread's scratch.
+inline std::vector<double> allocate(std::size_t values, const std::string& what, const char* advice) {
+  try {
+    return std::vector<double>(values);
+  } catch (const std::bad_alloc&) {
+    throw OutOfMemory("not enough memory for " + what + ": " + megabytes(values) + "; " + advice);
+  }
 }
 
 inline void raise_failure(const FirstFailure& failure, const Input& input, const std::string& problem) {

@@ -70,7 +70,9 @@ Frames take_frames(const py::object& mixtures, const py::object& x, const py::ob
     if (!(mix[4 * i + 3] >= 1e-300)) throw py::value_error("mixtures: variances must be > 0 (at least 1e-300)");
   }
   const std::size_t per_prepared = static_cast<std::size_t>(prepared_frame_size(f.C, f.J, f.K));
-  f.prepared.resize(frames * per_prepared);
+  f.prepared = allocate(frames * per_prepared,
+                        "the prepared mixtures of " + std::to_string(frames) + " frames at " + f.sizes(),
+                        "pass fewer frames at a time or fewer mixture components");
   for (std::size_t b = 0; b < frames; ++b)
     prepare_frame(mix + 4 * per_frame * b, f.C, f.J, f.K, f.prepared.data() + per_prepared * b);
   f.reference.resize(frames * f.num_bones);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <vector>
 
 #include "bind_common.hpp"
@@ -11,6 +12,10 @@
 namespace metapose::bind {
 
 inline constexpr std::size_t kFrameGrain = 1;  // a frame is heavy enough to go to its own thread
+
+// What a MemoryError for one thread's scratch advises (each thread has its own).
+inline constexpr const char* kThreadScratchAdvice =
+    "each thread has its own: use fewer threads (set_num_threads) or fewer mixture components";
 
 using IndexArray = py::array_t<long long, py::array::c_style>;
 
@@ -22,6 +27,11 @@ struct Frames {
   int C = 0, J = 0, K = 0, num_bones = 0;
   double bone_weight = 0;
   std::vector<double> prepared{}, reference{};  // per frame
+
+  // "C = 4, J = 17, K = 4", for messages.
+  std::string sizes() const {
+    return "C = " + std::to_string(C) + ", J = " + std::to_string(J) + ", K = " + std::to_string(K);
+  }
 
   RefinerProblem<double> problem(std::size_t frame) const {
     RefinerProblem<double> p;

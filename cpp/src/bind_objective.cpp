@@ -19,7 +19,9 @@ py::tuple objective_binding(const py::object& mixtures, const py::object& x, con
   const double* xs = f.x.data();
   FirstFailure failure;
   run_batch(frames, kFrameGrain, [&](std::size_t begin, std::size_t end) {
-    std::vector<double> work(static_cast<std::size_t>(objective_workspace_size(f.C, f.J, f.K)));
+    std::vector<double> work = allocate(static_cast<std::size_t>(objective_workspace_size(f.C, f.J, f.K)),
+                                        "refiner_objective's scratch of one thread at " + f.sizes(),
+                                        kThreadScratchAdvice);
     for (std::size_t b = begin; b < end; ++b)
       if (!refiner_objective(f.problem(b), xs + P * b, out + b, grad + P * b, work.data())) failure.record(b);
   });

@@ -41,7 +41,12 @@ py::tuple refine_binding(const py::object& mixtures, const py::object& x0, const
   // depend on its group.
   run_batch(frames, kFrameGrain, [&](std::size_t begin, std::size_t end) {
     constexpr int L = kRefinerLanes;
-    std::vector<double> scratch(static_cast<std::size_t>(refine_workspace_size(f.C, f.J, f.K, f.num_bones, L)));
+    // Scratch for the range's first group, the widest (widths only shrink towards the end): one
+    // frame alone needs one lane of prepared mixtures, not four.
+    const int widest = refiner_lane_width(static_cast<long long>(end - begin));
+    const auto size = static_cast<std::size_t>(refine_workspace_size(f.C, f.J, f.K, f.num_bones, widest));
+    std::vector<double> scratch =
+        allocate(size, "refine's scratch of one thread at " + f.sizes(), kThreadScratchAdvice);
     for (std::size_t group = begin; group < end;) {
       const int width = refiner_lane_width(static_cast<long long>(end - group));
       const int count = static_cast<int>(std::min<std::size_t>(width, end - group));

@@ -4,16 +4,30 @@
 // huge dimensions, bad bones, counts, steps) by returning false before touching any array, their
 // own stack arrays included; under the sanitizer build a missing check shows as a stack overflow.
 // Values: the objective's gradient against central differences, lanes against single frames
-// (bit-identical), stage 1 on rotated copies, and the fast maths against the library.
+// (bit-identical), stage 1 on rotated copies, the fast maths against the library, and the general-K
+// mixture sums (a tile of components at a time) against a plain log-sum-exp.
+// parallel_for: every item exactly once, also when threads cannot be started; an exception thrown
+// on any thread reaches the caller once every thread is joined (not std::terminate).
 // Built only with METAPOSE_BUILD_TESTS=ON (the sanitizer build, .ci/sanitize); run by CTest.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
+#include <algorithm>
+#include <atomic>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+
 #include "metapose/fastmath.hpp"
+#include "metapose/mixture.hpp"
 #include "metapose/objective.hpp"
+#include "metapose/parallel.hpp"
 #include "metapose/refiner.hpp"
 #include "metapose/stage1.hpp"
 
@@ -371,6 +385,129 @@ void test_shape_predicates() {
   CHECK(!metapose::refiner_shape_ok(4, 1 << 24, 8, 16));  // past int indexing at 4 lanes
 }
 
+// Starts up to `allowed` threads, then throws as std::thread does when the system refuses one.
+struct StartSome {
+  int allowed;
+  int* started;
+  template <class Work>
+  void operator()(std::vector<std::thread>& workers, Work& work) const {
+    if (*started >= allowed) throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
+    workers.emplace_back(work);
+    ++*started;
+  }
+};
+
+// Each item of [0, n) visited once, with `allowed` of the threads - 1 workers to be had.
+bool covers_once(std::size_t n, std::size_t threads, int allowed) {
+  std::vector<std::atomic<int>> visits(n);
+  int started = 0;
+  metapose::parallel_for_with(n, 1, threads, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) visits[i].fetch_add(1);
+  }, StartSome{allowed, &started});
+  for (auto& v : visits)
+    if (v.load() != 1) return false;
+  return started <= allowed;
+}
+
+void test_parallel_for() {
+  for (std::size_t n : {1, 2, 7, 64, 1000})
+    for (std::size_t threads : {1, 2, 3, 16})
+      for (int allowed : {0, 1, 2, 100}) CHECK(covers_once(n, threads, allowed));
+  // A body that throws on one range, on a worker or on the calling thread: the exception arrives
+  // here, after the others have stopped; the other ranges' items are visited at most once.
+  for (std::size_t failing : {0, 3, 15}) {
+    bool caught = false;
+    std::vector<std::atomic<int>> visits(16);
+    try {
+      metapose::parallel_for_with(16, 1, 16, [&](std::size_t begin, std::size_t end) {
+        if (begin <= failing && failing < end) throw std::bad_alloc();
+        for (std::size_t i = begin; i < end; ++i) visits[i].fetch_add(1);
+      }, metapose::StartThread{});
+    } catch (const std::bad_alloc&) {
+      caught = true;
+    }
+    CHECK(caught);
+    for (auto& v : visits) CHECK(v.load() <= 1);
+  }
+  // Several ranges throw: the lowest range's exception is the one raised.
+  std::string message;
+  try {
+    metapose::parallel_for_with(8, 1, 8, [](std::size_t begin, std::size_t) {
+      throw std::runtime_error("range " + std::to_string(begin));
+    }, metapose::StartThread{});
+  } catch (const std::runtime_error& error) {
+    message = error.what();
+  }
+  CHECK(message.rfind("range ", 0) == 0);
+  // Threads refused and a body that throws, together.
+  int started = 0;
+  bool caught = false;
+  try {
+    metapose::parallel_for_with(100, 1, 8, [](std::size_t begin, std::size_t) {
+      if (begin >= 50) throw std::bad_alloc();
+    }, StartSome{2, &started});
+  } catch (const std::bad_alloc&) {
+    caught = true;
+  }
+  CHECK(caught && started == 2);
+}
+
+// A plain log-sum-exp in long double: log-likelihood and gradient of point p under one mixture (K x 4).
+void mixture_reference(const double* mixture, int K, double px, double py, double* value, double* gx, double* gy) {
+  std::vector<long double> e(static_cast<std::size_t>(K));
+  long double m = -std::numeric_limits<long double>::infinity();
+  for (int k = 0; k < K; ++k) {
+    const double* c = mixture + 4 * k;
+    const long double dx = px - c[1], dy = py - c[2];
+    constexpr long double kPi = 3.14159265358979323846264338327950288L;
+    const long double log_weight = std::log(static_cast<long double>(c[0]) + 1e-8L);
+    e[k] = log_weight - std::log(2 * kPi * c[3]) - (dx * dx + dy * dy) / (2 * c[3]);
+    m = std::max(m, e[k]);
+  }
+  long double total = 0, sx = 0, sy = 0;
+  for (int k = 0; k < K; ++k) {
+    const double* c = mixture + 4 * k;
+    const long double r = std::exp(e[k] - m);
+    total += r;
+    sx += r * (c[1] - px) / c[3];
+    sy += r * (c[2] - py) / c[3];
+  }
+  *value = static_cast<double>(m + std::log(total));
+  *gx = static_cast<double>(sx / total);
+  *gy = static_cast<double>(sy / total);
+}
+
+// The general-K path sums kMixtureTile components at a time; K past one tile, and a mixture whose
+// first tile is so far from the point that its e_k are -inf (its sums are dropped, not NaN).
+void test_mixture_tiles() {
+  std::mt19937_64 rng(7);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (int K : {7, 64, 65, 200, 1000}) {
+    const int N = 5;
+    std::vector<double> mixtures(static_cast<std::size_t>(4 * N * K)), px(N), py(N);
+    for (int i = 0; i < N * K; ++i) {
+      double* c = mixtures.data() + 4 * i;
+      c[0] = uniform(rng), c[1] = normal(rng), c[2] = normal(rng), c[3] = 0.01 + uniform(rng);
+    }
+    for (int n = 0; n < N; ++n) px[n] = normal(rng), py[n] = normal(rng);
+    if (K == 200)  // point 0: the first tile's means at 1e200, beyond any e_k but -inf
+      for (int k = 0; k < metapose::kMixtureTile; ++k) mixtures[4 * k + 1] = 1e200;
+    std::vector<double> prepared(static_cast<std::size_t>(4 * K * N)), gx(N), gy(N), values(N),
+        scratch(static_cast<std::size_t>(metapose::mixture_scratch_size(K, N)));
+    metapose::prepare_mixtures(mixtures.data(), N, K, prepared.data(), N);
+    metapose::evaluate_mixtures(px.data(), py.data(), N, prepared.data(), K, gx.data(), gy.data(), values.data(),
+                                scratch.data());
+    for (int n = 0; n < N; ++n) {
+      double value, rx, ry;
+      mixture_reference(mixtures.data() + 4 * K * n, K, px[n], py[n], &value, &rx, &ry);
+      CHECK(std::isfinite(values[n]) && std::abs(values[n] - value) <= 1e-12 * (1 + std::abs(value)));
+      const double scale = 1 + std::abs(rx) + std::abs(ry);
+      CHECK(std::abs(gx[n] - rx) <= 1e-11 * scale && std::abs(gy[n] - ry) <= 1e-11 * scale);
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -382,6 +519,8 @@ int main() {
   test_lanes_bit_identical();
   test_fastmath();
   test_shape_predicates();
+  test_parallel_for();
+  test_mixture_tiles();
   if (failures != 0) {
     std::fprintf(stderr, "test_limits: %d check(s) failed\n", failures);
     return 1;

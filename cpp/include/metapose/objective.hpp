@@ -80,7 +80,8 @@ inline long long prepared_frame_size(long long C, long long J, long long K) { re
 // Values refiner_objective needs as scratch, for L lanes.
 inline long long objective_workspace_size(long long C, long long J, long long K, long long L = 1) {
   const long long Jp = padded_count(J);
-  return L * (6 * Jp + (9 + K) * C * Jp);  // pose and gradient by coordinate; 7 arrays of C Jp L; (K + 2) C Jp L scratch
+  // pose and gradient by coordinate (6 Jp L); 7 arrays of C Jp L; evaluate_mixtures' scratch
+  return L * 6 * Jp + 7 * C * Jp * L + mixture_scratch_size(K, C * Jp * L);
 }
 
 // The largest lane count objective_shape_ok takes (the refiner uses kRefinerLanes).
@@ -190,7 +191,7 @@ void refiner_objective_unchecked(const RefinerLanes<T, L>& problem, const T* x, 
   T* METAPOSE_RESTRICT q0 = gy + N * L;  // the rotated pose X R_c, first two columns
   T* METAPOSE_RESTRICT q1 = q0 + N * L;
   T* values = q1 + N * L;
-  T* scratch = values + N * L;  // (K + 2) N L, for evaluate_mixtures' general-K path
+  T* scratch = values + N * L;  // mixture_scratch_size(K, N L), for evaluate_mixtures' general-K path
   for (int j = 0; j < Jp; ++j)
     for (int l = 0; l < L; ++l) {
       const bool real = j < J;
