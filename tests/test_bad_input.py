@@ -391,3 +391,20 @@ class TestThreadCount:
     def test_set_num_threads_rejects(self, count, restore_threads):
         with pytest.raises(ValueError, match="count"):
             metapose_geom.set_num_threads(count)
+
+
+def test_an_unpickled_float64_dtype_is_float64_to_the_core():
+    """The core compares dtypes by equality: an array whose float64 dtype object came through
+    pickle (another object than numpy's own) is taken, and a big-endian one is refused."""
+    import pickle
+
+    import metapose_geom as mg
+
+    foreign = pickle.loads(pickle.dumps(np.dtype(np.float64)))
+    rows = np.random.default_rng(0).normal(size=(5, 6))
+    array = np.empty(rows.shape, dtype=foreign)
+    array[...] = rows
+    np.testing.assert_array_equal(mg.geometry.rot6d_to_matrix(array), mg.geometry.rot6d_to_matrix(rows))
+    np.testing.assert_array_equal(mg._core.rot6d_to_matrix(array), mg.geometry.rot6d_to_matrix(rows))
+    with pytest.raises(ValueError, match="float64"):
+        mg._core.rot6d_to_matrix(rows.astype(">f8"))

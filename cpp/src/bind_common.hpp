@@ -83,7 +83,7 @@ inline Input take(const py::object& object, const char* name, std::initializer_l
     throw py::value_error(std::string(name) + ": expected a numpy array of float64, got " +
                           std::string(py::str(py::type::of(object).attr("__name__"))));
   auto raw = py::reinterpret_borrow<py::array>(object);
-  if (!raw.dtype().is(py::dtype::of<double>()))
+  if (!py::array_t<double>::check_(raw))  // dtype equality (an unpickled float64 is another dtype object)
     throw py::value_error(std::string(name) + ": expected dtype float64, got " + std::string(py::str(raw.dtype())));
   Shape shape(raw.shape(), raw.shape() + raw.ndim());
   const std::size_t ndim = static_cast<std::size_t>(raw.ndim());

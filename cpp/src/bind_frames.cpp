@@ -14,7 +14,7 @@ IndexArray take_bones(const py::object& object, int J) {
   if (!py::isinstance<py::array>(object))
     throw py::value_error("bones: expected a numpy int64 array of shape (nB, 2)");
   auto raw = py::reinterpret_borrow<py::array>(object);
-  if (!raw.dtype().is(py::dtype::of<long long>()))
+  if (!py::array_t<long long>::check_(raw))  // dtype equality, not identity
     throw py::value_error("bones: expected dtype int64, got " + std::string(py::str(raw.dtype())));
   if (raw.ndim() != 2 || raw.shape(1) != 2 || raw.shape(0) < 1)
     throw py::value_error("bones: expected shape (nB, 2) with nB >= 1, got " +
