@@ -221,11 +221,16 @@ class TestBadInput:
         assert message in line
 
     def test_bad_method_and_person_are_usage_errors(self, tmp_path, json_folder):
-        for extra in (["--method", "nope"], ["--person", "first"], ["--threads", "-1"]):
+        for extra in (["--method", "nope"], ["--person", "first"]):
             with pytest.raises(SystemExit) as stop:
                 cli.main(["solve", str(json_folder), "--out", str(tmp_path / "out"), *extra])
             assert stop.value.code == 2
         assert not (tmp_path / "out").exists()
+
+    @pytest.mark.parametrize("threads", ["-1", "100000"])
+    def test_absurd_threads_are_one_line(self, tmp_path, json_folder, capsys, threads):
+        line = self.run([str(json_folder), "--threads", threads], tmp_path / "out", capsys)
+        assert line.startswith("metapose-geom solve: --threads: expected")
 
 
 def test_pick_frames_spreads_over_the_solved_frames():

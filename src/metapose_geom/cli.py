@@ -78,23 +78,6 @@ def selfcheck(seed: int = 0) -> int:
     return failures
 
 
-def _check_options(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                   bounds: Sequence[tuple[str, int, int | None]]) -> None:
-    """Integer options within ``(name, low, high)`` bounds (a list option: each value; None: not
-    given), else the usage error naming the option."""
-    from ._checks import check_int
-
-    for name, low, high in bounds:
-        value = getattr(args, name)
-        for item in value if isinstance(value, list) else [value]:
-            if item is None:
-                continue
-            try:
-                check_int(item, f"--{name.replace('_', '-')}", low, high)
-            except ValueError as error:
-                parser.error(str(error))
-
-
 def make_dataset_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``make-dataset``: build (or resume) the synthetic HDF5 sets and print what was written.
 
@@ -302,8 +285,11 @@ def solve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from ._checks import check_number
     from .io.writers import _height
 
-    _check_options(parser, args, (("threads", 0, None),))
     prog = "metapose-geom solve"
+    problem = _out_of_range(args, (("threads", 0, MAX_CLI_THREADS),))
+    if problem:
+        print(f"{prog}: {problem}", file=sys.stderr)
+        return 2
     if args.person != "track":
         try:
             args.person = int(args.person)
@@ -355,7 +341,10 @@ def evaluate_capture_command(args: argparse.Namespace, parser: argparse.Argument
 
     from .evaluation.capture import evaluate_capture, write_capture_report
 
-    _check_options(parser, args, (("threads", 0, None),))
+    problem = _out_of_range(args, (("threads", 0, MAX_CLI_THREADS),))
+    if problem:
+        print(f"metapose-geom evaluate-capture: {problem}", file=sys.stderr)
+        return 2
     if not Path(args.capture).is_file():
         print(f"metapose-geom evaluate-capture: {args.capture}: no such file", file=sys.stderr)
         return 2
