@@ -483,6 +483,14 @@ class TestFilesHeldByOthers:
             assert folder_listing(tmp_path) == before and not path.exists()
         temporary.unlink()  # what the other run, had it finished, would have renamed
 
+    def build_code(self, path) -> str:
+        """A Python program that builds ``path`` and prints the OSError it meets (type and message)."""
+        return ("from metapose_geom.datasets import build_synthetic_dataset\n"
+                "try:\n"
+                f"    build_synthetic_dataset({str(path)!r}, 4, 2, {self.SEED}, progress=False)\n"
+                "except OSError as error:\n"
+                "    print(type(error).__name__, error)\n")
+
     def test_a_write_protected_file(self, partial):
         """chmod does not stop root: the build runs in a user namespace without a mapping for root
         (``unshare --user``), where the file's owner bits (r--) apply; its folder stays writable."""
@@ -490,11 +498,7 @@ class TestFilesHeldByOthers:
             pytest.skip("needs unshare --user")
         partial.chmod(0o444)
         before = folder_listing(partial.parent)
-        code = ("from metapose_geom.datasets import build_synthetic_dataset\n"
-                "try:\n"
-                f"    build_synthetic_dataset({str(partial)!r}, 4, 2, {self.SEED}, progress=False)\n"
-                "except OSError as error:\n"
-                "    print(type(error).__name__, error)\n")
+        code = self.build_code(partial)
         done = subprocess.run(["unshare", "--user", sys.executable, "-c", code], capture_output=True, text=True,
                               timeout=300)
         assert done.stdout.startswith("PermissionError"), (done.stdout, done.stderr)
@@ -506,11 +510,7 @@ class TestFilesHeldByOthers:
         if not read_only_available():
             pytest.skip("needs unshare and mount for a read-only bind")
         before = folder_listing(partial.parent)
-        code = ("from metapose_geom.datasets import build_synthetic_dataset\n"
-                "try:\n"
-                f"    build_synthetic_dataset({str(partial)!r}, 4, 2, {self.SEED}, progress=False)\n"
-                "except OSError as error:\n"
-                "    print(type(error).__name__, error)\n")
+        code = self.build_code(partial)
         done = run_read_only(partial.parent, [sys.executable, "-c", code])
         assert done.stdout.startswith("PermissionError"), (done.stdout, done.stderr)
         assert f"{partial}: not writable" in done.stdout and "Read-only file system" in done.stdout

@@ -57,7 +57,7 @@ from numpy.typing import NDArray
 from . import layout
 from .geometry import matrix_to_rot6d
 from .mixtures import check_mixtures, missing_joints, mixture_mean
-from .skeletons import H36M_17, Skeleton
+from .skeletons import CHIRALITY_SKIPS, H36M_17, Skeleton, mirror_image_poses
 
 F64 = NDArray[np.float64]
 
@@ -68,8 +68,6 @@ MIN_JOINTS_PER_VIEW = 4
 #: Eigenvalues of the metric-upgrade matrix Q are floored at this fraction of the largest, which
 #: bounds how far a noisy upgrade can stretch the pose (by at most ``Q_FLOOR ** -0.5`` = 100x).
 Q_FLOOR = 1e-4
-#: Joints whose names contain one of these words are left out of the mirror test.
-CHIRALITY_SKIPS = ("elbow", "wrist")
 #: What the one warning of a two-view call says.
 TWO_VIEW_WARNING = (
     "factorisation with two views: the metric upgrade of two weak cameras leaves a one-parameter "
@@ -150,7 +148,7 @@ def factorize_frames(mixtures: F64, skeleton: Skeleton, first_frame: int = 0) ->
     M = M @ (vectors * np.sqrt(values)[:, None, :])[:, None]  # M G, G = V sqrt(e)
     X = X @ (vectors / np.sqrt(values)[:, None, :])  # X G^-T
 
-    mirrored = _mirrored(X, determined, skeleton)
+    mirrored = mirror_image_poses(X, skeleton, determined)
     X[mirrored, :, 2] *= -1.0
     M[mirrored, :, :, 2] *= -1.0
     rotation, scale = _cameras(M)  # (B, C, 3, 3), (B, C)
@@ -478,28 +476,6 @@ def _cameras(M: F64) -> tuple[F64, F64]:
     pair = u @ vt  # (B, C, 3, 2)
     third = np.cross(pair[..., 0], pair[..., 1])
     return np.concatenate([pair, third[..., None]], axis=-1), sv.mean(axis=-1)
-
-
-def _chirality_joints(skeleton: Skeleton) -> NDArray[np.bool_]:
-    """(J,) the joints the mirror test compares with the rest pose: all but those whose names contain
-    a word of ``CHIRALITY_SKIPS`` (the forearms swing too freely for the rest pose to say where they
-    are), or all when fewer than four would be left."""
-    keep = np.array([not any(word in name for word in CHIRALITY_SKIPS) for name in skeleton.joints])
-    return keep if keep.sum() >= 4 else np.ones(skeleton.num_joints, dtype=bool)
-
-
-def _mirrored(X: F64, determined: NDArray[np.bool_], skeleton: Skeleton) -> NDArray[np.bool_]:
-    """(B,) whether the best orthogonal Procrustes fit of the pose X (B, J, 3) onto the rest pose,
-    over the determined joints of :func:`_chirality_joints` (all determined ones where fewer than
-    four of those are), is a reflection: ``det(Xc^T Yc) < 0`` for the centred poses."""
-    used = determined & _chirality_joints(skeleton)
-    used = np.where((used.sum(axis=-1) >= 4)[:, None], used, determined)
-    weight = used.astype(float)[..., None]  # (B, J, 1)
-    count = weight.sum(axis=1, keepdims=True)
-    rest = skeleton.rest_pose()
-    source = (X - (weight * X).sum(axis=1, keepdims=True) / count) * weight
-    target = rest[None] - (weight * rest).sum(axis=1, keepdims=True) / count
-    return np.linalg.det(np.swapaxes(source, -1, -2) @ target) < 0
 
 
 # --------------------------------------------------------------------------- step 5: shifts, undetermined joints

@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._checks import as_float64, check_bool, check_choice, check_int, check_number
 from .mixtures import (KEYPOINT_SIGMA, UNINFORMATIVE_VARIANCE, check_mixtures, keypoints_to_mixtures,
                        missing_joints, mixture_mean)
-from .skeletons import H36M_17, Skeleton
+from .skeletons import H36M_17, Skeleton, mirror_image_poses
 
 F64 = NDArray[np.float64]
 
@@ -283,11 +283,6 @@ def _check_box_unit_evidence(mixtures: F64) -> None:
         )
 
 
-#: Joints left out when a guess's handedness is judged against the rest pose: the forearms swing
-#: too freely for the rest pose to say where they are.
-_HANDEDNESS_SKIPS = ("elbow", "wrist")
-
-
 def mirror_image_guesses(mono3d: ArrayLike, skeleton: Skeleton = H36M_17) -> NDArray[np.bool_]:
     """mono3d (C, J, 3) -> (C,) True where a view's guess is a mirror image of a body: its best
     orthogonal fit onto the skeleton's rest pose (forearms left out) is a reflection. A guess in a
@@ -296,21 +291,14 @@ def mirror_image_guesses(mono3d: ArrayLike, skeleton: Skeleton = H36M_17) -> NDA
     pose can fit its own rest pose better mirrored (about 2.5% of synthetic poses), so one frame
     cannot tell a left-handed frame from such a pose; :class:`metapose_geom.io.Capture` judges
     the whole sequence."""
-    guesses = as_float64(mono3d, "mono3d")
-    keep = np.array([not any(word in name for word in _HANDEDNESS_SKIPS) for name in skeleton.joints])
-    if keep.sum() < 4:
-        keep[:] = True
-    source = guesses[:, keep] - guesses[:, keep].mean(axis=1, keepdims=True)
-    rest = skeleton.rest_pose()[keep]
-    target = rest - rest.mean(axis=0)
-    return np.linalg.det(np.swapaxes(source, -1, -2) @ target) < 0
+    return mirror_image_poses(as_float64(mono3d, "mono3d"), skeleton)
 
 
-def _mono3d_in_box_units(mono3d: ArrayLike | None, mixtures: F64, units: str, skeleton: Skeleton,
-                         evidence: tuple[F64, F64] | None = None) -> tuple[F64 | None, F64 | None]:
+def _mono3d_in_box_units(mono3d: ArrayLike | None, mixtures: F64, units: str,
+                         evidence: tuple[F64, F64] | None) -> tuple[F64 | None, F64 | None]:
     """The ``from_*`` constructors' monocular guesses: ``units="auto"`` aligns each view onto its
-    2D evidence (:func:`align_mono3d`; ``evidence`` (points (C, J, 2), weights (C, J)), else the
-    mixture means weighted by their sharpness); ``"box"`` keeps them and checks that their scale fits."""
+    2D evidence ``(points (C, J, 2), weights (C, J))`` (:func:`align_mono3d`); ``"box"`` keeps them and
+    checks that their scale fits."""
     units = check_choice(units, "mono3d_units", ("auto", "box"))
     if mono3d is None:
         return None, None
@@ -319,8 +307,7 @@ def _mono3d_in_box_units(mono3d: ArrayLike | None, mixtures: F64, units: str, sk
         raise ValueError(f"mono3d: expected shape (C={mixtures.shape[0]}, J={mixtures.shape[1]}, 3), got {guesses.shape}")
     if not np.isfinite(guesses).all():
         raise ValueError("mono3d: contains NaN or inf")
-    points, weights = _evidence_weights(mixtures) if evidence is None else evidence
-    aligned, alignment = align_mono3d(guesses, points, weights)
+    aligned, alignment = align_mono3d(guesses, *evidence)
     if units == "auto":
         return aligned, alignment
     low, high = BOX_SCALE_RANGE
@@ -380,8 +367,9 @@ def _two_view_residual(first: F64, second: F64, seen: NDArray[np.bool_]) -> F64:
     return np.where(count[..., 0, 0] >= 6, residual, np.nan)
 
 
-def _labellings(same: F64, crossed: F64, cameras: int, margin: float, ceiling: float) -> NDArray[np.bool_]:
-    """(C,) the views to swap, from pairwise misfits over the pairs ``np.triu_indices(C, 1)``:
+def _labellings(same: F64, crossed: F64, pairs: tuple[NDArray[np.int64], NDArray[np.int64]], cameras: int,
+                margin: float, ceiling: float) -> NDArray[np.bool_]:
+    """(C,) the views to swap, from pairwise misfits over ``pairs`` (``np.triu_indices(C, 1)``):
     ``same`` (pairs,) as given, ``crossed`` with the pair's second view relabelled (NaN: the pair
     says nothing). The labelling with the least total misfit is searched among all of them up to
     10 cameras (camera 0 kept: swapping every view is the same labelling), view by view beyond;
@@ -389,7 +377,7 @@ def _labellings(same: F64, crossed: F64, cameras: int, margin: float, ceiling: f
     the pairs it changes, its misfit is under ``margin`` times the given one's and its mean under
     ``ceiling`` (evidence that fits no labelling well says nothing about swaps)."""
     none = np.zeros(cameras, dtype=bool)
-    first, second = np.triu_indices(cameras, 1)
+    first, second = pairs
     known = np.isfinite(same) & np.isfinite(crossed)
     same, crossed = np.where(known, same, 0.0), np.where(known, crossed, 0.0)
 
@@ -482,8 +470,8 @@ def find_swapped_views(mono3d: ArrayLike | None = None, points: ArrayLike | None
         same += np.where(known, plain, 0.0) / SWAP_RANK_CEILING
         crossed += np.where(known, mirrored, 0.0) / SWAP_RANK_CEILING
         measured |= known
-    return _labellings(np.where(measured, same, np.nan), np.where(measured, crossed, np.nan), cameras, margin,
-                       float(sources))
+    return _labellings(np.where(measured, same, np.nan), np.where(measured, crossed, np.nan), (first, second),
+                       cameras, margin, float(sources))
 
 
 def camera_indices(cameras: Sequence[int | str], names: Sequence[str]) -> list[int]:
@@ -600,15 +588,18 @@ class Views:
                         camera_names: Sequence[str], skeleton: Skeleton, mono3d_units: str,
                         repair_swaps: bool, evidence: tuple[F64, F64] | None = None) -> Views:
         """The constructors' common end: mixtures checked in box units, guesses brought there,
-        and (``repair_swaps``, with guesses) views whose left and right are swapped relabelled."""
+        and (``repair_swaps``) views whose left and right are swapped relabelled. ``evidence`` is
+        the 2D both steps fit (points (C, J, 2), weights (C, J)); None: the mixtures' means."""
         if not isinstance(skeleton, Skeleton):
             raise ValueError(f"skeleton: expected a Skeleton, got {type(skeleton).__name__}")
         mixtures, _, _ = check_evidence(mixtures, None, None, skeleton)
-        guesses, alignment = _mono3d_in_box_units(mono3d, mixtures, mono3d_units, skeleton, evidence)
+        repair = check_bool(repair_swaps, "repair_swaps")
+        if evidence is None and (mono3d is not None or repair):
+            evidence = _evidence_weights(mixtures)
+        guesses, alignment = _mono3d_in_box_units(mono3d, mixtures, mono3d_units, evidence)
         swapped = None
-        if check_bool(repair_swaps, "repair_swaps"):
-            points, weights = _evidence_weights(mixtures) if evidence is None else evidence
-            swapped = find_swapped_views(guesses, points, weights, skeleton)
+        if repair:
+            swapped = find_swapped_views(guesses, *evidence, skeleton)
             if swapped.any():
                 index = skeleton.mirror_index()
                 mixtures = mixtures.copy()

@@ -206,26 +206,26 @@ def evaluate_capture(
     return CaptureEvaluation(rows, str(path), tuple(capture.camera_names), frames, skipped)
 
 
-CAPTURE_COLUMNS = (
-    ("method", "---", lambda r: r["method"]),
-    ("frames", "---:", lambda r: f"{r['frames']}"),
-    ("PMPJPE median mm", "---:", lambda r: f"{r['pmpjpe_median_mm']:.1f}"),
-    ("mean mm", "---:", lambda r: f"{r['pmpjpe_mean_mm']:.1f}"),
-    ("90th pct mm", "---:", lambda r: f"{r['pmpjpe_p90_mm']:.1f}"),
-    ("camera rotation error, median deg", "---:",
-     lambda r: "-" if not np.isfinite(r["rotation_error_median_deg"]) else f"{r['rotation_error_median_deg']:.1f}"),
-    ("ms / frame, end to end", "---:", lambda r: f"{r['ms_per_frame']:.2f}"),
-    ("what", "---", lambda r: r["what"]),
-)
+def _rotation_cell(record: dict[str, Any]) -> str:
+    value = record["rotation_error_median_deg"]
+    return "-" if not np.isfinite(value) else f"{value:.1f}"
 
 
 def format_capture_markdown(evaluation: CaptureEvaluation) -> str:
-    """The capture table in Markdown, one line per method."""
-    records = [row.record() for row in evaluation.rows]
-    lines = ["| " + " | ".join(header for header, _, _ in CAPTURE_COLUMNS) + " |",
-             "|" + "|".join(rule for _, rule, _ in CAPTURE_COLUMNS) + "|"]
-    lines += ["| " + " | ".join(cell(record) for _, _, cell in CAPTURE_COLUMNS) + " |" for record in records]
-    return "\n".join(lines)
+    """The capture table in Markdown, one line per method (through the evaluation's one table writer)."""
+    from .report import Column, markdown_table
+
+    columns = (
+        Column("method", "---", lambda r: r["method"]),
+        Column("frames", "---:", lambda r: f"{r['frames']}"),
+        Column("PMPJPE median mm", "---:", lambda r: f"{r['pmpjpe_median_mm']:.1f}"),
+        Column("mean mm", "---:", lambda r: f"{r['pmpjpe_mean_mm']:.1f}"),
+        Column("90th pct mm", "---:", lambda r: f"{r['pmpjpe_p90_mm']:.1f}"),
+        Column("camera rotation error, median deg", "---:", _rotation_cell),
+        Column("ms / frame, end to end", "---:", lambda r: f"{r['ms_per_frame']:.2f}"),
+        Column("what", "---", lambda r: r["what"]),
+    )
+    return markdown_table([row.record() for row in evaluation.rows], columns)
 
 
 def plot_capture(evaluation: CaptureEvaluation, path: str | os.PathLike) -> Path:

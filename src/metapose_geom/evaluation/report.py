@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,14 +38,14 @@ __all__ = [
 @dataclass(frozen=True)
 class Column:
     """One column of a Markdown table: its header cell, its rule cell (``---:`` right-aligns) and
-    the text of a row's cell."""
+    the text of a row's cell (a row is whatever the table lists: a :class:`Row`, a record, ...)."""
 
     header: str
     rule: str
-    cell: Callable[[Row], str]
+    cell: Callable[[Any], str]
 
 
-def markdown_table(rows: Sequence[Row], columns: Sequence[Column]) -> str:
+def markdown_table(rows: Sequence[Any], columns: Sequence[Column]) -> str:
     """A Markdown table: the header line, the rule line, then one line per row."""
     lines = ["| " + " | ".join(column.header for column in columns) + " |",
              "|" + "|".join(column.rule for column in columns) + "|"]
