@@ -17,8 +17,8 @@ import pytest
 from metapose_geom import cli, synth
 from metapose_geom.datasets import DatasetReader, DatasetWriter, REQUIRED_FIELDS, build_synthetic_dataset, synthetic_frames
 from metapose_geom.evaluation import (
-    ANIPOSE_CACHE_NAME, CSV_COLUMNS, DEFAULT_METHODS, METHODS, AniPoseCache, AniPoseTask, Evaluation, Row, anipose_runs,
-    camera_subsets, evaluate, format_markdown, load_data, score,
+    ABLATION_METHODS, ANIPOSE_CACHE_NAME, CSV_COLUMNS, DEFAULT_METHODS, METHODS, S2_IR_STEPS, AniPoseCache,
+    AniPoseTask, Evaluation, Row, anipose_runs, camera_subsets, evaluate, format_markdown, load_data, score,
 )
 
 SEED, FRAMES, CAMERAS = 31, 8, 4
@@ -303,9 +303,24 @@ class TestCommand:
         assert capsys.readouterr().err == "metapose-geom evaluate: --frames: expected an integer >= 1, got 0\n"
         assert not (tmp_path / "out").exists()  # more: test_cli.py
 
-    def test_default_methods_are_all_methods(self):
-        assert DEFAULT_METHODS == tuple(METHODS)
-        assert {"anipose-gt", "anipose-random", "ir-gt-init", "ir-gt-mixtures", "ir-weak-labels"} <= set(METHODS)
+    def test_default_methods_are_all_but_the_ablations(self):
+        assert DEFAULT_METHODS == tuple(name for name in METHODS if name not in ABLATION_METHODS)
+        assert {"anipose-gt", "anipose-random", "ir-gt-init", "ir-gt-mixtures", "ir-weak-labels", "s2",
+                "s2-ir"} <= set(DEFAULT_METHODS)
+        assert ABLATION_METHODS and all(name.startswith("s2-ablation-") for name in ABLATION_METHODS)
+
+    def test_an_ablation_without_its_folder_is_an_error_before_any_work(self, dataset, tmp_path, capsys):
+        with pytest.raises(ValueError, match="stage2_ablations"):
+            evaluate(dataset, cameras=(2,), frames=2, methods=("s1", "s2-ablation-flat"), progress=False)
+        argv = ["evaluate", str(dataset), "--methods", "s2-ablation-objective", "--out", str(tmp_path / "out"),
+                "--no-progress"]
+        assert cli.main(argv) == 2 and "--stage2-ablations" in capsys.readouterr().err
+
+    def test_an_ablation_reads_its_weights_file_by_camera_count(self, dataset, tmp_path):
+        spec = METHODS["s2-ablation-flat"]
+        options = spec.solver_options(3, str(tmp_path))
+        assert options == {"weights": str(tmp_path / "flat-3cam.safetensors")}
+        assert METHODS["s2-ir"].solver_options(2, None) == {"ir_steps": S2_IR_STEPS}
 
 
 class TestAniPoseRows:

@@ -190,7 +190,7 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             anipose_batch=args.anipose_batch, anipose_adjust_intrinsics=not args.anipose_extrinsics_only,
             workers=args.workers, threads=args.threads, progress=not args.no_progress,
             cache=None if args.no_cache else (args.cache if args.cache is not None else Path(args.out) / ANIPOSE_CACHE_NAME),
-            skip_bad_frames=args.skip_bad_frames,
+            skip_bad_frames=args.skip_bad_frames, stage2_ablations=args.stage2_ablations,
         )
     except ImportError as error:
         print(f"{prog}: {error}; or leave the anipose-* methods out of --methods", file=sys.stderr)
@@ -387,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     make.add_argument("--threads", type=int, default=0, help="solver threads (default: one per core)")
     make.add_argument("--overwrite", action="store_true", help="rebuild existing files instead of resuming them")
     make.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from .evaluation.methods import DEFAULT_METHODS
+    from .evaluation.methods import DEFAULT_METHODS, METHODS
 
     evaluate = commands.add_parser(
         "evaluate", help="S1, S1+IR, the IR oracles and AniPose on a dataset file: table, CSV and plots"
@@ -395,8 +395,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument("dataset", help="an HDF5 dataset with ground truth (metapose-geom make-dataset)")
     evaluate.add_argument("--cameras", type=int, nargs="+", default=[2, 3, 4], help="camera counts (default 2 3 4)")
     evaluate.add_argument("--frames", type=int, default=None, help="the first N frames (default: all)")
-    evaluate.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(DEFAULT_METHODS),
-                          metavar="METHOD", help=f"methods, from {' '.join(DEFAULT_METHODS)} (default: all)")
+    evaluate.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(METHODS),
+                          metavar="METHOD", help=f"methods, from {' '.join(METHODS)} (default: all but the "
+                          "s2-ablation-* ones)")
+    evaluate.add_argument("--stage2-ablations", default=None, metavar="DIR",
+                          help="folder of the stage-2 ablation weights, for the s2-ablation-* methods "
+                          "(python/train_ablations.py)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of AniPose's perturbed start (default 0)")
     evaluate.add_argument("--subsets", choices=["first", "all"], default="first",
                           help="the first k cameras, or every k-subset averaged (default first)")

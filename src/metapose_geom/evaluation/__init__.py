@@ -38,7 +38,7 @@ from __future__ import annotations
 from .._lazy import lazy_attributes
 
 _LAZY = {
-    **dict.fromkeys(("DEFAULT_METHODS", "METHODS", "MethodSpec"), "methods"),
+    **dict.fromkeys(("ABLATION_METHODS", "DEFAULT_METHODS", "METHODS", "MethodSpec", "S2_IR_STEPS"), "methods"),
     **dict.fromkeys(("EvaluationData", "camera_subsets", "load_data"), "data"),
     **dict.fromkeys(("PCK_THRESHOLD_MM", "Evaluation", "Row", "score", "solve_timed"), "scoring"),
     **dict.fromkeys(("AniPoseTask",), "anipose_runs"),

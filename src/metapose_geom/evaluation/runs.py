@@ -56,9 +56,11 @@ def _check_cameras(cameras: Sequence[int]) -> list[int]:
     return counts
 
 
-def _solver_poses(data: EvaluationData, spec: MethodSpec, frames: int, subset: tuple[int, ...]) -> tuple[F64, float]:
+def _solver_poses(data: EvaluationData, spec: MethodSpec, frames: int, subset: tuple[int, ...],
+                  ablations: str | None) -> tuple[F64, float]:
     """Method ``spec`` on the first ``frames`` frames seen by ``subset``: poses (n, J, 3), seconds."""
-    solutions, seconds = solve_timed([data.views(i, subset, spec) for i in range(frames)], spec.solver)
+    solutions, seconds = solve_timed([data.views(i, subset, spec) for i in range(frames)], spec.solver,
+                                     options=spec.solver_options(len(subset), ablations))
     return np.stack([solution.pose3d for solution in solutions]), seconds
 
 
@@ -77,6 +79,7 @@ def evaluate(
     progress: bool = True,
     cache: str | os.PathLike | None = None,
     skip_bad_frames: bool = False,
+    stage2_ablations: str | os.PathLike | None = None,
 ) -> Evaluation:
     """Evaluate ``methods`` on the first ``frames`` frames (all when None) of a dataset file.
 
@@ -95,6 +98,8 @@ def evaluate(
         progress: show a progress bar.
         cache: a file for AniPose's results (:class:`AniPoseCache`): batches found there are not
             solved again, new ones are added as they finish. None keeps nothing.
+        stage2_ablations: the folder of the stage-2 ablation weights (``python/train_ablations.py``),
+            needed by the ``s2-ablation-*`` methods only.
         skip_bad_frames: leave out the frames that cannot be read or hold values that are not
             finite or not usable, and count them; False (the default) raises ValueError naming
             the first such frame and its field.
@@ -116,6 +121,12 @@ def evaluate(
     threads = check_int(threads, "threads", 0)
     check_choice(subsets, "subsets", ("first", "all"))
     skip_bad_frames = check_bool(skip_bad_frames, "skip_bad_frames")
+    if stage2_ablations is not None:
+        stage2_ablations = os.fspath(stage2_ablations)
+        if not os.path.isdir(stage2_ablations):
+            raise ValueError(f"stage2_ablations: {stage2_ablations!r} is not a folder")
+    for spec in specs:
+        spec.solver_options(2, stage2_ablations)  # an ablation without its folder fails before any work
     needs = {spec.needs for spec in specs}
     with_anipose = "anipose" in needs
     if with_anipose:
@@ -161,7 +172,7 @@ def evaluate(
                             pose, per_frame = run_anipose_tasks(tasks, n, data.skeleton.num_joints, pool, bar, store)
                             seconds += float(per_frame.sum())
                         else:
-                            pose, elapsed = _solver_poses(data, spec, n, subset)
+                            pose, elapsed = _solver_poses(data, spec, n, subset, stage2_ablations)
                             seconds += elapsed
                             bar.update(n)
                         world, in_camera = data.truth(n, subset)
@@ -179,6 +190,8 @@ def evaluate(
         "subsets": subsets, "anipose_frames": anipose_frames, "anipose_batch": anipose_batch,
         "anipose_adjust_intrinsics": anipose_adjust_intrinsics, "workers": workers, "threads": threads,
     }
+    if stage2_ablations is not None:
+        settings["stage2_ablations"] = stage2_ablations
     if skip_bad_frames:
         settings["skipped_frames"] = len(bad)
     if cache is not None and with_anipose:

@@ -10,7 +10,7 @@ warm-up excluded. The evaluation of dataset files and the demo both score throug
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,10 +111,11 @@ def score(method: str, label: str, cameras: int, frames: int, subsets: int, pred
                ms_per_frame, failures=int((~finite).sum()))
 
 
-def solve_timed(views: Sequence[Views], method: str, progress: bool = False) -> tuple[list[Solution], float]:
-    """``solve_batch(views, method)`` and its wall time in seconds; a warm-up solve of the first
-    frame (JIT compilation, thread start) runs first and is not timed."""
-    solve_batch(views[:1], method=method, progress=False)  # warm-up, excluded
+def solve_timed(views: Sequence[Views], method: str, progress: bool = False,
+                options: Mapping[str, Any] | None = None) -> tuple[list[Solution], float]:
+    """``solve_batch(views, method, options)`` and its wall time in seconds; a warm-up solve of the
+    first frame (JIT compilation, thread start, loading weights) runs first and is not timed."""
+    solve_batch(views[:1], method=method, options=options, progress=False)  # warm-up, excluded
     start = time.perf_counter()
-    solutions = solve_batch(views, method=method, progress=progress)
+    solutions = solve_batch(views, method=method, options=options, progress=progress)
     return solutions, time.perf_counter() - start
