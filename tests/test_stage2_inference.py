@@ -229,6 +229,24 @@ class TestForwardArguments:
         with pytest.raises(ValueError, match=r"^mixtures: this flat stage-2 model takes 3 cameras, got 4"):
             network.forward(inputs[4]["mixtures"], inputs[4]["x0"])
 
+    def test_a_large_batch_on_threads_gives_each_frames_own_bits(self, models, inputs, restore_threads):
+        network, data = numpy_network(models["bones"]), inputs[4]
+        count = 3 * forward.FRAMES_PER_THREAD + 5  # three parts on three threads
+        rng = np.random.default_rng(0)
+        pick = rng.integers(0, FRAMES, size=count)
+        mixtures, bones = data["mixtures"][pick], data["bones"][pick]
+        x0 = data["x0"][pick] + rng.normal(0.0, 1e-3, size=(count, data["x0"].shape[1]))
+        for dtype in (np.float64, np.float32):
+            mg.set_num_threads(1)
+            one = network.forward(mixtures, x0, bones, dtype=dtype)
+            mg.set_num_threads(3)
+            three = network.forward(mixtures, x0, bones, dtype=dtype)
+            for a, b in zip(one, three):
+                np.testing.assert_array_equal(a, b)
+            for i in (0, forward.FRAMES_PER_THREAD, count - 1):
+                alone = network.forward(mixtures[i:i + 1], x0[i:i + 1], bones[i:i + 1], dtype=dtype)
+                np.testing.assert_array_equal(alone[-1][0], three[-1][i])
+
     def test_bones_are_ignored_by_a_model_without_them(self, models, inputs):
         network, data = numpy_network(models["equivariant"]), inputs[4]
         np.testing.assert_array_equal(network.forward(data["mixtures"], data["x0"])[-1],

@@ -32,6 +32,7 @@ import importlib.resources
 import os
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,9 @@ _DTYPES = {np.dtype(np.float64): np.float64, np.dtype(np.float32): np.float32}
 #: camera rows and its one per-frame row are padded to a block); 8 rows keep batches within
 #: about 20% of one large product per layer.
 BLOCK_ROWS = {np.float64: 8, np.float32: 8}
+#: A batch runs on up to the core's thread count (:func:`metapose_geom.set_num_threads`), in
+#: contiguous parts of at least this many frames.
+FRAMES_PER_THREAD = 64
 
 
 class MissingWeightsError(FileNotFoundError, ValueError):
@@ -284,6 +288,9 @@ class Stage2Network:
         """mixtures (B, C, J, K, 4) ``[weight, mu_x, mu_y, variance]`` box units, x0 (B, P) the start
         -> ``[x_1, .., x_n]``, each (B, P) float64, P = 3 J + 10 C.
 
+        A large batch is split over the compiled core's threads (:data:`FRAMES_PER_THREAD`); each
+        frame's result is the same bits alone, in any batch and on any thread count.
+
         Args:
             mixtures: the frames' 2D evidence; J and K must be the model's, C any count from 2
                 (an equivariant model) or the model's own (a flat one).
@@ -299,18 +306,34 @@ class Stage2Network:
             raise ValueError(f"dtype: expected float64 or float32, got {dtype!r}")
         count = config.num_stages if stages is None else check_int(stages, "stages", 0, config.num_stages)
         mixtures, x, bones = self._checked(mixtures, x0, bones)
+        arrays = self._arrays_of(compute)
+        B = mixtures.shape[0]
+        threads = min(int(_core.get_num_threads()), B // FRAMES_PER_THREAD)
+        if threads <= 1 or count == 0:
+            return self._run(mixtures, x, bones, count, arrays, compute)
+        # frames are independent and their bits do not depend on their batch (fixed BLAS blocks),
+        # so contiguous parts on threads give the same result; numpy releases the GIL in the work
+        edges = np.linspace(0, B, threads + 1).astype(int)
+        parts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="metapose-stage2") as pool:
+            futures = [pool.submit(self._run, mixtures[part], x[part], None if bones is None else bones[part], count,
+                                   arrays, compute) for part in parts]
+            results = [future.result() for future in futures]
+        return [np.concatenate([result[stage] for result in results]) for stage in range(count)]
+
+    def _run(self, mixtures: F64, x: F64, bones: F64 | None, count: int, arrays: tuple[_StageArrays, ...],
+             compute: type) -> list[F64]:
+        """The first ``count`` stages on checked arguments, in this thread."""
         B, C, J, K = mixtures.shape[:4]
         features = None
-        if "mixtures" in config.inputs:
+        if "mixtures" in self.config.inputs:
             features = np.concatenate([mixtures[..., :3], np.log(mixtures[..., 3:4])], axis=-1).reshape(B, C, 4 * J * K)
         if bones is not None:
             bones = bones / bones.mean(axis=-1, keepdims=True)
-        arrays = self._arrays_of(compute)
         outputs: list[F64] = []
         for stage in range(count):
             shared, camera = self._inputs(mixtures, features, x, stage, bones)
-            update = self._stage(stage, arrays[stage], shared, camera, compute)
-            x = x + update
+            x = x + self._stage(stage, arrays[stage], shared, camera, compute)
             outputs.append(x)
         return outputs
 
