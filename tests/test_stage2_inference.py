@@ -314,6 +314,17 @@ class TestLoad:
         np.testing.assert_array_equal(mg.solve(views, "metapose").x,
                                       mg.solve(views, "metapose", {"weights": str(package / "default.safetensors")}).x)
 
+    def test_the_package_of_shipped_weights_exists(self):
+        import importlib.resources
+
+        folder = importlib.resources.files(forward.DEFAULT_WEIGHTS_PACKAGE)
+        assert folder.is_dir()
+        if not (folder / "default.safetensors").is_file():  # nothing shipped yet: the error says so
+            with pytest.raises(MissingWeightsError, match=r"no default.safetensors in metapose_geom.weights"):
+                Stage2Network.load()
+        else:
+            assert Stage2Network.load().config.skeleton in ("h36m_17", "h36m17")
+
     def test_without_shipped_weights_metapose_says_so(self, inputs, monkeypatch):
         monkeypatch.setattr(forward, "DEFAULT_WEIGHTS_PACKAGE", "metapose_geom_no_such_package")
         with pytest.raises(ValueError, match=r"^weights: no stage-2 weights are shipped .*pass options weights="):
