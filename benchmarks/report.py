@@ -5,6 +5,7 @@ Usage::
     python benchmarks/report.py benchmarks/results/kernels.json
     python benchmarks/report.py benchmarks/results/refiner.json
     python benchmarks/report.py benchmarks/results/baselines.json
+    python benchmarks/report.py benchmarks/results/stage2.json
 
 Prints the machine summary, then for the kernels one row per (kernel, items) with the numpy and
 core medians and their ratio numpy/core (above 1: the core is faster), and one row per kernel of
@@ -249,13 +250,35 @@ def baseline_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def stage2_table(benchmarks: list[dict[str, Any]]) -> list[str]:
+    """test_stage2.py: per group, each implementation's ms per frame, frames per second and its
+    ratio to IR's (above 1: slower than IR)."""
+    rows = [b for b in benchmarks if b.get("extra_info", {}).get("kind") == "stage2"]
+    if not rows:
+        return []
+    lines = [
+        "| workload | implementation | ms per frame (median) | frames / s | ratio to IR | rounds |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for group in dict.fromkeys(b["group"] for b in rows):
+        members = {b["extra_info"]["implementation"]: b for b in rows if b["group"] == group}
+        base = _per_frame_ms(members["ir"]) if "ir" in members else None
+        for name in sorted(members, key=lambda name: (name != "ir", name)):
+            bench = members[name]
+            ms = _per_frame_ms(bench)
+            ratio = "-" if base is None else f"{ms / base:.3g}x"
+            lines.append(f"| {group} | {name} | {ms:.4g} | {1000.0 / ms:,.0f} | {ratio} | {bench['stats']['rounds']} |")
+    return lines
+
+
 def render(data: dict[str, Any]) -> str:
     benchmarks = data.get("benchmarks", [])
     parts = ["### Machine", "", *machine_summary(data)]
     kernels = kernel_table(benchmarks)
     refiner = refiner_table(benchmarks)
     baselines = baseline_table(benchmarks)
-    if len(kernels) > 2 or not (refiner or baselines):  # header only: no kernel rows in this JSON
+    stage2 = stage2_table(benchmarks)
+    if len(kernels) > 2 or not (refiner or baselines or stage2):  # header only: no kernel rows in this JSON
         parts += ["", "### Kernels: numpy vs compiled core", "", *kernels]
     threads = thread_table(benchmarks)
     if threads:
@@ -267,6 +290,8 @@ def render(data: dict[str, Any]) -> str:
         parts += ["", "### Iterative refiner over cameras: compiled core, 1 thread", "", *cameras]
     if baselines:
         parts += ["", "### MetaPose's refiner against aniposelib (public API, 1 thread)", "", *baselines]
+    if stage2:
+        parts += ["", "### Stage 2 (numpy inference) next to the refiner", "", *stage2]
     return "\n".join(parts) + "\n"
 
 

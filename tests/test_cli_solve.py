@@ -138,12 +138,43 @@ class TestEndToEnd:
         with np.load(out / "cameras.npz") as cameras:
             assert cameras["rotation"].shape == (FRAMES, CAMERAS, 3, 3) and str(cameras["method"]) == "s1"
 
+    def test_metapose_with_a_weights_file(self, tmp_path, recording, capsys):
+        from metapose_geom.stage2.config import ModelConfig
+        from metapose_geom.stage2.weights import save_weights
+        from stage2_models import random_tensors
+
+        _, pixels, in_camera, truth = recording
+        path = tmp_path / "capture.npz"
+        np.savez(path, keypoints=pixels, confidences=np.full(pixels.shape[:3], 0.8), mono3d=in_camera / 1000.0,
+                 skeleton="body25")
+        config = ModelConfig(num_stages=1, spec="16,ccat,16", num_components=2)  # keypoints make K = 2 mixtures
+        weights = save_weights(tmp_path / "model.safetensors", config, random_tensors(config))
+        out = tmp_path / "out"
+        code = cli.main(["solve", str(path), "--out", str(out), "--method", "metapose", "--weights", str(weights),
+                         "--subject-height", "1.75", "--no-progress"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert "6 of 6 frames solved (metapose)" in captured.out
+        with np.load(out / "cameras.npz") as cameras:
+            assert str(cameras["method"]) == "metapose"
+
 
 class TestBadInput:
     def run(self, argv, out, capsys) -> str:
         assert cli.main(["solve", *argv, "--out", str(out), "--no-progress"]) == 2
         assert not out.exists()
         return one_line(capsys)
+
+    def test_weights_belong_to_metapose(self, tmp_path, recording, capsys):
+        _, pixels, _, _ = recording
+        path = tmp_path / "capture.npz"
+        np.savez(path, keypoints=pixels, confidences=np.full(pixels.shape[:3], 0.8), skeleton="body25")
+        weights = str(tmp_path / "m.safetensors")
+        line = self.run([str(path), "--weights", weights, "--subject-height", "1.7"], tmp_path / "out", capsys)
+        assert line.endswith("--weights: only --method metapose takes weights, got --method ir")
+        line = self.run([str(path), "--method", "metapose", "--weights", weights, "--subject-height", "1.7"],
+                        tmp_path / "out", capsys)
+        assert line.endswith(f"weights: no weights file at {weights!r}")
 
     def test_missing_input(self, tmp_path, capsys):
         line = self.run([str(tmp_path / "nothing")], tmp_path / "out", capsys)

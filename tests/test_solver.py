@@ -497,7 +497,8 @@ def added_methods():
 
 class TestRegistry:
     def test_the_methods_of_today(self):
-        assert methods.method_names()[:3] == ("s1", "ir", "anipose")
+        assert methods.method_names()[:4] == ("s1", "ir", "anipose", "metapose")
+        assert methods.lookup("metapose").options_type is mg.MetaPoseOptions
         assert methods.lookup("ir").options_type is RefineOptions
         assert methods.lookup("anipose").options_type is mg.AniPoseOptions and methods.lookup("anipose").takes_cameras
 
@@ -522,8 +523,8 @@ class TestRegistry:
             mg.solve(frames[0], "test-threads", RefineOptions())
         with pytest.raises(ValueError, match="'test-listed' does not give weak cameras to stack"):
             mg.solve_arrays(batch.x[:, None], method="test-listed")
-        with pytest.raises(ValueError, match=r"only method='anipose' takes start cameras; 's1', 'ir', 'test-threads' "
-                                             r"and 'test-listed' find the cameras"):
+        with pytest.raises(ValueError, match=r"only method='anipose' takes start cameras; 's1', 'ir', 'metapose', "
+                                             r"'test-threads' and 'test-listed' find the cameras"):
             mg.solve(frames[0], "test-threads", cameras=object())
         assert "test-listed" in methods.method_names()
 

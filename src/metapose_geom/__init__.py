@@ -20,8 +20,8 @@ from .views import Views
 if TYPE_CHECKING:  # imported on first use below; named here for type checkers
     from . import io, synth
     from .solver import (
-        AniPoseOptions, BatchSolution, History, RefineOptions, Solution, WeakCameras, solve, solve_arrays,
-        solve_batch,
+        AniPoseOptions, BatchSolution, History, MetaPoseOptions, RefineOptions, Solution, WeakCameras, solve,
+        solve_arrays, solve_batch,
     )
 
 __version__ = "0.1.0"
@@ -29,8 +29,8 @@ __version__ = "0.1.0"
 # Imported on first use, so that e.g. reading a dataset loads neither the solver nor the generator,
 # and heavy dependencies (h5py, numba, torch, matplotlib, aniposelib) load only where they are used.
 _LAZY_MODULES = ("anipose", "datasets", "evaluation", "heatmaps", "io", "nn", "solver", "synth")
-_SOLVER_NAMES = ("AniPoseOptions", "BatchSolution", "History", "RefineOptions", "Solution", "WeakCameras",
-                 "solve", "solve_arrays", "solve_batch")
+_SOLVER_NAMES = ("AniPoseOptions", "BatchSolution", "History", "MetaPoseOptions", "RefineOptions", "Solution",
+                 "WeakCameras", "solve", "solve_arrays", "solve_batch")
 __getattr__ = lazy_attributes(__name__, dict.fromkeys(_SOLVER_NAMES, "solver"), _LAZY_MODULES)
 
 
@@ -43,6 +43,7 @@ __all__ = [
     "BatchSolution",
     "H36M_17",
     "History",
+    "MetaPoseOptions",
     "PerspectiveCameras",
     "RefineOptions",
     "Skeleton",

@@ -287,9 +287,12 @@ def solve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
     prog = "metapose-geom solve"
     problem = _out_of_range(args, (("threads", 0, MAX_CLI_THREADS),))
+    if args.weights is not None and args.method != "metapose":
+        problem = f"--weights: only --method metapose takes weights, got --method {args.method}"
     if problem:
         print(f"{prog}: {problem}", file=sys.stderr)
         return 2
+    options = None if args.weights is None else {"weights": args.weights}
     if args.person != "track":
         try:
             args.person = int(args.person)
@@ -313,7 +316,8 @@ def solve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         _print_warnings(prog, caught)
         start = time.perf_counter()
         try:
-            result = capture.solve(method=args.method, progress=not args.no_progress, threads=args.threads)
+            result = capture.solve(method=args.method, options=options, progress=not args.no_progress,
+                                   threads=args.threads)
             seconds = time.perf_counter() - start
             if not result.solved.any():
                 first = next(iter(result.skip_reasons.values()), "no frames")
@@ -430,7 +434,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     solve.add_argument("input", help="a folder with one folder of per-frame JSON files per camera, or an .npz")
     solve.add_argument("--out", required=True, help="folder for " + ", ".join(SOLVE_OUTPUTS))
-    solve.add_argument("--method", default="ir", choices=weak_methods, help="solver method (default ir)")
+    solve.add_argument("--method", default="ir", choices=weak_methods,
+                       help=f"solver method, from {' '.join(weak_methods)} (default ir)")
+    solve.add_argument("--weights", default=None, metavar="PATH",
+                       help="--method metapose: a stage-2 .safetensors weights file (default: the shipped weights)")
     solve.add_argument("--skeleton", default=None,
                        help="the detector's landmark set: body25, coco17, halpe26, blazepose33, h36m17 or an alias "
                             "(default: body25 for JSON, the file's 'skeleton' field for .npz)")

@@ -1,7 +1,7 @@
 """``solve``, ``solve_batch`` and ``solve_arrays``: one frame, many frames, or stacked arrays, by any
 registered method (:mod:`metapose_geom.solver.methods`).
 
-S1 and IR work in box units throughout; the recovered pose is in camera 0's weak-perspective
+S1, IR and stage 2 (``"metapose"``) work in box units throughout; the recovered pose is in camera 0's weak-perspective
 frame (camera 0 has rotation I and scale 1), centred on the mean joint, and is defined up to the
 similarity that a set of uncalibrated weak cameras cannot see. Compare it to a ground truth with
 :func:`metapose_geom.metrics.pmpjpe`.
@@ -131,11 +131,13 @@ def solve(views: Views, method: str = "ir", options: Options = None, cameras: Pe
         views: the frame's evidence (C >= 2 cameras, J joints, K components).
         method: ``"s1"`` (the start alone: stage 1, the Procrustes of the monocular guesses, or
             without guesses the affine factorisation of the 2D), ``"ir"`` (that start, then the
-            iterative refiner) or ``"anipose"`` (aniposelib's bundle
+            iterative refiner), ``"metapose"`` (that start, then the learned stage-2 solver,
+            without torch; optionally the refiner after it) or ``"anipose"`` (aniposelib's bundle
             adjustment of ``cameras`` on the mixture means in pixels, then triangulation); any
             name in :func:`metapose_geom.solver.methods.method_names`.
-        options: :class:`RefineOptions` (``"s1"``, ``"ir"``) or :class:`AniPoseOptions`
-            (``"anipose"``), or a mapping of its field names.
+        options: :class:`RefineOptions` (``"s1"``, ``"ir"``), :class:`MetaPoseOptions`
+            (``"metapose"``: the weights file, stages, refiner steps after the network) or
+            :class:`AniPoseOptions` (``"anipose"``), or a mapping of its field names.
         cameras: ``"anipose"`` only, and needed there: the C perspective cameras to start from,
             in the pixels of the views' boxes.
 
@@ -162,7 +164,7 @@ def solve_batch(
 ) -> list[Solution]:
     """B frames (Views sharing C, J, K) -> B Solutions, over all cores (``set_num_threads``), with a progress bar.
 
-    Frames must share C, J, K and the skeleton. For ``"s1"`` and ``"ir"`` the results equal
+    Frames must share C, J, K and the skeleton. For ``"s1"``, ``"ir"`` and ``"metapose"`` the results equal
     :func:`solve` on each frame alone, whatever the thread count. For ``"anipose"``, ``cameras``
     is either one :class:`PerspectiveCameras` (a fixed rig: one bundle adjustment on the points of
     all frames, AniPose's usual use) or a sequence with one per frame (each frame adjusted alone,

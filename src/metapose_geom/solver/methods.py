@@ -18,6 +18,8 @@ The methods today:
   when the views have them, else the multi-view affine factorisation of the 2D evidence
   (:mod:`metapose_geom.factorization`); ``RefineOptions.init`` picks another start;
 - ``"ir"``: that start, then the iterative refiner (:func:`refine`);
+- ``"metapose"``: that start, then the stage-2 network (:func:`metapose`, numpy inference of
+  :mod:`metapose_geom.stage2`, no torch), then optionally some steps of the refiner;
 - ``"anipose"``: aniposelib's bundle adjustment of start cameras on the mixture means in pixels,
   then triangulation (:func:`anipose`, needs the ``anipose`` extra).
 """
@@ -44,14 +46,14 @@ from ..geometry import PerspectiveCameras
 from ..mixtures import missing_joints, mixture_mean
 from ..skeletons import Skeleton
 from ..views import pixels_to_box
-from .options import AniPoseOptions, RefineOptions
+from .options import AniPoseOptions, MetaPoseOptions, RefineOptions
 from .results import BatchSolution, DivergenceWarning, History, Solution
 
 F64 = NDArray[np.float64]
 
 __all__ = [
     "DIVERGENCE_TOLERANCE", "CallSettings", "Frames", "Progress", "RegisteredMethod", "anipose", "lookup",
-    "method_names", "refine", "register", "stage1", "unregister",
+    "metapose", "method_names", "refine", "register", "stage1", "unregister",
 ]
 
 #: A refinement diverged when it ends more than this above its start's objective (a mean negative
@@ -92,6 +94,9 @@ class CallSettings(NamedTuple):
 
 
 MethodFunction = Callable[[Frames, Any, CallSettings], "BatchSolution | list[Solution]"]
+#: A step between the start and the refiner (stage 2): a chunk's mixtures (B, C, J, K, 4), start
+#: x (B, P), reference bone lengths (B, nB) and first frame's index -> the new x (B, P).
+StartStep = Callable[[F64, F64, F64, int], F64]
 
 
 @dataclass(frozen=True)
@@ -262,10 +267,11 @@ def _frames_named(first_frame: int, size: int) -> Iterator[None]:
 
 
 def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: RefineOptions,
-                 bones: NDArray[np.int64], reference: F64, skeleton: Skeleton, first_frame: int
-                 ) -> tuple[F64, F64, F64, F64, NDArray[np.bool_]]:
-    """Core call for a stacked chunk -> x (B, P), objective (B,), history x (B, H, P), history
-    objective (B, H), diverged (B,) (the objective ended above the start's, :data:`DIVERGENCE_TOLERANCE`).
+                 bones: NDArray[np.int64], reference: F64, skeleton: Skeleton, first_frame: int,
+                 network: StartStep | None = None) -> tuple[F64, F64, F64, F64, NDArray[np.bool_]]:
+    """Core call for a stacked chunk: the start, then ``network`` (stage 2) when given, then
+    (``refine``) the refiner -> x (B, P), objective (B,), history x (B, H, P), history objective
+    (B, H), diverged (B,) (the refiner ended above where it began, :data:`DIVERGENCE_TOLERANCE`).
     Errors name frames from ``first_frame``."""
     B, C, J = mixtures.shape[:3]
     P = layout.solution_size(C, J)
@@ -273,6 +279,9 @@ def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: Refin
         x0 = _start(mixtures, mono3d, options, skeleton, first_frame)
     references = np.empty((B, reference.shape[0]))
     references[...] = reference  # one row per frame (the core takes per-frame references)
+    if network is not None:
+        with _frames_named(first_frame, P):
+            x0 = network(mixtures, x0, references, first_frame)
     with _frames_named(first_frame, P):
         start_objective, _ = _core.refiner_objective(mixtures, x0, bones, references, options.bone_weight)
     if not refine:
@@ -315,11 +324,12 @@ def _to_pixels(frames: Frames, points: F64) -> F64:
     return pixels
 
 
-def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bool) -> BatchSolution:
-    """The start (:func:`_init_choice`), then (``refine``) the refiner, chunk by chunk; every step
-    runs on whole chunks and treats each frame alone, and ``solve`` comes here with B = 1, so a
-    frame's results are the same bits alone or in a batch. A two-view factorisation start warns
-    once per call."""
+def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bool,
+          network: StartStep | None = None) -> BatchSolution:
+    """The start (:func:`_init_choice`), then ``network`` (stage 2) when given, then (``refine``)
+    the refiner, chunk by chunk; every step runs on whole chunks and treats each frame alone, and
+    ``solve`` comes here with B = 1, so a frame's results are the same bits alone or in a batch. A
+    two-view factorisation start warns once per call."""
     bones, reference = _bones(frames.skeleton, options)
     mixtures, mono3d = frames.mixtures, frames.mono3d
     count = mixtures.shape[0]
@@ -330,7 +340,7 @@ def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bo
         stop = min(start + call.chunk_size, count)
         chunk_mono = None if mono3d is None else mono3d[start:stop]
         chunks.append(_solve_chunk(mixtures[start:stop], chunk_mono, refine, options, bones, reference,
-                                   frames.skeleton, start))
+                                   frames.skeleton, start, network))
         call.progress.update(stop - start)
     parts = chunks[0] if len(chunks) == 1 else tuple(np.concatenate(part) for part in zip(*chunks))
     x, objective, hx, hobj, diverged = parts
@@ -385,6 +395,47 @@ def refine(frames: Frames, options: RefineOptions, call: CallSettings) -> BatchS
     """``"ir"``: the start of ``options.init`` (stage 1, the factorisation or a random start), then
     ``options.steps`` Adam steps."""
     return _weak(frames, options, call, refine=True)
+
+
+def _name_key(name: str) -> str:
+    return "".join(character for character in name.lower() if character not in "_- ")
+
+
+def metapose(frames: Frames, options: MetaPoseOptions, call: CallSettings) -> BatchSolution:
+    """``"metapose"``: the start of ``options.init`` (as ``"s1"``), the stage-2 network
+    (:class:`~metapose_geom.stage2.forward.Stage2Network` of ``options.weights`` or the shipped
+    weights, in numpy), then ``options.ir_steps`` Adam steps of the refiner (none by default);
+    the objective (no bone term) at the final x. The network sees each frame alone, so a frame's
+    results are the same bits alone or in a batch."""
+    from ..stage2.forward import Stage2Network
+
+    network = Stage2Network.load(options.weights)
+    config, skeleton = network.config, frames.skeleton
+    # names compare as skeleton_map's aliases do (case, "_", "-" and spaces ignored): ModelConfig's
+    # default "h36m_17" is the skeleton H36M_17, named "h36m17"
+    if _name_key(config.skeleton) != _name_key(skeleton.name) or config.num_joints != skeleton.num_joints:
+        raise ValueError(f"weights: {network.source} is a model of skeleton {config.skeleton!r} ({config.num_joints} "
+                         f"joints); the views follow {skeleton.name!r} ({skeleton.num_joints} joints)")
+    takes_bones = "bones" in config.inputs
+    if takes_bones and config.num_bones != len(skeleton.bones):
+        raise ValueError(f"weights: {network.source} takes {config.num_bones} bone lengths; skeleton "
+                         f"{skeleton.name!r} has {len(skeleton.bones)} bones")
+    if options.stages is not None and options.stages > config.num_stages:
+        raise ValueError(f"stages: the model {network.source} has {config.num_stages} stage(s), got {options.stages}")
+    dtype = np.float32 if options.dtype == "float32" else np.float64
+
+    def run_network(mixtures: F64, x0: F64, references: F64, first_frame: int) -> F64:
+        outputs = network.forward(mixtures, x0, references if takes_bones else None, options.stages, dtype)
+        if not outputs:
+            return x0
+        x = outputs[-1]
+        finite = np.isfinite(x).all(axis=-1)
+        if not finite.all():
+            frame = first_frame + int(np.flatnonzero(~finite)[0])
+            raise ValueError(f"frames[{frame}]: the stage-2 network ({network.source}) gave non-finite values")
+        return x
+
+    return _weak(frames, options.refine_options, call, refine=options.ir_steps > 0, network=run_network)
 
 
 # --------------------------------------------------------------------------- anipose: perspective cameras
@@ -481,3 +532,6 @@ register(RegisteredMethod("ir", RefineOptions, refine,
                           summary="the start (stage 1, factorisation or random), then the iterative refiner"))
 register(RegisteredMethod("anipose", AniPoseOptions, anipose, takes_cameras=True, stacked=False,
                           summary="aniposelib's bundle adjustment of start cameras, then triangulation"))
+register(RegisteredMethod("metapose", MetaPoseOptions, metapose,
+                          summary="the start, then the learned stage-2 solver (shipped or given weights), "
+                                  "then optionally the refiner"))

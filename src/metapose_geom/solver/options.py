@@ -1,6 +1,8 @@
 """Options of the solver's methods: typed, frozen dataclasses that reject unknown names.
 
-Each method of the registry (:mod:`metapose_geom.solver.methods`) names its options type;
+Each method of the registry (:mod:`metapose_geom.solver.methods`) names its options type
+(:class:`RefineOptions` for ``"s1"`` and ``"ir"``, :class:`MetaPoseOptions` for ``"metapose"``,
+:class:`AniPoseOptions` for ``"anipose"``);
 :func:`resolve_options` turns what a caller passes (an instance, a mapping of field names, or
 None for the defaults) into an instance of that type.
 """
@@ -8,6 +10,7 @@ None for the defaults) into an instance of that type.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -16,12 +19,15 @@ import numpy as np
 
 from .._checks import check_bool, check_choice, check_int, check_number
 
-__all__ = ["INIT_CHOICES", "AniPoseOptions", "Options", "RefineOptions", "resolve_options"]
+__all__ = ["DTYPE_CHOICES", "INIT_CHOICES", "AniPoseOptions", "MetaPoseOptions", "Options", "RefineOptions",
+           "resolve_options"]
 
 T = TypeVar("T")
 
 #: The starts ``RefineOptions.init`` names.
 INIT_CHOICES = ("auto", "s1", "factorization", "random")
+#: The precisions ``MetaPoseOptions.dtype`` names.
+DTYPE_CHOICES = ("float64", "float32")
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,76 @@ class RefineOptions:
 
 
 @dataclass(frozen=True)
+class MetaPoseOptions:
+    """Options of ``"metapose"`` (stage 2, the learned solver). Unknown names are rejected (:meth:`from_mapping`).
+
+    The network starts where ``"s1"`` stops (``init``), runs its stages, and then, with
+    ``ir_steps > 0``, the iterative refiner runs that many Adam steps from the network's answer
+    (S2 + IR). The objective is the refiner's without a bone term.
+
+    Attributes:
+        weights: a ``.safetensors`` weights file (:mod:`metapose_geom.stage2.weights`), or None
+            for the weights shipped with metapose-geom.
+        stages: run only the model's first n stages (0 is the start alone); None runs them all.
+        ir_steps: Adam steps of the refiner after the network (0: none).
+        learning_rate, beta1, beta2, epsilon: that Adam, as :class:`RefineOptions`.
+        init, seed: the start, as :class:`RefineOptions` (``"auto"``: stage 1 with monocular
+            guesses, else the factorisation of the 2D).
+        bone_reference: (nB,) reference bone lengths in any unit, the network's ``bones`` input
+            when the model has it; None uses the skeleton's rest pose.
+        dtype: ``"float64"`` or ``"float32"``: the precision of the network's dense layers
+            (float32 is faster in large batches; the results are float64 either way).
+    """
+
+    weights: str | None = None
+    stages: int | None = None
+    ir_steps: int = 0
+    learning_rate: float = 1e-2
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-7
+    init: Literal["auto", "s1", "factorization", "random"] = "auto"
+    seed: int = 0
+    bone_reference: tuple[float, ...] | None = None
+    dtype: Literal["float64", "float32"] = "float64"
+
+    def __post_init__(self) -> None:
+        weights = self.weights
+        if weights is not None:
+            if not isinstance(weights, (str, os.PathLike)) or not os.fspath(weights):
+                raise ValueError(f"weights: expected a path to a .safetensors file or None, got {weights!r}")
+            weights = os.fspath(weights)
+            if not isinstance(weights, str):
+                raise ValueError(f"weights: expected a path to a .safetensors file or None, got {self.weights!r}")
+        checked = {
+            "weights": weights,
+            "stages": None if self.stages is None else check_int(self.stages, "stages", 0),
+            "ir_steps": check_int(self.ir_steps, "ir_steps", 0),
+            "dtype": check_choice(self.dtype, "dtype", DTYPE_CHOICES),
+        }
+        # the start and the refiner are those of "ir", and RefineOptions checks them (naming the fields)
+        refine = RefineOptions(steps=checked["ir_steps"], learning_rate=self.learning_rate, beta1=self.beta1,
+                               beta2=self.beta2, epsilon=self.epsilon, bone_reference=self.bone_reference,
+                               init=self.init, seed=self.seed)
+        for name in ("learning_rate", "beta1", "beta2", "epsilon", "bone_reference", "init", "seed"):
+            checked[name] = getattr(refine, name)
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_refine", refine)
+
+    @property
+    def refine_options(self) -> RefineOptions:
+        """The :class:`RefineOptions` of the start and of the refiner after the network
+        (``steps = ir_steps``, no bone term, no history)."""
+        return self._refine  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> MetaPoseOptions:
+        """Options from a mapping; unknown names raise ValueError listing the known ones."""
+        return _from_mapping(cls, values)
+
+
+@dataclass(frozen=True)
 class AniPoseOptions:
     """Options of ``"anipose"``. Unknown names are rejected (:meth:`from_mapping`).
 
@@ -113,7 +189,7 @@ class AniPoseOptions:
 
 #: What the solver's functions take as ``options``: the method's options type, a mapping of its
 #: field names, or None for its defaults.
-Options = RefineOptions | AniPoseOptions | Mapping[str, Any] | None
+Options = RefineOptions | MetaPoseOptions | AniPoseOptions | Mapping[str, Any] | None
 
 _DEFAULTS: dict[type, Any] = {}  # one default instance per options type (frozen, so shared)
 

@@ -73,7 +73,8 @@ class Solution:
             as the refiner left it, before the result is expressed in camera 0's frame; empty (0,)
             for ``"anipose"``.
         history: the refiner's path, or None.
-        diverged: the refiner (``"ir"``) left the objective above its start's (by more than
+        diverged: the refiner (``"ir"``, or ``"metapose"`` with ``ir_steps``) left the objective
+            above where it began (by more than
             :data:`~metapose_geom.solver.methods.DIVERGENCE_TOLERANCE`): the answer is worse than
             where it began; lower ``learning_rate``, or take the start (method ``"s1"``). A
             :class:`DivergenceWarning` says how many frames of a call did so. Always False for
