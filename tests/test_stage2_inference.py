@@ -27,10 +27,11 @@ import numpy as np
 import pytest
 
 import metapose_geom as mg
-from metapose_geom import layout
+from metapose_geom import geometry, layout, synth
 from metapose_geom._core_loader import core
 from metapose_geom.skeletons import H36M_17
 from metapose_geom.solver import MetaPoseOptions, RefineOptions
+from metapose_geom.solver.methods import pad_components
 from metapose_geom.stage2 import forward
 from metapose_geom.stage2.config import ModelConfig
 from metapose_geom.stage2.forward import SELU_ALPHA, SELU_SCALE, MissingWeightsError, Stage2Network, selu
@@ -323,7 +324,7 @@ class TestLoad:
             with pytest.raises(MissingWeightsError, match=r"no default.safetensors in metapose_geom.weights"):
                 Stage2Network.load()
         else:
-            assert Stage2Network.load().config.skeleton in ("h36m_17", "h36m17")
+            assert Stage2Network.load().config.skeleton == "h36m17"
 
     def test_without_shipped_weights_metapose_says_so(self, inputs, monkeypatch):
         monkeypatch.setattr(forward, "DEFAULT_WEIGHTS_PACKAGE", "metapose_geom_no_such_package")
@@ -471,11 +472,27 @@ class TestMetaPoseMethod:
             mg.solve(views, "metapose", {"weights": str(path)})
         three = ModelConfig(num_stages=1, spec="16,ccat,8", num_components=3)
         path = save_weights(tmp_path / "k3.safetensors", three, random_tensors(three))
-        with pytest.raises(ValueError, match=r"^mixtures: expected shape \(B, C, 17, 3, 4\)"):
+        with pytest.raises(ValueError, match=r"^mixtures: the stage-2 network takes at most 3 components per joint, got 4"):
             mg.solve(views, "metapose", {"weights": str(path)})
         path = save_weights(tmp_path / "flat.safetensors", FLAT, tensors_of(models["flat"]))
         with pytest.raises(ValueError, match=r"^mixtures: this flat stage-2 model takes 3 cameras, got 4"):
             mg.solve(views, "metapose", {"weights": str(path)})
+
+    def test_keypoint_views_with_fewer_components_get_zero_weight_ones(self, weights_path):
+        scene = synth.make_scene(5, 3)
+        views = mg.Views.from_keypoints(scene.pose2d, np.full(scene.pose2d.shape[:2], 0.9), mono3d=scene.mono3d,
+                                        units="pixels")
+        assert views.mixtures.shape[-2] == 2
+        padded = pad_components(views.mixtures, 4)
+        assert padded.shape[-2] == 4 and (padded[..., :2, :] == views.mixtures).all() and (padded[..., 2:, 0] == 0).all()
+        points = views.mixtures[..., 0, 1:3] + 0.01
+        assert np.allclose(geometry.mixture_log_likelihood(points, padded),
+                           geometry.mixture_log_likelihood(points, views.mixtures), atol=1e-6)
+        network = Stage2Network.load(weights_path)
+        x0 = core.stage1(views.mono3d[None])
+        expected = network.forward(padded[None], x0)[-1]
+        solution = mg.solve(views, "metapose", {"weights": str(weights_path)})
+        assert np.array_equal(solution.x, expected[0])
 
     def test_a_network_that_blows_up_names_the_frame(self, frames, tmp_path):
         config = CONFIGS["equivariant"]

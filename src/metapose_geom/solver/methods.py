@@ -401,18 +401,33 @@ def _name_key(name: str) -> str:
     return "".join(character for character in name.lower() if character not in "_- ")
 
 
+def pad_components(mixtures: F64, count: int) -> F64:
+    """mixtures (..., K, 4) -> (..., count, 4) for K <= count: the extra components copy the first
+    one's mean and variance with weight 0, so the mixture's density is unchanged (up to the
+    1e-8 weight floor of the log-likelihood). Keypoint views (K = 2) so run on a network trained
+    on heatmap mixtures of K = 4. ValueError for K > count."""
+    K = mixtures.shape[-2]
+    if K > count:
+        raise ValueError(f"mixtures: the stage-2 network takes at most {count} components per joint, got {K}")
+    if K == count:
+        return mixtures
+    extra = np.repeat(mixtures[..., :1, :], count - K, axis=-2)
+    extra[..., 0] = 0.0
+    return np.concatenate([mixtures, extra], axis=-2)
+
+
 def metapose(frames: Frames, options: MetaPoseOptions, call: CallSettings) -> BatchSolution:
     """``"metapose"``: the start of ``options.init`` (as ``"s1"``), the stage-2 network
     (:class:`~metapose_geom.stage2.forward.Stage2Network` of ``options.weights`` or the shipped
-    weights, in numpy), then ``options.ir_steps`` Adam steps of the refiner (none by default);
+    weights, in numpy; views with fewer mixture components than the network's get zero-weight
+    ones, :func:`pad_components`), then ``options.ir_steps`` Adam steps of the refiner (none by default);
     the objective (no bone term) at the final x. The network sees each frame alone, so a frame's
     results are the same bits alone or in a batch."""
     from ..stage2.forward import Stage2Network
 
     network = Stage2Network.load(options.weights)
     config, skeleton = network.config, frames.skeleton
-    # names compare as skeleton_map's aliases do (case, "_", "-" and spaces ignored): ModelConfig's
-    # default "h36m_17" is the skeleton H36M_17, named "h36m17"
+    # names compare as skeleton_map's aliases do (case, "_", "-" and spaces ignored)
     if _name_key(config.skeleton) != _name_key(skeleton.name) or config.num_joints != skeleton.num_joints:
         raise ValueError(f"weights: {network.source} is a model of skeleton {config.skeleton!r} ({config.num_joints} "
                          f"joints); the views follow {skeleton.name!r} ({skeleton.num_joints} joints)")
@@ -425,6 +440,7 @@ def metapose(frames: Frames, options: MetaPoseOptions, call: CallSettings) -> Ba
     dtype = np.float32 if options.dtype == "float32" else np.float64
 
     def run_network(mixtures: F64, x0: F64, references: F64, first_frame: int) -> F64:
+        mixtures = pad_components(mixtures, config.num_components)
         outputs = network.forward(mixtures, x0, references if takes_bones else None, options.stages, dtype)
         if not outputs:
             return x0

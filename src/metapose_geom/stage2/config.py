@@ -115,7 +115,7 @@ class ModelConfig:
 
     num_joints: int = 17
     num_components: int = 4
-    skeleton: str = "h36m_17"
+    skeleton: str = "h36m17"
     num_bones: int = 16
     num_stages: int = 1
     kind: Literal["equivariant", "flat"] = "equivariant"
