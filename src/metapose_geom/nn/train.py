@@ -463,15 +463,19 @@ def _plot(out: Path, rows: Sequence[Mapping[str, Any]], select: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(11, 4))
+    figure = Figure(figsize=(12, 4))
     FigureCanvasAgg(figure)
+    figure.subplots_adjust(left=0.06, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
     left, middle, right = figure.subplots(1, 3)
     steps = np.arange(1, len(rows) + 1)
+    lowest = math.inf
     for name in ("total", *LOSS_NAMES):
         values = np.array([row[f"loss_{name}"] for row in rows], dtype=float)
-        if np.isfinite(values).any() and (values[np.isfinite(values)] > 0).any():
+        if np.isfinite(values).any():
             left.plot(steps, values, label=name)
-    left.set_yscale("log")
+            lowest = min(lowest, float(np.nanmin(values)))
+    # the objective term is a negative log-likelihood, often below 0: then a log scale only near 0
+    left.set_yscale("log" if lowest > 0 else "symlog", **({} if lowest > 0 else {"linthresh": 1e-4}))
     left.set_title("training loss")
     left.legend(fontsize=7)
     middle.plot(steps, [row["val_criterion"] for row in rows], color="tab:blue")
@@ -482,7 +486,6 @@ def _plot(out: Path, rows: Sequence[Mapping[str, Any]], select: str) -> None:
         axes.set_xlabel("epoch (all stages)")
         for boundary in [i + 0.5 for i in range(1, len(rows)) if rows[i]["stage"] != rows[i - 1]["stage"]]:
             axes.axvline(boundary, color="grey", linestyle=":")
-    figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     _atomic_write(out / PLOT_NAME, buffer.getvalue())
