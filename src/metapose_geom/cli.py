@@ -546,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer.add_argument("data", nargs="+", metavar="DATA.h5", help="training dataset files (make-dataset)")
     trainer.add_argument("--out", required=True, help="folder for stage2.safetensors, log.csv, curves.png, checkpoint.pt")
     trainer.add_argument("--epochs", type=int, default=20, help="epochs per stage (default 20)")
-    trainer.add_argument("--examples-per-epoch", type=int, default=50_000, help="examples per epoch (default 50000)")
+    trainer.add_argument("--examples-per-epoch", type=int, default=40_000, help="examples per epoch (default 40000)")
     trainer.add_argument("--batch-size", type=int, default=256, help="examples per batch (default 256)")
     trainer.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     trainer.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",

@@ -120,7 +120,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     lr_min: float = 1e-5
     epochs: int = 20
-    examples_per_epoch: int = 50_000
+    examples_per_epoch: int = 40_000
     max_stages: int = 1
     kind: str = "equivariant"
     spec: str = "256,256,ccat,256,256,ccat,256"
