@@ -544,7 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train", help="train stage 2 from dataset files' 2D labels: weights, log, curves (resumes if interrupted)"
     )
     trainer.add_argument("data", nargs="+", metavar="DATA.h5", help="training dataset files (make-dataset)")
-    trainer.add_argument("--out", required=True, help="folder for stage2.safetensors, log.csv, curves.png, checkpoint.pt")
+    trainer.add_argument("--out", required=True,
+                         help="folder for stage2.safetensors, log.csv, curves.png, checkpoint.pt")
     trainer.add_argument("--epochs", type=int, default=20, help="epochs per stage (default 20)")
     trainer.add_argument("--examples-per-epoch", type=int, default=40_000, help="examples per epoch (default 40000)")
     trainer.add_argument("--batch-size", type=int, default=256, help="examples per batch (default 256)")
@@ -554,7 +555,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer.add_argument("--lr-min", type=float, default=None, help="final learning rate of the cosine (default 1e-5)")
     trainer.add_argument("--stages", type=int, default=1, help="most stages, each kept only if it improves (default 1)")
     trainer.add_argument("--spec", default="256,256,ccat,256,256,ccat,256", help="per-camera layers (ModelConfig.spec)")
-    trainer.add_argument("--pose-head", type=int, nargs="+", default=[256, 128], help="pose head widths (default 256 128)")
+    trainer.add_argument("--pose-head", type=int, nargs="+", default=[256, 128],
+                         help="pose head widths (default 256 128)")
     trainer.add_argument("--kind", choices=["equivariant", "flat"], default="equivariant", help="(default equivariant)")
     trainer.add_argument("--num-cameras", type=int, default=None, help="a flat model's camera count")
     trainer.add_argument("--inputs", nargs="+", default=list(DEFAULT_INPUTS), metavar="NAME",
@@ -567,7 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          help="validation criterion choosing epochs and stages (default fwd; never 3D)")
     trainer.add_argument("--cameras", type=int, nargs=2, default=[2, 6], metavar=("MIN", "MAX"),
                          help="camera-subset sizes per example (default 2 6)")
-    trainer.add_argument("--val-frames", type=int, default=500, help="frames held out from the end of each file (default 500)")
+    trainer.add_argument("--val-frames", type=int, default=500,
+                         help="frames held out from the end of each file (default 500)")
     trainer.add_argument("--seed", type=int, default=0)
     trainer.add_argument("--threads", type=int, default=0, help="torch and solver threads (default: one per core)")
     trainer.add_argument("--no-resume", action="store_true", help="start over instead of continuing OUT/checkpoint.pt")

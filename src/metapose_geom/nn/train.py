@@ -330,7 +330,8 @@ class Trainer:
     def validation_batches(self) -> list[Batch]:
         """The held-out examples' batches (made once)."""
         if self._validation is None:
-            self._validation = [make_batch(self.data, plan) for plan in validation_plan(self.data, **self._plan_options())]
+            plans = validation_plan(self.data, **self._plan_options())
+            self._validation = [make_batch(self.data, plan) for plan in plans]
         return self._validation
 
     # ------------------------------------------------------------------ forward
