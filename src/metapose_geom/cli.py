@@ -202,6 +202,82 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     return 0
 
 
+def _loss_weights(items: Sequence[str]) -> dict[str, float]:
+    """``["fwd=1", "objective=0.5"]`` -> ``{"fwd": 1.0, "objective": 0.5}``; ValueError naming --loss."""
+    weights: dict[str, float] = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        try:
+            if not equals:
+                raise ValueError
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--loss: expected NAME=WEIGHT items such as fwd=1 objective=0.1, got {item!r}") from None
+    return weights
+
+
+#: TrainConfig fields whose errors the command names by their option
+_TRAIN_OPTIONS = {"train_files": "DATA", "val_frames": "--val-frames", "camera_min": "--cameras",
+                  "camera_max": "--cameras", "batch_size": "--batch-size", "lr": "--lr", "epochs": "--epochs",
+                  "examples_per_epoch": "--examples-per-epoch", "max_stages": "--stages", "kind": "--kind",
+                  "spec": "--spec", "pose_head": "--pose-head", "inputs": "--inputs", "num_cameras": "--num-cameras",
+                  "bone_input": "--bone-input", "loss": "--loss", "select": "--select", "seed": "--seed",
+                  "threads": "--threads", "lr_schedule": "--lr-schedule", "lr_min": "--lr-min"}
+
+
+def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``train``: stage 2 from dataset files (:func:`metapose_geom.nn.train.train`).
+
+    User errors (torch missing, an option out of range, a missing data file, an ``--out`` that
+    cannot be a writable folder, a checkpoint of another config): one line on stderr, exit code 2."""
+    import re
+
+    from .datasets.files import check_output_folder
+
+    prog = "metapose-geom train"
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print(f'{prog}: training needs torch; pip install "metapose-geom[train]"', file=sys.stderr)
+        return 2
+    from .nn.train import TrainConfig, train
+
+    try:
+        problem = _out_of_range(args, (("epochs", 1, None), ("examples_per_epoch", 1, None), ("batch_size", 1, None),
+                                       ("stages", 1, 64), ("val_frames", 1, None), ("cameras", 2, 8),
+                                       ("seed", 0, MAX_CLI_SEED), ("threads", 0, MAX_CLI_THREADS)))
+        if problem:
+            raise ValueError(problem)
+        for path in args.data:
+            if not Path(path).is_file():
+                raise ValueError(f"{path}: {'a folder, not a dataset file' if Path(path).is_dir() else 'no such file'}")
+        values = dict(
+            train_files=tuple(args.data), val_frames=args.val_frames, camera_min=args.cameras[0],
+            camera_max=args.cameras[1], batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
+            epochs=args.epochs, examples_per_epoch=args.examples_per_epoch, max_stages=args.stages, kind=args.kind,
+            spec=args.spec, pose_head=tuple(args.pose_head), inputs=tuple(args.inputs), num_cameras=args.num_cameras,
+            bone_input=args.bone_input, loss=_loss_weights(args.loss), select=args.select, seed=args.seed,
+            threads=args.threads,
+        )
+        if args.lr_min is not None:
+            values["lr_min"] = args.lr_min
+        try:
+            config = TrainConfig(**values)
+        except ValueError as error:  # name the option, not the field
+            message = str(error)
+            found = re.match(r"^(\w+)(\[[^\]]*\])?:", message)
+            if found and found.group(1) in _TRAIN_OPTIONS:
+                message = _TRAIN_OPTIONS[found.group(1)] + message[len(found.group(1)):]
+            raise ValueError(message) from None
+        check_output_folder(args.out, "--out")
+        weights = train(config, args.out, progress=not args.no_progress, resume=not args.no_resume)
+    except (ValueError, OSError) as error:
+        print(f"{prog}: {_one_line(error)}", file=sys.stderr)
+        return 2
+    print(f"{prog}: wrote {weights} (log {Path(args.out) / 'log.csv'}, curves {Path(args.out) / 'curves.png'})")
+    return 0
+
+
 #: What ``solve`` writes into ``--out``.
 SOLVE_OUTPUTS = ("poses.trc", "poses.csv", "cameras.npz", "solve.png")
 
@@ -473,6 +549,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     capture.add_argument("--skeleton", default="blazepose33", help="the detector's landmark set (default blazepose33)")
     capture.add_argument("--threads", type=int, default=1, help="solver threads (default 1: per-core times)")
     capture.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from .stage2.config import DEFAULT_INPUTS, INPUT_NAMES
+
+    trainer = commands.add_parser(
+        "train", help="train stage 2 from dataset files' 2D labels: weights, log, curves (resumes if interrupted)"
+    )
+    trainer.add_argument("data", nargs="+", metavar="DATA.h5", help="training dataset files (make-dataset)")
+    trainer.add_argument("--out", required=True,
+                         help="folder for stage2.safetensors, log.csv, curves.png, checkpoint.pt")
+    trainer.add_argument("--epochs", type=int, default=20, help="epochs per stage (default 20)")
+    trainer.add_argument("--examples-per-epoch", type=int, default=40_000, help="examples per epoch (default 40000)")
+    trainer.add_argument("--batch-size", type=int, default=256, help="examples per batch (default 256)")
+    trainer.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    trainer.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
+                         help="per-stage schedule (default cosine)")
+    trainer.add_argument("--lr-min", type=float, default=None, help="final learning rate of the cosine (default 1e-5)")
+    trainer.add_argument("--stages", type=int, default=1, help="most stages, each kept only if it improves (default 1)")
+    trainer.add_argument("--spec", default="256,256,ccat,256,256,ccat,256", help="per-camera layers (ModelConfig.spec)")
+    trainer.add_argument("--pose-head", type=int, nargs="+", default=[256, 128],
+                         help="pose head widths (default 256 128)")
+    trainer.add_argument("--kind", choices=["equivariant", "flat"], default="equivariant", help="(default equivariant)")
+    trainer.add_argument("--num-cameras", type=int, default=None, help="a flat model's camera count")
+    trainer.add_argument("--inputs", nargs="+", default=list(DEFAULT_INPUTS), metavar="NAME",
+                         help=f"input parts, from {' '.join(n for n in INPUT_NAMES if n != 'bones')} "
+                              f"(default {' '.join(DEFAULT_INPUTS)})")
+    trainer.add_argument("--bone-input", action="store_true", help="give the model the reference bone lengths")
+    trainer.add_argument("--loss", nargs="+", default=["fwd=1"], metavar="NAME=W",
+                         help="loss weights, names fwd objective teacher bone (default fwd=1)")
+    trainer.add_argument("--select", choices=["fwd", "objective"], default="fwd",
+                         help="validation criterion choosing epochs and stages (default fwd; never 3D)")
+    trainer.add_argument("--cameras", type=int, nargs=2, default=[2, 6], metavar=("MIN", "MAX"),
+                         help="camera-subset sizes per example (default 2 6)")
+    trainer.add_argument("--val-frames", type=int, default=500,
+                         help="frames held out from the end of each file (default 500)")
+    trainer.add_argument("--seed", type=int, default=0)
+    trainer.add_argument("--threads", type=int, default=0, help="torch and solver threads (default: one per core)")
+    trainer.add_argument("--no-resume", action="store_true", help="start over instead of continuing OUT/checkpoint.pt")
+    trainer.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "selfcheck":
         return 1 if selfcheck(args.seed) else 0
@@ -500,6 +613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return evaluate_command(args, parser)
     if args.command == "solve":
         return solve_command(args, parser)
+    if args.command == "train":
+        return train_command(args, parser)
     if args.command == "evaluate-capture":
         args.argv = list(sys.argv[1:] if argv is None else argv)
         return evaluate_capture_command(args, parser)
