@@ -254,13 +254,15 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         values = dict(
             train_files=tuple(args.data), val_frames=args.val_frames, camera_min=args.cameras[0],
             camera_max=args.cameras[1], batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
-            epochs=args.epochs, examples_per_epoch=args.examples_per_epoch, max_stages=args.stages, kind=args.kind,
+            kind=args.kind,
             spec=args.spec, pose_head=tuple(args.pose_head), inputs=tuple(args.inputs), num_cameras=args.num_cameras,
             bone_input=args.bone_input, loss=_loss_weights(args.loss), select=args.select, seed=args.seed,
             threads=args.threads,
         )
-        if args.lr_min is not None:
-            values["lr_min"] = args.lr_min
+        for field, given in (("lr_min", args.lr_min), ("epochs", args.epochs),
+                             ("examples_per_epoch", args.examples_per_epoch), ("max_stages", args.stages)):
+            if given is not None:  # otherwise TrainConfig's default: the recipe lives there only
+                values[field] = given
         try:
             config = TrainConfig(**values)
         except ValueError as error:  # name the option, not the field
@@ -557,14 +559,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer.add_argument("data", nargs="+", metavar="DATA.h5", help="training dataset files (make-dataset)")
     trainer.add_argument("--out", required=True,
                          help="folder for stage2.safetensors, log.csv, curves.png, checkpoint.pt")
-    trainer.add_argument("--epochs", type=int, default=20, help="epochs per stage (default 20)")
-    trainer.add_argument("--examples-per-epoch", type=int, default=40_000, help="examples per epoch (default 40000)")
+    trainer.add_argument("--epochs", type=int, default=None, help="epochs per stage (default: TrainConfig's)")
+    trainer.add_argument("--examples-per-epoch", type=int, default=None,
+                         help="examples per epoch (default: TrainConfig's)")
     trainer.add_argument("--batch-size", type=int, default=256, help="examples per batch (default 256)")
     trainer.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     trainer.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
                          help="per-stage schedule (default cosine)")
     trainer.add_argument("--lr-min", type=float, default=None, help="final learning rate of the cosine (default 1e-5)")
-    trainer.add_argument("--stages", type=int, default=1, help="most stages, each kept only if it improves (default 1)")
+    trainer.add_argument("--stages", type=int, default=None,
+                         help="most stages, each kept only if it improves (default: TrainConfig's)")
     trainer.add_argument("--spec", default="256,256,ccat,256,256,ccat,256", help="per-camera layers (ModelConfig.spec)")
     trainer.add_argument("--pose-head", type=int, nargs="+", default=[256, 128],
                          help="pose head widths (default 256 128)")

@@ -119,9 +119,9 @@ class TrainConfig:
     lr: float = 1e-3
     lr_schedule: str = "cosine"
     lr_min: float = 1e-5
-    epochs: int = 20
-    examples_per_epoch: int = 40_000
-    max_stages: int = 1
+    epochs: int = 24
+    examples_per_epoch: int = 50_000
+    max_stages: int = 2
     kind: str = "equivariant"
     spec: str = "256,256,ccat,256,256,ccat,256"
     pose_head: tuple[int, ...] = (256, 128)
