@@ -14,8 +14,9 @@ How it is arranged for speed, without changing what is computed:
   wherever it sits in a product of one fixed shape, but not across shapes (OpenBLAS picks its
   kernels, and so its summation order, by the matrix sizes), so fixed blocks make a frame's result
   the same bits alone and in any batch, as the refiner's are. Rows that are one per frame (the
-  shared inputs, the ccat statistics, the pose head, a flat model) go one matrix-vector product
-  each, the same call alone or in a batch;
+  shared inputs, the ccat statistics, the pose head, a flat model) go through the same blocks;
+  numpy's BLAS runs on one thread meanwhile (threadpoolctl): products this small lose many times
+  over to a threaded BLAS's hand-offs on a busy machine, and a batch is split over threads here;
 - the first layer's input ``[shared | camera]`` is never built: the shared part goes through its
   columns of the weight once per frame (B rows, not B C) and is added to every camera's row, and
   a dense layer right after ``"ccat"`` does the same with the mean and standard deviation over
@@ -105,10 +106,8 @@ def _matmul(rows: NDArray, weight: NDArray) -> NDArray:
 
 
 def _matmul_frames(rows: NDArray, weight: NDArray) -> NDArray:
-    """rows (B, I) @ weight (I, O) -> (B, O) for rows that are one per frame: one product per row
-    (a matrix-vector product, as fast for one row as a block and as fast per row in a batch),
-    the same call alone or in a batch."""
-    return np.matmul(rows[:, None, :], weight)[:, 0, :]
+    """rows (B, I) @ weight (I, O) -> (B, O) for rows that are one per frame: as :func:`_matmul`."""
+    return _matmul(np.ascontiguousarray(rows), weight)
 
 
 def _context_stats(rows: NDArray) -> tuple[NDArray, NDArray]:
@@ -309,8 +308,15 @@ class Stage2Network:
         arrays = self._arrays_of(compute)
         B = mixtures.shape[0]
         threads = min(int(_core.get_num_threads()), B // FRAMES_PER_THREAD)
-        if threads <= 1 or count == 0:
-            return self._run(mixtures, x, bones, count, arrays, compute)
+        with _one_blas_thread():
+            if threads <= 1 or count == 0:
+                return self._run(mixtures, x, bones, count, arrays, compute)
+            return self._run_on_threads(mixtures, x, bones, count, arrays, compute, threads)
+
+    def _run_on_threads(self, mixtures: F64, x: F64, bones: F64 | None, count: int,
+                        arrays: tuple[_StageArrays, ...], compute: type, threads: int) -> list[F64]:
+        """:meth:`_run` on ``threads`` contiguous parts of the batch, side by side."""
+        B = mixtures.shape[0]
         # frames are independent and their bits do not depend on their batch (fixed BLAS blocks),
         # so contiguous parts on threads give the same result; numpy releases the GIL in the work
         edges = np.linspace(0, B, threads + 1).astype(int)
@@ -494,6 +500,20 @@ def _float64(value: Any, name: str) -> F64:
     if array.dtype.kind not in "fiu":
         raise ValueError(f"{name}: expected a real numeric array, got dtype {array.dtype}")
     return np.ascontiguousarray(array, dtype=np.float64)
+
+
+_BLAS: list[Any] = []  # the ThreadpoolController, made on first use (after numpy has loaded its BLAS)
+
+
+def _one_blas_thread():
+    """A context in which numpy's BLAS runs on one thread. The dense layers are many small
+    products (blocks of :data:`BLOCK_ROWS` rows) that a threaded BLAS slows down many times over on
+    a busy machine; batches are spread over threads by :meth:`Stage2Network.forward` instead."""
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
 _CACHE: dict[tuple[str, int, int], Stage2Network] = {}
