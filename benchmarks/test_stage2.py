@@ -1,9 +1,9 @@
 """Benchmarks of stage 2 (``method="metapose"``, numpy inference) next to the iterative refiner.
 
-The model is a random-weight network of the default :class:`~metapose_geom.stage2.ModelConfig`
-(one stage, spec ``256,256,ccat,256,256,ccat,256``, pose head 256, 128: the shape the shipped
-weights will have), written to a temporary ``.safetensors`` file; inference time does not depend
-on the weights' values. Frames are synthetic (``synth.make_scenes``, C = 4, J = 17, K = 4, with
+The model is the shipped one (``metapose_geom/weights/default.safetensors``, what
+``method="metapose"`` runs without options); where none is shipped, a random-weight network of the
+default :class:`~metapose_geom.stage2.ModelConfig` written to a temporary ``.safetensors`` file
+(inference time does not depend on the weights' values). Frames are synthetic (``synth.make_scenes``, C = 4, J = 17, K = 4, with
 monocular guesses, so both methods start from stage 1).
 
 * group ``"stage2 one frame C=4"`` (core on 1 thread): ``solve(views, method=...)`` for
@@ -83,8 +83,17 @@ def raw_inputs(frames: list, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory, frames, starts) -> tuple[Path, ModelConfig, dict[str, np.ndarray]]:
-    """The random model, its normalisation buffers set to the frames' input statistics (as
-    training sets them), so every layer works in its usual range."""
+    """The shipped model; without one, a random model whose normalisation buffers are set to the
+    frames' input statistics (as training sets them), so every layer works in its usual range."""
+    from metapose_geom.stage2.forward import MissingWeightsError
+    from metapose_geom.stage2.weights import load_weights
+
+    try:
+        path = Path(Stage2Network.load().source)
+    except MissingWeightsError:
+        pass
+    else:
+        return (path, *load_weights(path))
     config = ModelConfig()
     tensors = random_tensors(config)
     for part, rows in zip(("shared", "camera"), raw_inputs(frames, starts)):
