@@ -371,6 +371,19 @@ class _StageStep(torch.nn.Module):
         return self.model.step(index, mixtures, x, bones)
 
 
+def _data_parallel(model: Stage2Model) -> torch.nn.Module:
+    """The DistributedDataParallel wrapper of ``model.step``: it reduces the gradients of the trained
+    stage (the others require none). Buffers (the standardisation) are synced when it is built and
+    never again: they change only between stages, when a new wrapper is built."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    keyword = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+               else "broadcast_buffers")  # torch >= 2.13 renamed it
+    return DistributedDataParallel(_StageStep(model), **{keyword: False})
+
+
 def _reduce_sum(values: Sequence[float]) -> list[float]:
     """The sums of ``values`` over the ranks (float64), rank 0's result on every rank."""
     import torch.distributed as dist
@@ -671,9 +684,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True
             parameters = trainer.freeze(index)
             if state["optimizer"] is None:  # a new stage
                 trainer.standardise(index)
-            step = None
-            if ranks.world > 1:  # reduces the trained stage's gradients (the others require none)
-                step = torch.nn.parallel.DistributedDataParallel(_StageStep(model), broadcast_buffers=False)
+            step = _data_parallel(model) if ranks.world > 1 else None
             optimizer = torch.optim.Adam(parameters, lr=config.lr)
             scheduler = _lr_scheduler(optimizer, config, config.epochs * batches)
             if state["optimizer"] is not None:
