@@ -276,7 +276,82 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     except (ValueError, OSError) as error:
         print(f"{prog}: {_one_line(error)}", file=sys.stderr)
         return 2
-    print(f"{prog}: wrote {weights} (log {Path(args.out) / 'log.csv'}, curves {Path(args.out) / 'curves.png'})")
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        print(f"{prog}: wrote {weights} (log {Path(args.out) / 'log.csv'}, curves {Path(args.out) / 'curves.png'})")
+    return 0
+
+
+def _solver_options(items: Sequence[str] | None) -> dict | None:
+    """``--options``: one JSON object, or ``NAME=VALUE`` items (a value is read as JSON when it
+    parses, else kept as a string: ``steps=50 init=random weights=model.safetensors``); ValueError
+    naming --options."""
+    import json
+
+    if not items:
+        return None
+    if len(items) == 1 and items[0].lstrip().startswith("{"):
+        try:
+            values = json.loads(items[0])
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--options: not a JSON object ({error.msg} at column {error.colno})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"--options: expected a JSON object, got {items[0]!r}")
+        return values
+    values = {}
+    for item in items:
+        name, equals, text = item.partition("=")
+        if not equals or not name.strip():
+            raise ValueError(f"--options: expected NAME=VALUE items (steps=50 init=random) or one JSON object, "
+                             f"got {item!r}")
+        try:
+            values[name.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            values[name.strip()] = text
+    return values
+
+
+def solve_dataset_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``solve-dataset``: every frame of a dataset file on a Dask cluster (:mod:`metapose_geom.distributed`)
+    into a solution file, resumably.
+
+    User errors (dask missing, an option out of range, a missing input, bad options, an output of
+    another run): one line on stderr, exit code 2."""
+    prog = "metapose-geom solve-dataset"
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        print(f'{prog}: solving on a cluster needs dask.distributed; pip install "metapose-geom[dask]"',
+              file=sys.stderr)
+        return 2
+    from .distributed import solve_dataset
+
+    try:
+        problem = _out_of_range(args, (("workers", 1, MAX_CLI_THREADS), ("chunk", 1, None),
+                                       ("threads", 0, MAX_CLI_THREADS), ("retries", 0, 100)))
+        if problem:
+            raise ValueError(problem)
+        if args.scheduler is not None and args.workers is not None:
+            raise ValueError("--workers: a running cluster (--scheduler) has its own workers; give one or the other")
+        source = Path(args.input)
+        if not source.is_file():
+            raise ValueError(f"{source}: {'a folder, not a dataset file' if source.is_dir() else 'no such file'}")
+        if Path(args.out).resolve() == source.resolve():
+            raise ValueError(f"--out: {args.out} is the input; give another file")
+        if Path(args.out).is_dir():
+            raise ValueError(f"--out {args.out}: a folder; give a file name such as solutions.h5")
+        options = _solver_options(args.options)
+        report = solve_dataset(source, args.out, method=args.method, options=options, scheduler=args.scheduler,
+                               workers=args.workers, chunk=args.chunk, solver_threads=args.threads,
+                               retries=args.retries, progress=not args.no_progress)
+    except (ValueError, OSError) as error:
+        print(f"{prog}: {_one_line(error)}", file=sys.stderr)
+        return 2
+    before = report.frames - report.solved
+    resumed = f" ({before} committed before, resumed)" if before else ""
+    print(f"{prog}: {report.out}: {report.frames} frames by {args.method}, {report.solved} solved in "
+          f"{report.seconds:.1f} s{resumed}")
     return 0
 
 
@@ -535,6 +610,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     guesses.add_argument("--no-mono3d", action="store_true", help=".npz: ignore monocular 3D guesses")
     solve.add_argument("--threads", type=int, default=0, help="solver threads (default: one per core)")
     solve.add_argument("--no-progress", action="store_true", help="no progress bar")
+    stacked_methods = [name for name in method_names() if lookup(name).stacked]
+    solve_data = commands.add_parser(
+        "solve-dataset", help="every frame of a dataset file on a Dask cluster (a local one by default) into a "
+                              "solution file; resumes if interrupted",
+    )
+    solve_data.add_argument("input", metavar="IN.h5", help="a dataset file (make-dataset, or your own)")
+    solve_data.add_argument("--out", required=True, metavar="OUT.h5",
+                            help="the solution file (keys and METHOD_pose3d, _x, _objective, ...)")
+    solve_data.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                            help="a running Dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
+    solve_data.add_argument("--workers", type=int, default=None,
+                            help="local cluster: worker processes of one thread (default: one per core)")
+    solve_data.add_argument("--method", default="ir", choices=stacked_methods,
+                            help=f"solver method, from {' '.join(stacked_methods)} (default ir)")
+    solve_data.add_argument("--options", nargs="+", default=None, metavar="NAME=VALUE",
+                            help="the method's options: NAME=VALUE items (steps=50 weights=model.safetensors) or "
+                                 "one JSON object")
+    solve_data.add_argument("--chunk", type=int, default=1024, help="frames per task and per commit (default 1024)")
+    solve_data.add_argument("--threads", type=int, default=1,
+                            help="solver threads per task (default 1: a worker is one core)")
+    solve_data.add_argument("--retries", type=int, default=3, help="times a failing task is run again (default 3)")
+    solve_data.add_argument("--no-progress", action="store_true", help="no progress bar")
     from .evaluation.capture import CAPTURE_METHODS
 
     capture_methods = [method.label for method in CAPTURE_METHODS]
@@ -619,6 +716,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return solve_command(args, parser)
     if args.command == "train":
         return train_command(args, parser)
+    if args.command == "solve-dataset":
+        return solve_dataset_command(args, parser)
     if args.command == "evaluate-capture":
         args.argv = list(sys.argv[1:] if argv is None else argv)
         return evaluate_capture_command(args, parser)

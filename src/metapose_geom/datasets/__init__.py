@@ -6,6 +6,7 @@ module                 what it holds
 :mod:`.schema`         the fields (shapes, dtypes, units), the format version, file checks
 :mod:`.hdf5`           :class:`DatasetWriter` (commits chunk by chunk), :class:`DatasetReader`
 :mod:`.files`          who holds a file, whether it can be written, setting a damaged one aside
+:mod:`.solutions`      solution files: a method's results per frame of a dataset (``solve-dataset``)
 :mod:`.scenes`         a synthetic Scene to one frame's fields and back
 :mod:`.synthetic`      the synthetic build: :func:`make_datasets`, :func:`build_synthetic_dataset`
 =====================  ===================================================================

@@ -22,6 +22,18 @@ The loss of a batch is ``sum_name weight[name] * term[name]`` over (each a mean 
 - ``bone``: ``|| l / mean(l) - l_ref / mean(l_ref) ||`` of the output pose's bone lengths against
   the skeleton's rest pose.
 
+Several processes (``torchrun --nproc_per_node=N``, on one machine or several): the trainer joins
+the process group torchrun describes (``WORLD_SIZE`` > 1; gloo for the CPU tensors it trains on,
+with nccl beside it for CUDA tensors where there are GPUs), wraps the trained stage in
+:class:`~torch.nn.parallel.DistributedDataParallel` and splits every batch: each rank takes its
+slice of the *same* global batch (the examples of :func:`~metapose_geom.nn.train_data.epoch_plan`,
+cut in ``N`` nearly equal consecutive parts) and scales its loss by its share, so the averaged
+gradient is the one-process gradient of the whole batch and the weights equal one process's to
+float rounding. Rank 0 measures each stage's input standardisation and broadcasts it; every rank
+validates its slice of each held-out batch and the sums are reduced, then rank 0's value is
+broadcast, so every rank takes the same decisions. Only rank 0 writes files; a checkpoint resumes
+under any process count. One process (no torchrun) runs exactly the code it always ran.
+
 Files written into ``out``: ``checkpoint.pt`` after every epoch (atomically: everything needed to
 continue bit for bit), ``log.csv`` (one row per epoch), ``curves.png`` and the best weights,
 ``stage2.safetensors`` + ``stage2.json`` (:func:`metapose_geom.stage2.weights.save_weights`), with
@@ -57,7 +69,7 @@ from .train_data import (
     standardisation_plan, validation_plan,
 )
 
-__all__ = ["LOSS_NAMES", "SELECT_CHOICES", "TrainConfig", "Trainer", "loss_terms", "train"]
+__all__ = ["LOSS_NAMES", "SELECT_CHOICES", "Ranks", "TrainConfig", "Trainer", "loss_terms", "train"]
 
 LOSS_NAMES = ("fwd", "objective", "teacher", "bone")
 SELECT_CHOICES = ("fwd", "objective")
@@ -278,11 +290,12 @@ def loss_terms(x: Tensor, mixtures: Tensor, labels: Tensor, weights: Mapping[str
 
 
 @contextlib.contextmanager
-def _torch_settings(threads: int) -> Iterator[int]:
-    """Fixed thread counts (torch and the core) and deterministic algorithms, restored afterwards."""
+def _torch_settings(threads: int, local_processes: int = 1) -> Iterator[int]:
+    """Fixed thread counts (torch and the core) and deterministic algorithms, restored afterwards.
+    ``threads`` 0 is one per core, shared among the ``local_processes`` of this machine."""
     from .. import geometry
 
-    count = threads or os.cpu_count() or 1
+    count = threads or max(1, (os.cpu_count() or 1) // local_processes)
     before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), geometry.get_num_threads())
     torch.set_num_threads(count)
     torch.use_deterministic_algorithms(True)
@@ -295,12 +308,101 @@ def _torch_settings(threads: int) -> Iterator[int]:
         geometry.set_num_threads(before[2])
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place among the training processes: ``rank`` of ``world``, ``local`` of them
+    on this machine. One process is ``Ranks(0, 1, 1)``."""
+
+    rank: int = 0
+    world: int = 1
+    local: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one that writes files and shows progress."""
+        return self.rank == 0
+
+    def share(self, count: int) -> tuple[int, int]:
+        """This rank's rows ``[start, stop)`` of ``count``: consecutive parts, sizes differing by at most 1."""
+        base, extra = divmod(count, self.world)
+        start = self.rank * base + min(self.rank, extra)
+        return start, start + base + (self.rank < extra)
+
+    def slice(self, plan: BatchPlan) -> BatchPlan:
+        """This rank's part of a global batch."""
+        start, stop = self.share(len(plan))
+        return BatchPlan(plan.file[start:stop], plan.frame[start:stop], plan.cameras[start:stop])
+
+
+def _launched_ranks() -> Ranks:
+    """The ranks torchrun (``torch.distributed.run``) describes in the environment; one process without it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Ranks()
+    return Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+
+
+@contextlib.contextmanager
+def _process_group(ranks: Ranks) -> Iterator[None]:
+    """Join torchrun's process group (when there are several processes and none is joined yet) and
+    leave it afterwards: gloo, with nccl for CUDA tensors where CUDA is."""
+    import torch.distributed as dist
+
+    joined = ranks.world > 1 and not dist.is_initialized()
+    if joined:
+        gpus = torch.cuda.is_available() and dist.is_nccl_available()
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if gpus else "gloo")
+    try:
+        yield
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
+class _StageStep(torch.nn.Module):
+    """``model.step`` as a module's forward, so DistributedDataParallel can wrap it (it reduces the
+    gradients of the parameters that require them: the trained stage's)."""
+
+    def __init__(self, model: Stage2Model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, index: int, mixtures: Tensor, x: Tensor, bones: Tensor | None) -> Tensor:
+        return self.model.step(index, mixtures, x, bones)
+
+
+def _data_parallel(model: Stage2Model) -> torch.nn.Module:
+    """The DistributedDataParallel wrapper of ``model.step``: it reduces the gradients of the trained
+    stage (the others require none). Buffers (the standardisation) are synced when it is built and
+    never again: they change only between stages, when a new wrapper is built."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    keyword = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+               else "broadcast_buffers")  # torch >= 2.13 renamed it
+    return DistributedDataParallel(_StageStep(model), **{keyword: False})
+
+
+def _reduce_sum(values: Sequence[float]) -> list[float]:
+    """The sums of ``values`` over the ranks (float64), rank 0's result on every rank."""
+    import torch.distributed as dist
+
+    tensor = torch.tensor(list(values), dtype=torch.float64)
+    dist.all_reduce(tensor)
+    dist.broadcast(tensor, 0)
+    return tensor.tolist()
+
+
 class Trainer:
     """The pieces of :func:`train`, usable one by one (tests, experiments): the data in memory,
-    the model, the examples, the losses of a batch, the standardisation and the validation."""
+    the model, the examples, the losses of a batch, the standardisation and the validation.
+    ``ranks`` (several processes, :class:`Ranks`): validation on this rank's slices, the
+    standardisation measured on rank 0 and broadcast."""
 
-    def __init__(self, config: TrainConfig, data: TrainingData | None = None) -> None:
+    def __init__(self, config: TrainConfig, data: TrainingData | None = None, ranks: Ranks | None = None) -> None:
         self.config = config
+        self.ranks = ranks if ranks is not None else Ranks()
         self.data = data if data is not None else load_training_data(config.train_files, config.val_frames,
                                                                      config.camera_min)
         bones, reference = self.data.bones()
@@ -331,6 +433,8 @@ class Trainer:
         """The held-out examples' batches (made once)."""
         if self._validation is None:
             plans = validation_plan(self.data, **self._plan_options())
+            if self.ranks.world > 1:  # this rank's slice of each (some may be empty)
+                plans = [part for part in map(self.ranks.slice, plans) if len(part)]
             self._validation = [make_batch(self.data, plan) for plan in plans]
         return self._validation
 
@@ -349,10 +453,12 @@ class Trainer:
                 x = self.model.step(earlier, mixtures, x, self._bones_input(x.shape[0]))
         return x.detach()
 
-    def batch_terms(self, index: int, batch: Batch) -> dict[str, Tensor]:
-        """Mean loss terms of stage ``index``'s output on ``batch`` (differentiable in that stage)."""
+    def batch_terms(self, index: int, batch: Batch, step: torch.nn.Module | None = None) -> dict[str, Tensor]:
+        """Mean loss terms of stage ``index``'s output on ``batch`` (differentiable in that stage);
+        ``step`` runs the stage instead of ``model.step`` (the DistributedDataParallel wrapper)."""
         mixtures, x0, labels = _batch_tensors(batch, torch.float32)
-        x = self.model.step(index, mixtures, self.start(index, mixtures, x0), self._bones_input(x0.shape[0]))
+        run = self.model.step if step is None else step
+        x = run(index, mixtures, self.start(index, mixtures, x0), self._bones_input(x0.shape[0]))
         teacher = None
         if self.config.loss["teacher"] > 0:
             teacher = torch.as_tensor(self.teacher.solutions(self.data, batch)).to(torch.float32)
@@ -388,14 +494,22 @@ class Trainer:
         return np.concatenate(shared_rows), np.concatenate(camera_rows)
 
     def standardise(self, index: int) -> None:
-        """Set stage ``index``'s input mean and standard deviation (floored at 1e-6) from training examples."""
-        shared, camera = self.stage_inputs_sample(index)
+        """Set stage ``index``'s input mean and standard deviation (floored at 1e-6) from training
+        examples (several processes: measured on rank 0, broadcast to the others)."""
         stage = self.model.stages[index]
-        for rows, mean_name, std_name in ((shared, "shared_mean", "shared_std"), (camera, "camera_mean", "camera_std")):
-            mean = rows.mean(axis=0) if rows.shape[1] else np.zeros(0)
-            std = np.maximum(rows.std(axis=0), STD_FLOOR) if rows.shape[1] else np.ones(0)
-            getattr(stage, mean_name).copy_(torch.as_tensor(mean))
-            getattr(stage, std_name).copy_(torch.as_tensor(std))
+        names = ("shared_mean", "shared_std", "camera_mean", "camera_std")
+        if self.ranks.main:
+            shared, camera = self.stage_inputs_sample(index)
+            for rows, mean_name, std_name in ((shared, names[0], names[1]), (camera, names[2], names[3])):
+                mean = rows.mean(axis=0) if rows.shape[1] else np.zeros(0)
+                std = np.maximum(rows.std(axis=0), STD_FLOOR) if rows.shape[1] else np.ones(0)
+                getattr(stage, mean_name).copy_(torch.as_tensor(mean))
+                getattr(stage, std_name).copy_(torch.as_tensor(std))
+        if self.ranks.world > 1:
+            import torch.distributed as dist
+
+            for name in names:
+                dist.broadcast(getattr(stage, name), 0)
 
     # ------------------------------------------------------------------ validation
 
@@ -418,6 +532,11 @@ class Trainer:
                 if batch.pose3d is not None:
                     pose = layout.unpack(x.double().numpy(), batch.plan.num_cameras, self.data.num_joints).pose
                     errors.append(pmpjpe(pose, batch.pose3d))
+        if self.ranks.world > 1:  # the sums over every rank's slices, rank 0's on every rank
+            measured = sum(len(e) for e in errors)
+            total, count, error_sum, measured = _reduce_sum(
+                [total, count, float(np.concatenate(errors).sum()) if errors else 0.0, measured])
+            return total / count, error_sum / measured if measured == count else math.nan
         error = float(np.concatenate(errors).mean()) if errors and sum(len(e) for e in errors) == count else math.nan
         return total / count, error
 
@@ -523,16 +642,29 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True
     With ``resume`` an existing OUT/checkpoint.pt (of the same config and data; ValueError
     otherwise) is continued, and the result equals, bit for bit, a run that never stopped (at the
     same thread count). ``resume=False`` starts over and replaces it.
+
+    Under ``torchrun --nproc_per_node=N`` (``WORLD_SIZE`` > 1) the N processes train together
+    (DistributedDataParallel, each on its slice of every global batch; see the module's
+    docstring): the weights equal one process's to float rounding, only rank 0 writes, and a
+    checkpoint of any process count resumes. Every batch must give each process an example:
+    ValueError when ``batch_size``, or the last batch of an epoch, is smaller than N.
     """
     from tqdm.auto import tqdm
 
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config: expected a TrainConfig, got {type(config).__name__}")
+    ranks = _launched_ranks()
+    last = config.examples_per_epoch % config.batch_size
+    if ranks.world > 1 and (config.batch_size < ranks.world or 0 < last < ranks.world):
+        what = (f"batch_size: {config.batch_size}" if config.batch_size < ranks.world else
+                f"examples_per_epoch: {config.examples_per_epoch} leaves a last batch of {last}")
+        raise ValueError(f"{what} examples cannot be split among {ranks.world} processes (each needs one)")
+    progress = progress and ranks.main
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / CHECKPOINT_NAME
-    with _torch_settings(config.threads):
-        trainer = Trainer(config)
+    with _process_group(ranks), _torch_settings(config.threads, ranks.local):
+        trainer = Trainer(config, ranks=ranks)
         model = trainer.model
         state: dict[str, Any] = {"stage": 0, "epoch": 0, "kept": 0, "kept_epochs": [], "rows": [],
                                  "best_criterion": math.inf, "s1_criterion": math.inf, "stage_best": math.inf,
@@ -552,6 +684,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True
             parameters = trainer.freeze(index)
             if state["optimizer"] is None:  # a new stage
                 trainer.standardise(index)
+            step = _data_parallel(model) if ranks.world > 1 else None
             optimizer = torch.optim.Adam(parameters, lr=config.lr)
             scheduler = _lr_scheduler(optimizer, config, config.epochs * batches)
             if state["optimizer"] is not None:
@@ -566,20 +699,27 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True
                 seen = 0
                 lr = optimizer.param_groups[0]["lr"]
                 for plan in trainer.epoch_plan(index * config.epochs + epoch):
-                    batch = make_batch(trainer.data, plan)
-                    terms = trainer.batch_terms(index, batch)
+                    local = plan if ranks.world == 1 else ranks.slice(plan)
+                    batch = make_batch(trainer.data, local)
+                    terms = trainer.batch_terms(index, batch, step)
                     loss = trainer.total_loss(terms)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    if ranks.world == 1:
+                        loss.backward()
+                    else:  # DDP averages over ranks: weigh this slice's mean by its share of the batch
+                        (loss * (len(local) * ranks.world / len(plan))).backward()
                     optimizer.step()
                     scheduler.step()
-                    size = len(plan)
+                    size = len(local)
                     seen += size
                     sums["total"] += loss.item() * size
                     for name, value in terms.items():
                         sums[name] += value.item() * size
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
+                if ranks.world > 1:  # the epoch's loss sums over every rank's examples
+                    seen, *totals = _reduce_sum([seen, *sums.values()])
+                    sums = dict(zip(sums, totals))
                 model.eval()
                 criterion, error = trainer.validate(index + 1)
                 row = {"stage": index, "epoch": epoch, **{f"loss_{k}": v / seen for k, v in sums.items()},
@@ -592,18 +732,23 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, progress: bool = True
                 if criterion < state["stage_best"]:
                     state.update(stage_best=criterion, stage_best_epoch=epoch,
                                  stage_best_state=_clone_state(model.stages[index]))
-                    if criterion < state["best_criterion"]:
+                    if criterion < state["best_criterion"] and ranks.main:
                         _save_best(out, trainer, index + 1, dict(state, best_criterion=criterion,
                                                                  kept_epochs=[*state["kept_epochs"], epoch]))
                 state.update(epoch=epoch + 1, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
                 if epoch + 1 == config.epochs:
                     _finish_stage(state, model, config)
-                _atomic_write(checkpoint, _checkpoint_bytes(config, trainer, state))
-                _write_log(out, state["rows"])
-                _plot(out, state["rows"], config.select)
+                if ranks.main:
+                    _atomic_write(checkpoint, _checkpoint_bytes(config, trainer, state))
+                    _write_log(out, state["rows"])
+                    _plot(out, state["rows"], config.select)
                 bar.set_postfix(val=f"{criterion:.4g}", pmpjpe=f"{error:.1f}")
             bar.close()
-        weights = _save_best(out, trainer, state["kept"], state)
+        weights = _save_best(out, trainer, state["kept"], state) if ranks.main else out / WEIGHTS_NAME
+        if ranks.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()  # the weights are written before any rank returns their path
         if state["kept"] == 0 and progress:
             print(f"stage 2: no stage improved on S1's validation {config.select} ({state['s1_criterion']:.4g}); "
                   f"{weights} holds no stages")
