@@ -34,8 +34,8 @@ def test_demo_writes_table_and_figure(tmp_path, capsys):
     for line in table.splitlines()[2:]:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         rows[cells[0]] = [float(value) for value in cells[1:]]
-    assert set(rows) == {"S1", "S1+IR"}
-    assert rows["S1+IR"][0] < rows["S1"][0]  # PMPJPE
+    assert set(rows) == {"S1", "S1+IR", "S1+S2"}
+    assert rows["S1+IR"][0] < rows["S1"][0] and rows["S1+S2"][0] < rows["S1"][0]  # PMPJPE
     assert all(0 <= row[2] <= 100 for row in rows.values())  # PCK in percent
     assert re.search(r"\| S1\+IR +\|", output)
 

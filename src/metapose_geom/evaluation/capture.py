@@ -63,6 +63,10 @@ CAPTURE_METHODS: tuple[CaptureMethod, ...] = (
                   view_options={"repair_swaps": False}),
     CaptureMethod("s1+ir no-mirror", "S1+IR without the 0.1-weight component on each keypoint's mirror joint",
                   view_options={"mirror_weight": 0.0}),
+    CaptureMethod("s1+s2", "stage 1, then the shipped stage-2 network (trained on synthetic heatmap mixtures)",
+                  method="metapose"),
+    CaptureMethod("s1+s2+ir", "stage 1, the stage-2 network, then 20 steps of the refiner", method="metapose",
+                  options={"ir_steps": 20}),
 )
 
 
