@@ -56,22 +56,31 @@ def test_the_recipe_in_the_notes_is_the_documented_one(shipped):
 
 
 @pytest.fixture(scope="module")
-def scenes():
-    return {count: synth.make_scenes(120, num_cameras=count, seed=4242) for count in (2, 3, 4, 8)}
+def rigs():
+    """Frames as the default test set has them (four-camera rigs, seen by their first k cameras),
+    from a seed no training file used, and eight-camera rigs."""
+    return {4: synth.make_scenes(150, num_cameras=4, seed=4242), 8: synth.make_scenes(100, num_cameras=8, seed=4243)}
 
 
-def _mean_pmpjpe(scenes, method):
-    solutions = mg.solve_batch([scene.views() for scene in scenes], method=method, progress=False)
+def _first(scene, count):
+    views = scene.views()
+    return mg.Views(views.mixtures[:count], views.mono3d[:count], views.boxes[:count], views.camera_names[:count],
+                    views.skeleton)
+
+
+def _mean_pmpjpe(scenes, count, method):
+    solutions = mg.solve_batch([_first(scene, count) for scene in scenes], method=method, progress=False)
     return float(np.mean([mg.metrics.pmpjpe(s.pose3d, scene.pose3d) for s, scene in zip(solutions, scenes)]))
 
 
 @pytest.mark.parametrize("count", [2, 3, 4])
-def test_s1_s2_beats_s1_ir(scenes, count):
-    """The paper's claim, on frames the network never saw (another seed than the train files')."""
-    s1, ir, s2 = (_mean_pmpjpe(scenes[count], method) for method in ("s1", "ir", "metapose"))
-    assert s2 < ir and s2 < s1, (count, s1, ir, s2)
+def test_s1_s2_beats_s1_ir(rigs, count):
+    """The paper's claim, on frames the network never saw, by at least 1 mm (on the 1000-frame test
+    set the margins are 8.4, 4.4 and 2.8 mm)."""
+    s1, ir, s2 = (_mean_pmpjpe(rigs[4], count, method) for method in ("s1", "ir", "metapose"))
+    assert s2 < ir - 1.0 and ir < s1, (count, s1, ir, s2)
 
 
-def test_one_set_of_weights_serves_eight_cameras(scenes):
-    """Trained on 2 to 6 cameras, it still improves on stage 1 at 8."""
-    assert _mean_pmpjpe(scenes[8], "metapose") < _mean_pmpjpe(scenes[8], "s1")
+def test_one_set_of_weights_serves_eight_cameras(rigs):
+    """Trained on 2 to 6 cameras, it still improves much on stage 1 at 8 (IR is better there)."""
+    assert _mean_pmpjpe(rigs[8], 8, "metapose") < 0.7 * _mean_pmpjpe(rigs[8], 8, "s1")

@@ -26,7 +26,7 @@ from metapose_geom.nn.model import stage_inputs
 from metapose_geom.nn.train import (
     CHECKPOINT_NAME, WEIGHTS_NAME, TrainConfig, Trainer, loss_terms, reprojection_mse, teacher_distance, train,
 )
-from metapose_geom.nn.train_data import make_batch, standardisation_plan
+from metapose_geom.nn.train_data import epoch_plan, load_training_data, make_batch, standardisation_plan
 from metapose_geom.solver.options import RefineOptions
 from metapose_geom.stage2.weights import load_weights
 
@@ -128,6 +128,22 @@ def test_an_epochs_examples_depend_on_the_seed_and_the_epoch_only(files):
     assert key(first, 3) == key(first, 3) == key(other_recipe, 3)
     assert key(first, 3) != key(first, 4)
     assert key(first, 3) != key(Trainer(tiny(files, seed=6)), 3)
+
+
+def test_held_out_poses_are_never_trained_on_in_any_file(tmp_path):
+    """make-dataset files of several camera counts share their poses by frame index; files of other
+    lengths hold out the same indices, so no held-out pose is trained on through a longer file."""
+    short = make_datasets(tmp_path / "short", train_frames=50, test_frames=0, cameras=(2,), seed=3, progress=False)
+    long = make_datasets(tmp_path / "long", train_frames=80, test_frames=0, cameras=(3,), seed=3, progress=False)
+    data = load_training_data([str(short[0]), str(long[0])], val_frames=10, camera_min=2)
+    assert [f.train_frames for f in data.files] == [40, 40]
+    first, second = data.files
+    assert np.array_equal(first.pose3d, second.pose3d[:50])  # the same poses, frame by frame
+    held_out = first.pose3d[40:]
+    trained = np.concatenate([f.pose3d[:f.train_frames] for f in data.files])
+    assert not (held_out[:, None] == trained[None]).all(axis=(2, 3)).any()
+    plan = epoch_plan(data, 0, seed=1, examples=400, batch_size=50, camera_min=2, camera_max=3)
+    assert all((batch.frame < 40).all() for batch in plan)
 
 
 def test_camera_subsets_are_within_the_range_in_random_order(files):

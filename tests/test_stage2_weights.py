@@ -171,6 +171,35 @@ class TestBadFiles:
             sidecar.write_text(text)
             refused(path, message)
 
+    def test_absurd_json_nesting_and_integers(self, saved, tmp_path):
+        path, tensors = saved
+        deep = "[" * 100_000 + "]" * 100_000
+        huge = "1" * 5000
+        refused(write_raw(tmp_path / "deep-config.safetensors", tensors, deep), "not valid JSON")
+        sidecar = path.with_suffix(".json")
+        for text in (deep, '{"sha256": ' + huge + "}"):
+            sidecar.write_text(text)
+            refused(path, "model.json: not valid JSON")
+        for name, header in (("deep", deep), ("huge", '{"a": {"dtype": "F64", "shape": [1], "data_offsets": [0, '
+                                                      + huge + "]}}")):
+            raw = header.encode()
+            bad = tmp_path / f"{name}-header.safetensors"
+            bad.write_bytes(len(raw).to_bytes(8, "little") + raw + bytes(16))
+            refused(bad, "not a readable safetensors file")
+
+    def test_a_file_too_large_is_refused_before_reading(self, saved, monkeypatch):
+        path, _ = saved
+        monkeypatch.setattr("metapose_geom.stage2.weights.MAX_WEIGHTS_BYTES", path.stat().st_size - 1)
+        refused(path, "more than a stage-2 weights file may hold")
+
+    def test_a_required_sidecar_must_be_there(self, saved):
+        path, _ = saved
+        load_weights(path, require_sidecar=True)
+        path.with_suffix(".json").unlink()
+        load_weights(path)  # a user's file alone loads
+        with pytest.raises(ValueError, match=r"model.json \(config and sha256\) is missing"):
+            load_weights(path, require_sidecar=True)
+
     def test_bad_config_json_in_the_file(self, saved, tmp_path):
         _, tensors = saved
         refused(write_raw(tmp_path / "garbled.safetensors", tensors, "{oops"), "not valid JSON")

@@ -222,7 +222,8 @@ _TRAIN_OPTIONS = {"train_files": "DATA", "val_frames": "--val-frames", "camera_m
                   "examples_per_epoch": "--examples-per-epoch", "max_stages": "--stages", "kind": "--kind",
                   "spec": "--spec", "pose_head": "--pose-head", "inputs": "--inputs", "num_cameras": "--num-cameras",
                   "bone_input": "--bone-input", "loss": "--loss", "select": "--select", "seed": "--seed",
-                  "threads": "--threads", "lr_schedule": "--lr-schedule", "lr_min": "--lr-min"}
+                  "threads": "--threads", "lr_schedule": "--lr-schedule", "lr_min": "--lr-min",
+                  "standardise_examples": "--standardise-examples", "teacher_cache": "--teacher-cache"}
 
 
 def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -251,18 +252,20 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         for path in args.data:
             if not Path(path).is_file():
                 raise ValueError(f"{path}: {'a folder, not a dataset file' if Path(path).is_dir() else 'no such file'}")
-        values = dict(
-            train_files=tuple(args.data), val_frames=args.val_frames, camera_min=args.cameras[0],
-            camera_max=args.cameras[1], batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
-            kind=args.kind,
-            spec=args.spec, pose_head=tuple(args.pose_head), inputs=tuple(args.inputs), num_cameras=args.num_cameras,
-            bone_input=args.bone_input, loss=_loss_weights(args.loss), select=args.select, seed=args.seed,
-            threads=args.threads,
-        )
-        for field, given in (("lr_min", args.lr_min), ("epochs", args.epochs),
-                             ("examples_per_epoch", args.examples_per_epoch), ("max_stages", args.stages)):
-            if given is not None:  # otherwise TrainConfig's default: the recipe lives there only
-                values[field] = given
+        given = {
+            "val_frames": args.val_frames, "batch_size": args.batch_size, "lr": args.lr,
+            "lr_schedule": args.lr_schedule, "lr_min": args.lr_min, "epochs": args.epochs,
+            "examples_per_epoch": args.examples_per_epoch, "max_stages": args.stages, "kind": args.kind,
+            "spec": args.spec, "pose_head": None if args.pose_head is None else tuple(args.pose_head),
+            "inputs": None if args.inputs is None else tuple(args.inputs), "num_cameras": args.num_cameras,
+            "bone_input": args.bone_input, "loss": None if args.loss is None else _loss_weights(args.loss),
+            "select": args.select, "seed": args.seed, "threads": args.threads,
+            "standardise_examples": args.standardise_examples, "teacher_cache": args.teacher_cache,
+        }
+        if args.cameras is not None:
+            given.update(camera_min=args.cameras[0], camera_max=args.cameras[1])
+        # what is not given takes TrainConfig's default: the recipe lives there only
+        values = {"train_files": tuple(args.data), **{k: v for k, v in given.items() if v is not None}}
         try:
             config = TrainConfig(**values)
         except ValueError as error:  # name the option, not the field
@@ -648,7 +651,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     capture.add_argument("--skeleton", default="blazepose33", help="the detector's landmark set (default blazepose33)")
     capture.add_argument("--threads", type=int, default=1, help="solver threads (default 1: per-core times)")
     capture.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from .stage2.config import DEFAULT_INPUTS, INPUT_NAMES
+    from .stage2.config import INPUT_NAMES
 
     trainer = commands.add_parser(
         "train", help="train stage 2 from dataset files' 2D labels: weights, log, curves (resumes if interrupted)"
@@ -656,35 +659,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer.add_argument("data", nargs="+", metavar="DATA.h5", help="training dataset files (make-dataset)")
     trainer.add_argument("--out", required=True,
                          help="folder for stage2.safetensors, log.csv, curves.png, checkpoint.pt")
-    trainer.add_argument("--epochs", type=int, default=None, help="epochs per stage (default: TrainConfig's)")
-    trainer.add_argument("--examples-per-epoch", type=int, default=None,
-                         help="examples per epoch (default: TrainConfig's)")
-    trainer.add_argument("--batch-size", type=int, default=256, help="examples per batch (default 256)")
-    trainer.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    trainer.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
-                         help="per-stage schedule (default cosine)")
-    trainer.add_argument("--lr-min", type=float, default=None, help="final learning rate of the cosine (default 1e-5)")
-    trainer.add_argument("--stages", type=int, default=None,
-                         help="most stages, each kept only if it improves (default: TrainConfig's)")
-    trainer.add_argument("--spec", default="256,256,ccat,256,256,ccat,256", help="per-camera layers (ModelConfig.spec)")
-    trainer.add_argument("--pose-head", type=int, nargs="+", default=[256, 128],
-                         help="pose head widths (default 256 128)")
-    trainer.add_argument("--kind", choices=["equivariant", "flat"], default="equivariant", help="(default equivariant)")
-    trainer.add_argument("--num-cameras", type=int, default=None, help="a flat model's camera count")
-    trainer.add_argument("--inputs", nargs="+", default=list(DEFAULT_INPUTS), metavar="NAME",
-                         help=f"input parts, from {' '.join(n for n in INPUT_NAMES if n != 'bones')} "
-                              f"(default {' '.join(DEFAULT_INPUTS)})")
-    trainer.add_argument("--bone-input", action="store_true", help="give the model the reference bone lengths")
-    trainer.add_argument("--loss", nargs="+", default=["fwd=1"], metavar="NAME=W",
-                         help="loss weights, names fwd objective teacher bone (default fwd=1)")
-    trainer.add_argument("--select", choices=["fwd", "objective"], default="fwd",
-                         help="validation criterion choosing epochs and stages (default fwd; never 3D)")
-    trainer.add_argument("--cameras", type=int, nargs=2, default=[2, 6], metavar=("MIN", "MAX"),
-                         help="camera-subset sizes per example (default 2 6)")
-    trainer.add_argument("--val-frames", type=int, default=500,
-                         help="frames held out from the end of each file (default 500)")
-    trainer.add_argument("--seed", type=int, default=0)
-    trainer.add_argument("--threads", type=int, default=0, help="torch and solver threads (default: one per core)")
+    # every recipe option defaults to None: TrainConfig's own default then applies (held there only)
+    recipe = lambda *names, **kwargs: trainer.add_argument(*names, default=None, **kwargs)  # noqa: E731
+    recipe("--epochs", type=int, help="epochs per stage")
+    recipe("--examples-per-epoch", type=int, help="examples per epoch")
+    recipe("--batch-size", type=int, help="examples per batch")
+    recipe("--lr", type=float, help="Adam learning rate at the start of each stage")
+    recipe("--lr-schedule", choices=["cosine", "constant"], help="per-stage schedule")
+    recipe("--lr-min", type=float, help="final learning rate of the cosine")
+    recipe("--stages", type=int, help="most stages, each kept only if it improves")
+    recipe("--spec", help="per-camera layers (ModelConfig.spec), e.g. 256,256,ccat,256")
+    recipe("--pose-head", type=int, nargs="+", help="pose head widths")
+    recipe("--kind", choices=["equivariant", "flat"], help="equivariant, or the flat ablation (--num-cameras)")
+    recipe("--num-cameras", type=int, help="a flat model's camera count")
+    recipe("--inputs", nargs="+", metavar="NAME",
+           help=f"input parts, from {' '.join(n for n in INPUT_NAMES if n != 'bones')}")
+    recipe("--bone-input", action="store_true", help="give the model the reference bone lengths")
+    recipe("--loss", nargs="+", metavar="NAME=W", help="loss weights, names fwd objective teacher bone")
+    recipe("--select", choices=["fwd", "objective"], help="validation criterion choosing epochs and stages (never 3D)")
+    recipe("--cameras", type=int, nargs=2, metavar=("MIN", "MAX"), help="camera-subset sizes per example")
+    recipe("--val-frames", type=int, help="frames held out for validation (the same indices in every file)")
+    recipe("--seed", type=int, help="seed of every random choice")
+    recipe("--threads", type=int, help="torch and solver threads (0: one per core)")
+    recipe("--standardise-examples", type=int, help="examples the input standardisation is measured on")
+    recipe("--teacher-cache", type=int, help="most IR solutions kept for the teacher loss")
+    trainer.epilog = ("Options left out take TrainConfig's defaults, the recipe of the shipped weights "
+                      "(python -c 'from metapose_geom.nn.train import TrainConfig; help(TrainConfig)').")
     trainer.add_argument("--no-resume", action="store_true", help="start over instead of continuing OUT/checkpoint.pt")
     trainer.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

@@ -61,6 +61,8 @@ from torch import Tensor
 from .. import layout
 from .._checks import check_bool, check_choice, check_int, check_number
 from ..stage2.config import INPUT_NAMES, KINDS, ModelConfig
+
+_MODEL = ModelConfig()  # the model-shape defaults of TrainConfig are ModelConfig's own
 from .geometry import project_weak, rot6d_to_matrix, softplus
 from .model import Stage2Model
 from .objective import bone_lengths, refiner_objective
@@ -101,7 +103,8 @@ class TrainConfig:
     Attributes:
         train_files: dataset files (``metapose-geom make-dataset``) with heatmaps, pose3d_epi_pred
             and pose2d_gt.
-        val_frames: frames held out from the end of each file for validation.
+        val_frames: frames held out for validation: from index min(N over the files) - val_frames on,
+            in every file (files of make-dataset share their poses by frame index).
         camera_min, camera_max: each example sees a random subset of its frame's cameras of a size
             in this range (at most the frame's camera count), in random order.
         batch_size: examples per batch (a batch has one camera count).
@@ -134,10 +137,10 @@ class TrainConfig:
     epochs: int = 24
     examples_per_epoch: int = 50_000
     max_stages: int = 2
-    kind: str = "equivariant"
-    spec: str = "256,256,ccat,256,256,ccat,256"
-    pose_head: tuple[int, ...] = (256, 128)
-    inputs: tuple[str, ...] = ("pose", "objective", "step", "camera", "mixtures", "projections")
+    kind: str = _MODEL.kind
+    spec: str = _MODEL.spec
+    pose_head: tuple[int, ...] = _MODEL.pose_head
+    inputs: tuple[str, ...] = _MODEL.inputs
     num_cameras: int | None = None
     bone_input: bool = False
     loss: Mapping[str, float] = field(default_factory=lambda: {"fwd": 1.0})

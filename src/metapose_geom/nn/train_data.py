@@ -5,8 +5,11 @@ subset of ``k`` cameras, ``camera_min <= k <= camera_max``, in random order (the
 augmentation). A batch holds examples of one camera count (its tensors have one shape). Which
 examples an epoch holds depends on the seed and the epoch number only (:func:`epoch_plan`), so an
 epoch's order is reproduced without any saved random state; the validation examples depend on the
-seed only (:func:`validation_plan`). The last ``val_frames`` frames of every file are held out for
-validation and never trained on.
+seed only (:func:`validation_plan`). Frames are held out by index, the same in every file: from
+``min(N over the files) - val_frames`` on, every file's frames validate and are never trained on.
+Files that ``make-dataset`` builds for several camera counts share their scenes' poses frame by
+frame (one scene seed per split), so holding out the same indices everywhere keeps a held-out pose
+out of training in every file, whatever the files' lengths.
 
 Arrays are stored in float32 (mixtures (N, C, J, K, 4), monocular guesses (N, C, J, 3) and 2D
 labels (N, C, J, 2), all box units; the 3D pose (N, J, 3) in mm, used for logging only). Stage 1
@@ -94,7 +97,7 @@ def load_training_data(paths: Sequence[str], val_frames: int, camera_min: int) -
     """
     from ..datasets import DatasetReader
 
-    files: list[FileData] = []
+    read_files: list[dict] = []
     skeleton: Skeleton | None = None
     components = 0
     for path in paths:
@@ -115,13 +118,16 @@ def load_training_data(paths: Sequence[str], val_frames: int, camera_min: int) -
                 raise ValueError(f"{path}: {frames} frames, but {val_frames} are held out for validation; at least "
                                  f"one must be left for training (lower val_frames)")
             read = lambda name: np.ascontiguousarray(reader.read(name, 0, frames), dtype=np.float32)  # noqa: E731
-            files.append(FileData(
-                path=str(Path(path).resolve()), num_cameras=reader.num_cameras, train_frames=frames - val_frames,
+            read_files.append(dict(
+                path=str(Path(path).resolve()), num_cameras=reader.num_cameras,
                 mixtures=read("heatmaps"), mono3d=read("pose3d_epi_pred"), labels=read("pose2d_gt"),
                 pose3d=read("pose3d") if "pose3d" in reader.fields else None,
             ))
-    if not files:
+    if not read_files:
         raise ValueError("train_files: expected at least one dataset file")
+    # one hold-out boundary for every file (see the module docstring)
+    boundary = min(part["mixtures"].shape[0] for part in read_files) - val_frames
+    files = [FileData(train_frames=boundary, **part) for part in read_files]
     assert skeleton is not None
     return TrainingData(tuple(files), skeleton, components)
 

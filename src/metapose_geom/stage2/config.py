@@ -230,6 +230,6 @@ class ModelConfig:
     def from_json(cls, text: str, source: str = "config") -> ModelConfig:
         try:
             values = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except (ValueError, RecursionError) as error:  # bad JSON or UTF-8, absurd nesting or integers
             raise ValueError(f"{source}: not valid JSON ({error})") from None
         return cls.from_dict(values, source)

@@ -20,7 +20,10 @@ from numpy.typing import NDArray
 
 from .config import CAMERA_WIDTH, ModelConfig
 
-__all__ = ["expected_shapes", "load_weights", "save_weights"]
+__all__ = ["MAX_WEIGHTS_BYTES", "expected_shapes", "load_weights", "save_weights"]
+
+#: The largest weights file read (1 GiB; the shipped one is 6 MB): reading a file holds all of it.
+MAX_WEIGHTS_BYTES = 2**30
 
 
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -133,7 +136,7 @@ def _parse(blob: bytes, source: str) -> tuple[dict[str, str], dict[str, NDArray]
                          f"file holds {len(blob) - 8} after the size): truncated, or another format")
     try:
         header = json.loads(blob[8:8 + header_size])
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # bad JSON or UTF-8, absurd nesting or integers
         raise ValueError(f"{source}: not a readable safetensors file (its header is not JSON: {error})") from None
     if not isinstance(header, dict):
         raise ValueError(f"{source}: not a readable safetensors file (its header is not a JSON object)")
@@ -158,10 +161,11 @@ def _parse(blob: bytes, source: str) -> tuple[dict[str, str], dict[str, NDArray]
     return metadata, tensors
 
 
-def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, NDArray]]:
+def load_weights(path: str | os.PathLike, require_sidecar: bool = False) -> tuple[ModelConfig, dict[str, NDArray]]:
     """The config and tensors of a ``.safetensors`` file written by :func:`save_weights`.
 
-    When the ``.json`` beside it exists, its hash must match the file's bytes, its config the
+    When the ``.json`` beside it exists (it must with ``require_sidecar``, as for the shipped
+    weights), its hash must match the file's bytes, its config the
     file's own and its tensor shapes the file's. ValueError naming the file (or its ``.json``)
     for a truncated or foreign file (a torch pickle is refused by its first bytes and never
     unpickled), another format version, a hash mismatch, bad JSON, or tensors that do not fit the
@@ -173,6 +177,10 @@ def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, NDArra
     source = str(path)
     if path.is_dir():
         raise ValueError(f"{source}: is a folder, not a .safetensors file")
+    size = path.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise ValueError(f"{source}: {size} bytes, more than a stage-2 weights file may hold "
+                         f"({MAX_WEIGHTS_BYTES} bytes)")
     blob = path.read_bytes()
     metadata, tensors = _parse(blob, source)
     if "config" not in metadata:
@@ -182,6 +190,9 @@ def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, NDArra
     sidecar = _sidecar(path)
     if sidecar.exists():
         _check_sidecar(sidecar, blob, config, tensors, source)
+    elif require_sidecar:
+        raise ValueError(f"{source}: its {sidecar.name} (config and sha256) is missing, so the file cannot be "
+                         "checked; reinstall metapose-geom")
     _check_tensors(config, tensors, source)
     return config, tensors
 
@@ -191,7 +202,7 @@ def _check_sidecar(sidecar: Path, blob: bytes, config: ModelConfig, tensors: Map
     """The ``.json`` beside a weights file agrees with it (hash, config, shapes), else ValueError."""
     try:
         recorded = json.loads(sidecar.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # bad JSON or UTF-8, absurd nesting or integers
         raise ValueError(f"{sidecar}: not valid JSON ({error})") from None
     if not isinstance(recorded, dict):
         raise ValueError(f"{sidecar}: expected a JSON object, got {type(recorded).__name__}")
