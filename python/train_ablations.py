@@ -16,8 +16,8 @@ objective      self-supervised: the IR objective of the output, no labels; selec
                held-out objective
 teacher        student of IR: pose, log-scale, shift and rotation against IR's solution from
                the same start, no labels; selected on the held-out objective
-bones          the reference bone lengths as an input, and the bone-length term (weight 0.1)
-               beside the reprojection loss
+bones          the reference bone lengths as an input, and the bone-length term beside the
+               reprojection loss (weight 0.001: the two terms about equal at the start)
 flat-{C}cam    the non-equivariant flat MLP for C = 2, 3, 4 cameras (one model per count,
                trained on C-camera subsets of the files with C or more cameras)
 =============  ==============================================================================
@@ -42,7 +42,7 @@ ABLATIONS: dict[str, list[str]] = {
     "fwd": [],
     "objective": ["--loss", "objective=1", "--select", "objective"],
     "teacher": ["--loss", "teacher=1", "--select", "objective"],
-    "bones": ["--bone-input", "--loss", "fwd=1", "bone=0.1"],
+    "bones": ["--bone-input", "--loss", "fwd=1", "bone=0.001"],
     **{f"flat-{C}cam": ["--kind", "flat", "--num-cameras", str(C), "--spec", "512,512,512", "--cameras", str(C), str(C)]
        for C in (2, 3, 4)},
 }
