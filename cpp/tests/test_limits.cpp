@@ -8,6 +8,7 @@
 // mixture sums (a tile of components at a time) against a plain log-sum-exp.
 // parallel_for: every item exactly once, also when threads cannot be started; an exception thrown
 // on any thread reaches the caller once every thread is joined (not std::terminate).
+// dense_rows: a row alone gives the bits it gives in a batch, and every value is the plain chain.
 // Built only with METAPOSE_BUILD_TESTS=ON (the sanitizer build, .ci/sanitize); run by CTest.
 #include <cmath>
 #include <cstdio>
@@ -24,6 +25,7 @@
 #include <system_error>
 #include <thread>
 
+#include "metapose/dense.hpp"
 #include "metapose/fastmath.hpp"
 #include "metapose/mixture.hpp"
 #include "metapose/objective.hpp"
@@ -508,6 +510,38 @@ void test_mixture_tiles() {
   }
 }
 
+// dense_rows: every row alone, and every row's value against the plain fixed-order chain
+// bias + sum_i x_i w_io (METAPOSE_MADD), bit for bit, over shapes that reach every tile.
+template <class T>
+void check_dense(std::size_t M, std::size_t I, std::size_t O) {
+  std::vector<T> x(M * I), w(I * O), b(O), y(M * O), one(O);
+  std::mt19937 generator(static_cast<unsigned>(M * 131 + I * 7 + O));
+  std::normal_distribution<double> normal;
+  for (auto* values : {&x, &w, &b})
+    for (auto& v : *values) v = static_cast<T>(normal(generator));
+  metapose::dense_rows<T>(x.data(), I, w.data(), O, b.data(), M, metapose::Activation::kSelu, y.data(), 0, M);
+  for (std::size_t m = 0; m < M; ++m) {
+    metapose::dense_rows<T>(x.data() + m * I, I, w.data(), O, b.data(), 1, metapose::Activation::kSelu, one.data(), 0,
+                            1);
+    CHECK(std::memcmp(one.data(), y.data() + m * O, O * sizeof(T)) == 0);
+    for (std::size_t o = 0; o < O; ++o) {
+      T acc = b[o];
+      for (std::size_t i = 0; i < I; ++i) acc = METAPOSE_MADD(x[m * I + i], w[i * O + o], acc);
+      const T expected = metapose::selu(acc);
+      CHECK(std::memcmp(&expected, &y[m * O + o], sizeof(T)) == 0);
+    }
+  }
+}
+
+void test_dense_bits() {
+  for (std::size_t M : {1, 3, 4, 7, 70})
+    for (std::size_t I : {0, 1, 17, 40})
+      for (std::size_t O : {1, 5, 13, 30, 70}) {
+        check_dense<double>(M, I, O);
+        check_dense<float>(M, I, O);
+      }
+}
+
 }  // namespace
 
 int main() {
@@ -521,6 +555,7 @@ int main() {
   test_shape_predicates();
   test_parallel_for();
   test_mixture_tiles();
+  test_dense_bits();
   if (failures != 0) {
     std::fprintf(stderr, "test_limits: %d check(s) failed\n", failures);
     return 1;

@@ -3,32 +3,36 @@
 :class:`Stage2Network` holds a model's config and weights (from :func:`~metapose_geom.stage2.weights.load_weights`)
 and runs ``x_{i+1} = x_i + f_i(inputs(x_i))`` on B frames at once. The inputs, their
 standardisation, the layers and the heads are exactly those of the torch model (read
-:mod:`metapose_geom.stage2.config`); the projections and the refiner objective come from the
-compiled core (the objective without its bone term), the dense layers are numpy matrix products.
+:mod:`metapose_geom.stage2.config`); the projections, the refiner objective (without its bone
+term) and the dense layers come from the compiled core, the rest is numpy.
 
 How it is arranged for speed, without changing what is computed:
 
-- every frame's C camera rows are one matrix (B C, D), and a dense layer multiplies it by the
-  weights in blocks of a fixed number of rows (:data:`BLOCK_ROWS`, the last block padded with
-  zeros) in one ``np.matmul`` over the stacked blocks. BLAS rounds a row's product the same
-  wherever it sits in a product of one fixed shape, but not across shapes (OpenBLAS picks its
-  kernels, and so its summation order, by the matrix sizes), so fixed blocks make a frame's result
-  the same bits alone and in any batch, as the refiner's are. Rows that are one per frame (the
-  shared inputs, the ccat statistics, the pose head, a flat model) go through the same blocks;
-  numpy's BLAS runs on one thread meanwhile (threadpoolctl): products this small lose many times
-  over to a threaded BLAS's hand-offs on a busy machine, and a batch is split over threads here;
+- the dense layers run in the compiled core (``_core.dense``, ``cpp/include/metapose/dense.hpp``),
+  with the selu fused in: every output value is one chain of multiply-adds over the input index
+  in a fixed order, vectorised across the outputs and blocked over rows, with no sum whose order
+  depends on the batch, so a frame's result is the same bits alone, in any batch and on any
+  thread count, as the refiner's are. Small products (one frame's 4 camera rows) run at the
+  speed of a large BLAS product, which a BLAS does not reach with few rows;
+- every frame's C camera rows are one matrix (B C, D), and a batch of at least two
+  :data:`FRAMES_PER_THREAD` frames is split into contiguous parts on the core's threads, each
+  part's dense layers on its own thread (a smaller batch splits its large layers' rows instead);
 - the first layer's input ``[shared | camera]`` is never built: the shared part goes through its
-  columns of the weight once per frame (B rows, not B C) and is added to every camera's row, and
-  a dense layer right after ``"ccat"`` does the same with the mean and standard deviation over
-  cameras, so ``[h | mean | std]`` is never built either;
+  columns of the weight once per frame (B rows, not B C) and that row is the bias of the frame's
+  C camera rows (``_core.dense`` takes one bias row per group of rows); a dense layer right after
+  ``"ccat"`` does the same with the mean and standard deviation over cameras, so
+  ``[h | mean | std]`` is never built either;
 - the mixture features are made once per call, the weights are transposed and split once at load.
 
-``dtype=np.float32`` runs the dense layers (and ccat / cn, selu) in float32 for batch speed; the
-inputs are made and standardised in float64 and the updates added to x in float64.
+``dtype=np.float32`` runs the dense layers (and ccat / cn, selu) in float32 for speed (half the
+weight bytes to read, twice the values per vector); the inputs are made and standardised in
+float64 and the updates added to x in float64. :func:`selu` is the numpy reference of the core's
+selu (the same values: both use the C library's ``expm1``).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import os
 import threading
@@ -60,12 +64,6 @@ DEFAULT_WEIGHTS_PACKAGE = "metapose_geom.weights"
 DEFAULT_WEIGHTS_FILE = "default.safetensors"
 
 _DTYPES = {np.dtype(np.float64): np.float64, np.dtype(np.float32): np.float32}
-#: Rows per BLAS product, by dtype (see the module docstring). OpenBLAS's float32 kernels round a
-#: row by its position in blocks of 16 rows or more, its float64 kernels do not; the tests hold
-#: a frame's bits equal alone and in a batch, for both. Small blocks make one frame cheap (its C
-#: camera rows and its one per-frame row are padded to a block); 8 rows keep batches within
-#: about 20% of one large product per layer.
-BLOCK_ROWS = {np.float64: 8, np.float32: 8}
 #: A batch runs on up to the core's thread count (:func:`metapose_geom.set_num_threads`), in
 #: contiguous parts of at least this many frames.
 FRAMES_PER_THREAD = 64
@@ -88,26 +86,14 @@ def selu(values: NDArray) -> NDArray:
     return values
 
 
-def _matmul(rows: NDArray, weight: NDArray) -> NDArray:
-    """rows (M, I) @ weight (I, O) -> (M, O), in products of exactly ``BLOCK_ROWS`` rows each
-    (the last block zero-padded), so a row's bits do not depend on M or on the other rows."""
-    block = BLOCK_ROWS[weight.dtype.type]
-    count, width = rows.shape
-    full = count - count % block
-    out = np.empty((count, weight.shape[1]), dtype=weight.dtype)
-    if full:
-        np.matmul(rows[:full].reshape(full // block, block, width), weight,
-                  out=out[:full].reshape(full // block, block, weight.shape[1]))
-    if full < count:
-        padded = np.zeros((block, width), dtype=weight.dtype)
-        padded[:count - full] = rows[full:]
-        out[full:] = (padded @ weight)[:count - full]
-    return out
-
-
-def _matmul_frames(rows: NDArray, weight: NDArray) -> NDArray:
-    """rows (B, I) @ weight (I, O) -> (B, O) for rows that are one per frame: as :func:`_matmul`."""
-    return _matmul(np.ascontiguousarray(rows), weight)
+def _layer(rows: NDArray, weight: NDArray, bias: NDArray, activation: str = "none", threads: int | None = None
+           ) -> NDArray:
+    """activation(rows (M, I) @ weight (I, O) + bias) -> (M, O), in the compiled core
+    (``_core.dense``, on ``threads`` threads, None for the core's count): ``bias`` is (O,), or
+    (G, O) for one bias row per group of M / G consecutive rows (a frame's C camera rows take their
+    frame's row). Every value is one multiply-add chain over the input index in a fixed order, so
+    a row's bits do not depend on M, on the other rows or on the threads."""
+    return _core.dense(np.ascontiguousarray(rows), weight, bias, activation, threads)
 
 
 def _context_stats(rows: NDArray) -> tuple[NDArray, NDArray]:
@@ -308,28 +294,29 @@ class Stage2Network:
         arrays = self._arrays_of(compute)
         B = mixtures.shape[0]
         threads = min(int(_core.get_num_threads()), B // FRAMES_PER_THREAD)
-        with _one_blas_thread():
-            if threads <= 1 or count == 0:
-                return self._run(mixtures, x, bones, count, arrays, compute)
-            return self._run_on_threads(mixtures, x, bones, count, arrays, compute, threads)
+        if threads <= 1 or count == 0:
+            return self._run(mixtures, x, bones, count, arrays, compute, None)
+        return self._run_on_threads(mixtures, x, bones, count, arrays, compute, threads)
 
     def _run_on_threads(self, mixtures: F64, x: F64, bones: F64 | None, count: int,
                         arrays: tuple[_StageArrays, ...], compute: type, threads: int) -> list[F64]:
         """:meth:`_run` on ``threads`` contiguous parts of the batch, side by side."""
         B = mixtures.shape[0]
-        # frames are independent and their bits do not depend on their batch (fixed BLAS blocks),
-        # so contiguous parts on threads give the same result; numpy releases the GIL in the work
+        # frames are independent and their bits do not depend on their batch (the core's dense
+        # layers), so contiguous parts on threads give the same result; numpy and the core release
+        # the GIL in the work, and each part's dense layers stay on its own thread
         edges = np.linspace(0, B, threads + 1).astype(int)
         parts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="metapose-stage2") as pool:
             futures = [pool.submit(self._run, mixtures[part], x[part], None if bones is None else bones[part], count,
-                                   arrays, compute) for part in parts]
+                                   arrays, compute, 1) for part in parts]
             results = [future.result() for future in futures]
         return [np.concatenate([result[stage] for result in results]) for stage in range(count)]
 
     def _run(self, mixtures: F64, x: F64, bones: F64 | None, count: int, arrays: tuple[_StageArrays, ...],
-             compute: type) -> list[F64]:
-        """The first ``count`` stages on checked arguments, in this thread."""
+             compute: type, threads: int | None) -> list[F64]:
+        """The first ``count`` stages on checked arguments, the dense layers on ``threads`` core
+        threads (None: the core's count)."""
         B, C, J, K = mixtures.shape[:4]
         features = None
         if "mixtures" in self.config.inputs:
@@ -339,7 +326,7 @@ class Stage2Network:
         outputs: list[F64] = []
         for stage in range(count):
             shared, camera = self._inputs(mixtures, features, x, stage, bones)
-            x = x + self._stage(stage, arrays[stage], shared, camera, compute)
+            x = x + self._stage(stage, arrays[stage], shared, camera, compute, threads)
             outputs.append(x)
         return outputs
 
@@ -412,8 +399,11 @@ class Stage2Network:
         shared_array = np.concatenate(shared, axis=-1) if shared else np.zeros((B, 0))
         return shared_array, np.concatenate(camera, axis=-1)
 
-    def _stage(self, stage: int, arrays: _StageArrays, shared: F64, camera: F64, dtype: type) -> F64:
-        """shared (B, Ds), camera (B, C, Dc) raw inputs -> the update (B, P) float64 (:class:`Stage`'s forward)."""
+    def _stage(self, stage: int, arrays: _StageArrays, shared: F64, camera: F64, dtype: type, threads: int | None
+               ) -> F64:
+        """shared (B, Ds), camera (B, C, Dc) raw inputs -> the update (B, P) float64 (:class:`Stage`'s
+        forward), the dense layers on ``threads`` core threads."""
+        apply = functools.partial(_layer, threads=threads)
         config = self.config
         B, C = camera.shape[:2]
         J = config.num_joints
@@ -426,14 +416,10 @@ class Stage2Network:
         # h: (rows, D) with rows = B C (equivariant, C rows per frame) or B (flat)
         if flat:
             h = np.concatenate([shared, camera.reshape(B, -1)], axis=-1)
-        else:
+        else:  # [shared | camera] @ W: the shared part once per frame, as the bias of its C camera rows
             first = next(dense)
-            per_frame = _matmul_frames(shared, first.blocks[0])
-            per_frame += first.bias
-            h = _matmul(camera.reshape(B * C, -1), first.blocks[1])
-            rows = h.reshape(B, C, -1)  # a view: h is C-contiguous
-            rows += per_frame[:, None, :]
-            selu(h)
+            per_frame = apply(shared, first.blocks[0], first.bias)
+            h = apply(camera.reshape(B * C, -1), first.blocks[1], per_frame, "selu")
         start = 0 if flat else 1
         position = start
         while position < len(layers):
@@ -446,13 +432,9 @@ class Stage2Network:
                 elif isinstance(following, int):  # ccat then dense: [h | mean | std] @ W, by blocks
                     layer = next(dense)
                     own, of_mean, of_std = layer.blocks
-                    per_frame = _matmul_frames(mean[:, 0], of_mean)
-                    per_frame += _matmul_frames(std[:, 0], of_std)
-                    per_frame += layer.bias
-                    h = _matmul(h, own)
-                    rows = h.reshape(B, C, -1)
-                    rows += per_frame[:, None, :]
-                    selu(h)
+                    per_frame = apply(mean[:, 0], of_mean, layer.bias)
+                    per_frame = apply(std[:, 0], of_std, per_frame)
+                    h = apply(h, own, per_frame, "selu")
                     position += 1
                 else:
                     rows = h.reshape(B, C, -1)
@@ -460,22 +442,15 @@ class Stage2Network:
                                        axis=-1).reshape(B * C, -1)
             else:
                 layer = next(dense)
-                h = (_matmul_frames if flat else _matmul)(h, layer.weight)
-                h += layer.bias
-                selu(h)
+                h = apply(h, layer.weight, layer.bias, "selu")
             position += 1
         head = arrays.camera_head
-        camera_update = (_matmul_frames if flat else _matmul)(h, head.weight)
-        camera_update += head.bias
-        camera_update = camera_update.reshape(B, C, CAMERA_WIDTH)
+        camera_update = apply(h, head.weight, head.bias).reshape(B, C, CAMERA_WIDTH)
         embedding = h if flat else h.reshape(B, C, -1).mean(axis=1)
         for layer in arrays.pose_head[:-1]:
-            embedding = _matmul_frames(embedding, layer.weight)
-            embedding += layer.bias
-            selu(embedding)
+            embedding = apply(embedding, layer.weight, layer.bias, "selu")
         last = arrays.pose_head[-1]
-        pose_update = _matmul_frames(embedding, last.weight)
-        pose_update += last.bias
+        pose_update = apply(embedding, last.weight, last.bias)
         # layout.pack's order: [pose J*3 | rot6d C*6 | scale_raw C | shift C*3]
         return np.concatenate([pose_update.reshape(B, 3 * J), camera_update[..., 0:6].reshape(B, 6 * C),
                                camera_update[..., 6], camera_update[..., 7:10].reshape(B, 3 * C)],
@@ -500,20 +475,6 @@ def _float64(value: Any, name: str) -> F64:
     if array.dtype.kind not in "fiu":
         raise ValueError(f"{name}: expected a real numeric array, got dtype {array.dtype}")
     return np.ascontiguousarray(array, dtype=np.float64)
-
-
-_BLAS: list[Any] = []  # the ThreadpoolController, made on first use (after numpy has loaded its BLAS)
-
-
-def _one_blas_thread():
-    """A context in which numpy's BLAS runs on one thread. The dense layers are many small
-    products (blocks of :data:`BLOCK_ROWS` rows) that a threaded BLAS slows down many times over on
-    a busy machine; batches are spread over threads by :meth:`Stage2Network.forward` instead."""
-    if not _BLAS:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
 _CACHE: dict[tuple[str, int, int], Stage2Network] = {}
