@@ -251,7 +251,7 @@ class Stage2Network:
             network = _CACHE.get(key)
         if network is not None:
             return network
-        config, tensors = load_weights(resolved)
+        config, tensors = load_weights(resolved, require_sidecar=path is None)  # the shipped file: hash checked
         network = cls(config, tensors, str(resolved))
         with _CACHE_LOCK:
             for stale in [k for k in _CACHE if k[0] == key[0]]:
