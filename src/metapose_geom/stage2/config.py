@@ -40,6 +40,7 @@ pose and camera updates come out of the same two heads.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,11 @@ def parse_spec(spec: str, kind: str = "equivariant") -> tuple[int | str, ...]:
         else:
             raise ValueError(f"spec: expected widths (1..65536) and 'ccat' / 'cn' blocks, got {raw.strip()!r}")
     return tuple(layers)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(spec: str, kind: str) -> tuple[int | str, ...]:
+    return parse_spec(spec, kind)
 
 
 def _tuple_of_ints(values: Any, name: str) -> tuple[int, ...]:
@@ -160,8 +166,8 @@ class ModelConfig:
 
     @property
     def layers(self) -> tuple[int | str, ...]:
-        """:func:`parse_spec` of ``spec``."""
-        return parse_spec(self.spec, self.kind)
+        """:func:`parse_spec` of ``spec`` (parsed once per spec: inference asks on every call)."""
+        return _parsed(self.spec, self.kind)
 
     def input_width(self, name: str) -> int:
         """Width of one input part (see the module docstring)."""
