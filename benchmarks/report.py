@@ -229,46 +229,41 @@ def refiner_cameras_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def baseline_table(benchmarks: list[dict[str, Any]]) -> list[str]:
-    """test_baselines.py: per group, each method's ms per frame and its ratio to IR's."""
-    rows = [b for b in benchmarks if b.get("extra_info", {}).get("kind") == "baseline"]
+def _ratio_to_ir(benchmarks: list[dict[str, Any]], kind: str, header: list[str], cells) -> list[str]:
+    """The rows of ``kind``: per group, each implementation (IR first) as ``cells(group, name,
+    bench, ms per frame, ratio to IR's)``, under ``header``."""
+    rows = [b for b in benchmarks if b.get("extra_info", {}).get("kind") == kind]
     if not rows:
         return []
-    lines = [
-        "| workload | method | start | ms per frame (median) | ratio to IR | rounds |",
-        "|---|---|---|---:|---:|---:|",
-    ]
+    lines = list(header)
     for group in dict.fromkeys(b["group"] for b in rows):
         members = {b["extra_info"]["implementation"]: b for b in rows if b["group"] == group}
         base = _per_frame_ms(members["ir"]) if "ir" in members else None
         for name in sorted(members, key=lambda name: (name != "ir", name)):
             bench = members[name]
             ms = _per_frame_ms(bench)
-            ratio = "-" if base is None else f"{ms / base:.3g}x"
-            lines.append(f"| {group} | {name} | {bench['extra_info'].get('start', '-')} | {ms:.4g} | {ratio} | "
-                         f"{bench['stats']['rounds']} |")
+            lines.append(cells(group, name, bench, ms, "-" if base is None else f"{ms / base:.3g}x"))
     return lines
+
+
+def baseline_table(benchmarks: list[dict[str, Any]]) -> list[str]:
+    """test_baselines.py: per group, each method's ms per frame and its ratio to IR's."""
+    return _ratio_to_ir(
+        benchmarks, "baseline",
+        ["| workload | method | start | ms per frame (median) | ratio to IR | rounds |", "|---|---|---|---:|---:|---:|"],
+        lambda group, name, bench, ms, ratio: (f"| {group} | {name} | {bench['extra_info'].get('start', '-')} | "
+                                               f"{ms:.4g} | {ratio} | {bench['stats']['rounds']} |"))
 
 
 def stage2_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     """test_stage2.py: per group, each implementation's ms per frame, frames per second and its
     ratio to IR's (above 1: slower than IR)."""
-    rows = [b for b in benchmarks if b.get("extra_info", {}).get("kind") == "stage2"]
-    if not rows:
-        return []
-    lines = [
-        "| workload | implementation | ms per frame (median) | frames / s | ratio to IR | rounds |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for group in dict.fromkeys(b["group"] for b in rows):
-        members = {b["extra_info"]["implementation"]: b for b in rows if b["group"] == group}
-        base = _per_frame_ms(members["ir"]) if "ir" in members else None
-        for name in sorted(members, key=lambda name: (name != "ir", name)):
-            bench = members[name]
-            ms = _per_frame_ms(bench)
-            ratio = "-" if base is None else f"{ms / base:.3g}x"
-            lines.append(f"| {group} | {name} | {ms:.4g} | {1000.0 / ms:,.0f} | {ratio} | {bench['stats']['rounds']} |")
-    return lines
+    return _ratio_to_ir(
+        benchmarks, "stage2",
+        ["| workload | implementation | ms per frame (median) | frames / s | ratio to IR | rounds |",
+         "|---|---|---:|---:|---:|---:|"],
+        lambda group, name, bench, ms, ratio: (f"| {group} | {name} | {ms:.4g} | {1000.0 / ms:,.0f} | {ratio} | "
+                                               f"{bench['stats']['rounds']} |"))
 
 
 def render(data: dict[str, Any]) -> str:

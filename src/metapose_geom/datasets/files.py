@@ -26,6 +26,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 try:
     import fcntl
@@ -33,6 +34,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 __all__ = [
+    "ClaimedWriter",
     "DamagedBlockError",
     "DamagedFileError",
     "DatasetInUseError",
@@ -169,6 +171,40 @@ def release_writer(key: str) -> None:
     """Forget the writer registered under ``key``."""
     with _WRITERS_LOCK:
         _WRITERS.discard(key)
+
+
+class ClaimedWriter:
+    """What the file writers (:class:`~metapose_geom.datasets.DatasetWriter`,
+    :class:`~metapose_geom.datasets.solutions.SolutionWriter`) share: an open HDF5 file
+    (``_file``) and this process's claim on its path (``_claim``, :func:`claim_writer`), both let
+    go by :meth:`close`, which a ``with`` block calls."""
+
+    _file: Any = None
+    _claim: str | None = None
+
+    def close(self) -> None:
+        """Close the file (uncommitted data stay invisible and are dropped by the next writer) and
+        free the path for another writer."""
+        try:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        finally:
+            if self._claim is not None:
+                release_writer(self._claim)
+                self._claim = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 # --------------------------------------------------------------------------- creating, setting aside

@@ -34,8 +34,8 @@ from .._checks import check_choice, check_int
 from ..skeletons import H36M_17, Skeleton
 from ..views import Views
 from .files import (
-    DamagedBlockError, DamagedFileError, DatasetInUseError, claim_writer, creating, explain_open_failure, publish,
-    release_writer,
+    ClaimedWriter, DamagedBlockError, DamagedFileError, DatasetInUseError, claim_writer, creating,
+    explain_open_failure, publish,
 )
 from .schema import (
     FIELDS, FORMAT_NAME, FORMAT_VERSION, MAX_STORAGE_CHUNK, REQUIRED_FIELDS, RESERVED_ATTRS, check_chunk_field,
@@ -46,7 +46,7 @@ __all__ = ["DamagedBlockError", "DamagedFileError", "DatasetInUseError", "Datase
            "committed_frames"]
 
 
-class DatasetWriter:
+class DatasetWriter(ClaimedWriter):
     """Append frames to an HDF5 dataset file, chunk by chunk, each chunk committed atomically.
 
     Args:
@@ -269,30 +269,6 @@ class DatasetWriter:
         self._file.attrs["frames_committed"] = int(count)
         self._file.flush()
         self._committed = int(count)
-
-    def close(self) -> None:
-        """Flush and close; uncommitted data stay invisible and are dropped by the next append.
-        The path is free for another writer afterwards."""
-        try:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-        finally:
-            if self._claim is not None:
-                release_writer(self._claim)
-                self._claim = None
-
-    def __enter__(self) -> DatasetWriter:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 class DatasetReader:

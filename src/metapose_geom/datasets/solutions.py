@@ -52,7 +52,7 @@ from numpy.typing import NDArray
 
 from .._checks import check_int
 from ..layout import solution_size
-from .files import DatasetInUseError, claim_writer, creating, explain_open_failure, publish, release_writer
+from .files import ClaimedWriter, DatasetInUseError, claim_writer, creating, explain_open_failure, publish
 
 __all__ = ["SOLUTIONS_FORMAT", "SOLUTIONS_VERSION", "SolutionReader", "SolutionWriter", "solution_fields"]
 
@@ -82,7 +82,7 @@ def _dtype(kind: str):
     return h5py.string_dtype("utf-8") if kind == "str" else np.dtype(kind)
 
 
-class SolutionWriter:
+class SolutionWriter(ClaimedWriter):
     """Create or resume a solution file and append committed chunks to it.
 
     Args:
@@ -203,23 +203,6 @@ class SolutionWriter:
         self._file.flush()
         self._committed = stop
         return stop
-
-    def close(self) -> None:
-        """Close; uncommitted data stay invisible and are dropped by the next writer."""
-        try:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-        finally:
-            if self._claim is not None:
-                release_writer(self._claim)
-                self._claim = None
-
-    def __enter__(self) -> SolutionWriter:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 class SolutionReader:
