@@ -181,6 +181,22 @@ class ClaimedWriter:
 
     _file: Any = None
     _claim: str | None = None
+    _committed: int = 0
+    fields: tuple[str, ...] = ()
+
+    @property
+    def frames_committed(self) -> int:
+        """Frames written and committed so far."""
+        return self._committed
+
+    def _drop_uncommitted(self, committed: int) -> int:
+        """Cut every field back to the ``committed`` frames (what an interrupted append left beyond
+        the commit point) and return ``committed``."""
+        for name in self.fields:
+            if self._file[name].shape[0] != committed:
+                self._file[name].resize(committed, axis=0)
+        self._file.flush()
+        return committed
 
     def close(self) -> None:
         """Close the file (uncommitted data stay invisible and are dropped by the next writer) and

@@ -216,18 +216,9 @@ class DatasetWriter(ClaimedWriter):
             if frames_planned < committed:
                 raise ValueError(f"frames_planned: {frames_planned} is below the {committed} frames already committed")
             self._file.attrs["frames_planned"] = int(frames_planned)
-        for name in self.fields:  # drop whatever an interrupted append left beyond the commit point
-            if self._file[name].shape[0] != committed:
-                self._file[name].resize(committed, axis=0)
-        self._file.flush()
-        return committed
+        return self._drop_uncommitted(committed)
 
     # ------------------------------------------------------------------ writing
-
-    @property
-    def frames_committed(self) -> int:
-        """Frames written and committed so far."""
-        return self._committed
 
     def __len__(self) -> int:
         return self._committed

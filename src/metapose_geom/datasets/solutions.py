@@ -160,16 +160,7 @@ class SolutionWriter(ClaimedWriter):
             raise ValueError(f"{self.path}: written by another run (" + "; ".join(differs) + "); resume it with the "
                              "same method, options and input, or write to another file")
         committed = int(attrs["frames_committed"])
-        for name in self.fields:  # drop what an interrupted append left beyond the commit point
-            if self._file[name].shape[0] != committed:
-                self._file[name].resize(committed, axis=0)
-        self._file.flush()
-        return committed
-
-    @property
-    def frames_committed(self) -> int:
-        """Frames written and committed so far."""
-        return self._committed
+        return self._drop_uncommitted(committed)
 
     def append(self, chunk: Mapping[str, Any]) -> int:
         """Write n frames (every field, leading axis n) after the committed ones and commit them;

@@ -28,6 +28,7 @@ from .geometry import mixture_log_likelihood, project_weak, rot6d_to_matrix, sof
 
 __all__ = [
     "RefineResult",
+    "bone_deviation",
     "bone_lengths",
     "keras_adam_refine",
     "pack_solution",
@@ -89,11 +90,17 @@ def refiner_objective(
         if bones is None or bone_reference is None:
             raise ValueError("bones and bone_reference: required when bone_weight > 0")
         bones = torch.as_tensor(bones, dtype=torch.long, device=x.device)
-        lengths = bone_lengths(pose, bones)
-        relative = lengths / lengths.mean(dim=-1, keepdim=True)
-        reference = bone_reference / bone_reference.mean(dim=-1, keepdim=True)
-        value = value + bone_weight * torch.linalg.vector_norm(relative - reference, dim=-1)
+        value = value + bone_weight * bone_deviation(pose, bones, bone_reference)
     return value
+
+
+def bone_deviation(pose: Tensor, bones: Tensor, bone_reference: Tensor) -> Tensor:
+    """pose (..., J, 3), bones (nB, 2), bone_reference (..., nB) -> (...): the refiner's bone term
+    without its weight, ``|| l / mean(l) - l_ref / mean(l_ref) ||_2`` of the pose's bone lengths."""
+    lengths = bone_lengths(pose, bones)
+    relative = lengths / lengths.mean(dim=-1, keepdim=True)
+    reference = bone_reference / bone_reference.mean(dim=-1, keepdim=True)
+    return torch.linalg.vector_norm(relative - reference, dim=-1)
 
 
 class RefineResult(TypedDict):

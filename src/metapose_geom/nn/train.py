@@ -65,7 +65,7 @@ from ..stage2.config import INPUT_NAMES, KINDS, ModelConfig
 _MODEL = ModelConfig()  # the model-shape defaults of TrainConfig are ModelConfig's own
 from .geometry import project_weak, rot6d_to_matrix, softplus
 from .model import Stage2Model
-from .objective import bone_lengths, refiner_objective
+from .objective import bone_deviation, refiner_objective
 from .train_data import (
     Batch, BatchPlan, TeacherCache, TrainingData, batch_count, epoch_plan, load_training_data, make_batch,
     standardisation_plan, validation_plan,
@@ -261,10 +261,7 @@ def teacher_distance(x: Tensor, teacher: Tensor, num_cameras: int, num_joints: i
 
 def bone_term(x: Tensor, num_cameras: int, num_joints: int, bones: Tensor, reference: Tensor) -> Tensor:
     """x (b, P), bones (nB, 2), reference lengths (nB,) -> (b,) ``|| l/mean(l) - l_ref/mean(l_ref) ||``."""
-    pose = layout.unpack(x, num_cameras, num_joints).pose
-    lengths = bone_lengths(pose, bones)
-    relative = lengths / lengths.mean(dim=-1, keepdim=True)
-    return torch.linalg.vector_norm(relative - reference / reference.mean(), dim=-1)
+    return bone_deviation(layout.unpack(x, num_cameras, num_joints).pose, bones, reference)
 
 
 def loss_terms(x: Tensor, mixtures: Tensor, labels: Tensor, weights: Mapping[str, float], *,

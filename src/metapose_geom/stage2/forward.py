@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from .. import layout
 from .._checks import check_int
 from .._core_loader import core as _core
 from .config import CAMERA_WIDTH, SHARED_INPUTS, STD_EPSILON, ModelConfig
@@ -369,15 +370,11 @@ class Stage2Network:
         config = self.config
         inputs = config.inputs
         B, C, J = mixtures.shape[:3]
-        pose_end, rot_end = 3 * J, 3 * J + 6 * C
-        pose = x[:, :pose_end].reshape(B, J, 3)
-        rot6d = x[:, pose_end:rot_end].reshape(B, C, 6)
-        scale_raw = x[:, rot_end:rot_end + C]
-        shift = x[:, rot_end + C:].reshape(B, C, 3)
+        pose, rot6d, scale_raw, shift = layout.unpack(x, C, J)
         shared: list[NDArray] = []
         for name in self._shared_inputs:
             if name == "pose":
-                shared.append(x[:, :pose_end])
+                shared.append(pose.reshape(B, 3 * J))
             elif name == "objective":
                 references = np.ones((B, 1))
                 objective, _ = _core.refiner_objective(mixtures, x, self._no_bones, references, 0.0)
@@ -392,7 +389,7 @@ class Stage2Network:
         if "mixtures" in inputs:
             camera.append(features)
         if "projections" in inputs:
-            scale = np.logaddexp(scale_raw, 0.0)
+            scale = layout.scale_from_raw(scale_raw)
             points = _core.project_weak(np.ascontiguousarray(pose), _core.rot6d_to_matrix(np.ascontiguousarray(rot6d)),
                                         np.ascontiguousarray(scale), np.ascontiguousarray(shift))
             camera.append(points.reshape(B, C, 2 * J))
