@@ -165,6 +165,21 @@ class TestGeometry:
             np.testing.assert_array_equal(scene.pose3d, synth.make_scene(np.random.default_rng([9, i])).pose3d)
         assert not np.array_equal(frames[0].pose3d, frames[1].pose3d)
 
+    def test_a_given_pose_is_seen_instead_of_a_drawn_one(self):
+        rig = synth.sample_cameras(np.random.default_rng(3), synth.make_scene(3).pose3d, 3)
+        pose = synth.make_scene(8).pose3d
+        scene = synth.make_scene(5, cameras=rig, pose3d=pose)
+        np.testing.assert_array_equal(scene.pose3d, pose)
+        pixels = geometry.project_perspective(np.repeat(pose[None], 3, axis=0), *rig[:4])
+        np.testing.assert_allclose(scene.pose2d, pixels, rtol=0, atol=1e-9)
+        # nothing is drawn for a given pose: drawing it first and giving it makes the same scene
+        rng = np.random.default_rng(5)
+        assert_same_scene(synth.make_scene(rng, cameras=rig, pose3d=synth.sample_pose(rng)),
+                          synth.make_scene(5, cameras=rig))
+        alone = synth.make_scene(5, pose3d=pose)  # without a rig: cameras drawn around the given pose
+        np.testing.assert_array_equal(alone.pose3d, pose)
+        assert (alone.pose3d_cam[..., 2] > 500).all()
+
     def test_a_rig_with_the_subject_behind_a_camera_is_refused(self):
         rig = synth.sample_cameras(np.random.default_rng(3), synth.make_scene(3).pose3d, 3)
         centres = -np.einsum("cba,cb->ca", rig.rotation, rig.translation)
@@ -436,6 +451,11 @@ class TestBadInput:
             scene.ablated_views(gt_mixtures=True, mixture_noise=-1.0)
         with pytest.raises(ValueError, match="rng"):
             scene.ablated_views(gt_mixtures=True, mixture_noise=0.01)
+
+    @pytest.mark.parametrize("pose3d", [np.zeros((16, 3)), np.full((17, 3), np.nan), "pose"])
+    def test_make_scene_pose3d(self, pose3d):
+        with pytest.raises(ValueError, match="pose3d"):
+            synth.make_scene(0, pose3d=pose3d)
 
     def test_sample_functions(self):
         rng = np.random.default_rng(0)

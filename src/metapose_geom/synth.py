@@ -12,32 +12,43 @@ re-projection of the labels (:meth:`Scene.ablated_views`).
 Every draw comes from one numpy Generator: ``make_scene(seed)`` is reproducible, and scene ``i`` of
 ``make_scenes(count, seed=s)`` equals ``make_scene(np.random.default_rng([s, i]))``.
 
+:func:`make_rig_sequence` makes a :class:`RigSequence`: a subject walking for many frames through one
+fixed, distorted rig, each frame's evidence a scene seen by that rig, as keypoints, confidences and
+monocular guesses (a :class:`metapose_geom.io.Capture`), with left/right swaps and dropped views
+on request: the data for calibrating a rig from the people in it.
+
 Example::
 
     scene = make_scene(0, num_cameras=4)
     views = scene.views()                                    # noisy evidence, as a real frame
     oracle = scene.ablated_views(gt_init=True, gt_mixtures=True)
+    sequence = make_rig_sequence(0, num_cameras=4, frames=200)
+    capture = sequence.capture()                             # keypoints, confidences, mono3d
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import as_float64, check_bool, check_int, check_number
+from ._checks import as_float64, check_bool, check_choice, check_int, check_number
 from .geometry import PerspectiveCameras, project_perspective
 from .skeletons import H36M_17, Skeleton
-from .views import Views
+from .views import Views, box_to_pixels
+
+if TYPE_CHECKING:
+    from .io.capture import Capture
 
 F64 = NDArray[np.float64]
 SeedLike = int | np.random.Generator | list | tuple | None
 
 __all__ = [
     "GT_MIXTURE_VARIANCE", "H36M_MIRROR", "HEATMAP_BACKGROUND_NOISE", "HEATMAP_BLUR_PX", "HEATMAP_CROP_PX",
-    "HEATMAP_GAIN_NOISE", "PerspectiveCameras", "Scene",
-    "gt_mixtures", "make_scene", "make_scenes", "sample_cameras", "sample_pose",
+    "HEATMAP_GAIN_NOISE", "RIG_AIM_HEIGHT_MM", "WALK_SPEED_MM_S", "PerspectiveCameras", "RigSequence", "Scene",
+    "gt_mixtures", "make_rig_sequence", "make_scene", "make_scenes", "sample_cameras", "sample_pose",
 ]
 
 #: H36M-17 left/right mirror: ``H36M_MIRROR[j]`` is joint j's counterpart on the other side.
@@ -64,6 +75,7 @@ _LEG_MODES = (0.45, 0.15, 0.15, 0.25)
 _REST_HEIGHT_MM = 1700.0  # the height H36M_17's rest pose stands for
 _IMAGE_SIZES = ((1920.0, 1080.0), (1000.0, 1000.0))
 _IMAGE_MARGIN_PX = 5.0
+_AIM_OFFSET = 0.08  # a camera aims at its target plus up to this fraction of its distance per axis
 
 
 # --------------------------------------------------------------------------- ground-truth mixtures
@@ -194,31 +206,52 @@ def sample_cameras(rng: np.random.Generator, pose3d: ArrayLike, num_cameras: int
     rng = _generator(rng, "rng")
     check_int(num_cameras, "num_cameras", 2, 8)
     check_int(max_tries, "max_tries", 1)
-    for name, (low, high) in (("distance", distance), ("height", height)):  # mm; 0 < low <= high for distance
-        low = check_number(low, f"{name}[0]", low=0.0, low_open=name == "distance")
-        check_number(high, f"{name}[1]", low=low)
+    _check_camera_ranges(distance, height)
     pose = as_float64(pose3d, "pose3d")
     if pose.ndim != 2 or pose.shape[1] != 3 or pose.shape[0] < 11 or not np.isfinite(pose).all():
         raise ValueError(f"pose3d: expected a finite H36M pose (J, 3) in mm, got shape {pose.shape}")
     torso = pose[[0, 7, 8]].mean(axis=0)
+    return _place_cameras(rng, torso, pose, num_cameras, distance, height, max_tries, _AIM_OFFSET, "full",
+                          "sample_cameras: no camera at azimuth {azimuth:.2f} sees the whole pose")
+
+
+def _check_camera_ranges(distance, height) -> None:
+    for name, bounds in (("distance", distance), ("height", height)):  # mm; 0 < low <= high for distance
+        try:
+            low, high = bounds
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected (low, high) in mm, got {bounds!r}") from None
+        low = check_number(low, f"{name}[0]", low=0.0, low_open=name == "distance")
+        check_number(high, f"{name}[1]", low=low)
+
+
+def _place_cameras(rng, target: F64, points: F64, num_cameras: int, distance, height, max_tries: int,
+                   aim_offset: float, distortion: str, failure: str) -> PerspectiveCameras:
+    """Cameras at evenly spaced, jittered azimuths around ``target``, each redrawn (same azimuth)
+    until it sees all ``points`` (N, 3) (:func:`_sees_all`); ``distortion`` "full", "radial" or
+    "none" zeroes the drawn coefficients accordingly before the check. RuntimeError ``failure``
+    (formatted with ``azimuth``) after ``max_tries`` draws."""
     start = rng.uniform(0.0, 2 * np.pi)
     cameras = []
     for c in range(num_cameras):
         azimuth = start + 2 * np.pi * (c + rng.uniform(-0.25, 0.25)) / num_cameras
         for _ in range(max_tries):
-            camera = _draw_camera(rng, torso, azimuth, distance, height)
-            if _sees_all(pose, *camera):
+            camera = _draw_camera(rng, target, azimuth, distance, height, aim_offset)
+            if distortion != "full":
+                camera[3][2 if distortion == "radial" else 0:] = 0.0
+            if _sees_all(points, *camera):
                 cameras.append(camera)
                 break
         else:
-            raise RuntimeError(f"sample_cameras: no camera at azimuth {azimuth:.2f} sees the whole pose")
+            raise RuntimeError(failure.format(azimuth=azimuth))
     return PerspectiveCameras(*(np.stack(part) for part in zip(*cameras)))
 
 
-def _draw_camera(rng, torso: F64, azimuth: float, distance, height) -> tuple[F64, ...]:
+def _draw_camera(rng, torso: F64, azimuth: float, distance, height, aim_offset: float = _AIM_OFFSET
+                 ) -> tuple[F64, ...]:
     radius = rng.uniform(*distance)
     centre = np.array([torso[0] + radius * np.sin(azimuth), rng.uniform(*height), torso[2] + radius * np.cos(azimuth)])
-    forward = torso + rng.uniform(-0.08, 0.08, 3) * radius - centre
+    forward = torso + rng.uniform(-aim_offset, aim_offset, 3) * radius - centre
     forward /= np.linalg.norm(forward)
     right = np.cross([0.0, -1.0, 0.0], forward)
     right /= np.linalg.norm(right)
@@ -380,13 +413,18 @@ _gt_mixtures = gt_mixtures  # reachable inside Scene.ablated_views, whose argume
 def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int | None = None, num_components: int = 4,
                occlusion_rate: float = 0.1, confusion_rate: float = 0.05, pixel_noise: float = 3.0,
                depth_noise: float = 40.0, depth_scale_error: float = 0.15, flip_rate: float = 0.1,
-               heatmaps: bool = False, heatmap_size: int = 64, cameras: PerspectiveCameras | None = None) -> Scene:
+               heatmaps: bool = False, heatmap_size: int = 64, cameras: PerspectiveCameras | None = None,
+               pose3d: ArrayLike | None = None) -> Scene:
     """One synthetic frame: C = ``num_cameras`` (2..8, default 4) views, K = ``num_components`` (>= 1).
 
     ``cameras``: a fixed rig to see the pose with (C = its count; ``num_cameras``, when given, must equal it),
     e.g. :func:`sample_cameras` once for a sequence of frames, as AniPose calibrates a rig on many
     frames; every joint must be in front of every camera (ValueError otherwise). None draws a new
     rig around the pose. The pose is drawn first, so it is the same with or without a rig.
+
+    ``pose3d``: a given world pose (17, 3) mm, y up, to see instead of a drawn one (nothing is drawn
+    for it, so every later draw comes earlier in the generator's stream); None draws it with
+    :func:`sample_pose`.
 
     ``seed_or_rng``: a seed (int or sequence) or a Generator (used, and advanced, in place).
     Per view and joint, ``occlusion_rate`` is the chance of an occluded joint (wider components,
@@ -419,7 +457,13 @@ def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int | None = None, num_co
     check_bool(heatmaps, "heatmaps")
     check_int(heatmap_size, "heatmap_size", 4)
 
-    pose3d = sample_pose(rng)
+    if pose3d is None:
+        pose3d = sample_pose(rng)
+    else:
+        pose3d = as_float64(pose3d, "pose3d").copy()
+        if pose3d.shape != (H36M_17.num_joints, 3) or not np.isfinite(pose3d).all():
+            raise ValueError(f"pose3d: expected a finite H36M-17 pose ({H36M_17.num_joints}, 3) in mm, "
+                             f"got shape {pose3d.shape}")
     if cameras is None:
         num_cameras = 4 if num_cameras is None else num_cameras
         cameras = sample_cameras(rng, pose3d, num_cameras)
@@ -433,7 +477,7 @@ def make_scene(seed_or_rng: SeedLike = 0, num_cameras: int | None = None, num_co
         check_int(num_cameras, "cameras (count)", 2, 8)
         depth = np.einsum("cab,jb->cja", cameras.rotation, pose3d)[..., 2] + cameras.translation[:, None, 2]
         if not (depth > 0).all():
-            raise ValueError("cameras: a joint of the sampled pose is behind a camera of the rig")
+            raise ValueError("cameras: a joint of the pose is behind a camera of the rig")
     count, joints = num_cameras, len(pose3d)
     pose3d_cam = np.einsum("cab,jb->cja", cameras.rotation, pose3d) + cameras.translation[:, None, :]
     pose2d = project_perspective(np.repeat(pose3d[None], count, axis=0), *cameras[:4])
@@ -473,6 +517,228 @@ def make_scenes(count: int, num_cameras: int | None = None, seed: int = 0, **kwa
     check_int(count, "count", 0)
     check_int(seed, "seed", 0)
     return [make_scene(np.random.default_rng([seed, i]), num_cameras, **kwargs) for i in range(count)]
+
+
+# --------------------------------------------------------------------------- fixed-rig sequences
+
+
+#: The subject's walking speed range, mm per second.
+WALK_SPEED_MM_S = (1000.0, 1500.0)
+#: Height (mm) of the walking volume's centre, which every camera of a rig sequence aims at.
+RIG_AIM_HEIGHT_MM = 900.0
+_RIG_AIM_OFFSET = 0.02  # a rig camera aims at the volume's centre within this fraction of its distance per axis
+_HEADING_JITTER_DEG = 15.0  # the subject faces the walking direction within this many degrees
+_CONFIDENT_SIGMA_CROP_PX = 2.0  # a main component this narrow (heatmap-crop px) or narrower gives confidence 1
+_DISTORTION_MODES = ("full", "radial", "none")
+
+
+@dataclass(frozen=True, eq=False)
+class RigSequence:
+    """A subject walking through a fixed, distorted rig: C cameras x F frames of detections and
+    their ground truth; float64 (the masks bool), arrays read-only. Made by :func:`make_rig_sequence`.
+
+    Attributes:
+        cameras: the rig (world mm, ``X_cam = R @ X + t``), the same for every frame.
+        poses: (F, 17, 3) world mm, y up, ground at y = 0.
+        path: (F, 3) world mm: the point on the ground under the pelvis at each frame (y = 0).
+        keypoints: (C, F, 17, 2) px, the detector's main guess per joint, in the detector's
+            labelling (left and right exchanged where ``swapped``); NaN where ``dropped``.
+        confidences: (C, F, 17) in (0, 1], 0 where ``dropped`` (the rule: :func:`make_rig_sequence`).
+        mono3d: (C, F, 17, 3) each frame's monocular guesses (:attr:`Scene.mono3d`, that view's
+            box units, x right, y down, z away from the camera), labelled as ``keypoints``; NaN
+            where ``dropped``.
+        pose2d: (C, F, 17, 2) px, the exact distorted projections of ``poses`` (every view).
+        occluded, confused: (C, F, 17) bool, the scenes' masks, per joint of the body (before any swap).
+        swapped: (C, F) bool, views the detector labelled left for right throughout (never where dropped).
+        dropped: (C, F) bool, views in which the camera saw nobody.
+        camera_names: ``cam0`` .. ``cam{C-1}``.
+        fps: frames per second.
+    """
+
+    cameras: PerspectiveCameras
+    poses: F64
+    path: F64
+    keypoints: F64
+    confidences: F64
+    mono3d: F64
+    pose2d: F64
+    occluded: NDArray[np.bool_]
+    confused: NDArray[np.bool_]
+    swapped: NDArray[np.bool_]
+    dropped: NDArray[np.bool_]
+    camera_names: tuple[str, ...]
+    fps: float
+
+    @property
+    def num_cameras(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.keypoints.shape[1])
+
+    def capture(self, mono3d: bool = True) -> Capture:
+        """The detections as a :class:`metapose_geom.io.Capture`: skeleton ``"h36m17"``, the camera
+        names, the rig's image sizes, ``fps``; the monocular guesses unless ``mono3d=False``."""
+        from .io.capture import Capture  # io imports the solver stack: only when asked for
+
+        check_bool(mono3d, "mono3d")
+        return Capture(self.keypoints, self.confidences, "h36m17", self.mono3d if mono3d else None,
+                       self.camera_names, self.cameras.image_size, self.fps)
+
+
+def make_rig_sequence(seed: SeedLike = 0, num_cameras: int = 4, frames: int = 200, *, distortion: str = "full",
+                      walk_radius: float = 1500.0, pixel_noise: float = 3.0, occlusion_rate: float = 0.1,
+                      confusion_rate: float = 0.05, swap_rate: float = 0.0, dropout_rate: float = 0.0,
+                      num_components: int = 4, fps: float = 30.0, depth_noise: float = 40.0,
+                      depth_scale_error: float = 0.15, flip_rate: float = 0.1,
+                      distance: tuple[float, float] | None = None, height: tuple[float, float] = (500.0, 2500.0),
+                      max_tries: int = 1000) -> RigSequence:
+    """A subject walking for ``frames`` frames through one fixed rig of C = ``num_cameras`` (2..8)
+    distorted perspective cameras, and what a detector gives in every view and frame.
+
+    World mm, y up, ground at y = 0; the walking volume is centred on the vertical axis.
+
+    Path: a random closed curve around the centre, in polar form ``rho(phi) = rho0 (1 + sum_k a_k
+    cos(k phi + psi_k))`` with k = 1, 2, 3 and a_k up to 0.15, 0.1, 0.05 (so its nearest point is at
+    least 0.7 / 1.3 of its farthest), scaled so its farthest point is 80-100% of ``walk_radius``
+    (mm) from the centre; walked in either direction from a random point at a constant speed drawn
+    in :data:`WALK_SPEED_MM_S`, ``1 / fps`` seconds a frame (a long sequence goes round again).
+    Each frame's pose is an independent :func:`sample_pose`, turned about the vertical so it faces
+    the walking direction (its hips' normal) within +-15 degrees and moved so its pelvis is over
+    the path point; its feet stay on the ground as drawn.
+
+    Rig: drawn once after the walk, as :func:`sample_cameras` draws its cameras (evenly spaced
+    jittered azimuths, image sizes, intrinsics, distortion), around the volume's centre at
+    :data:`RIG_AIM_HEIGHT_MM`: horizontal distance from it uniform in ``distance`` (mm; default
+    ``(walk_radius + 3000, walk_radius + 6000)``), height uniform in ``height`` (mm), aimed at the
+    centre within 2% of the distance per axis. A camera is redrawn at the same azimuth until every
+    joint of every frame is 0.5 m or more in front of it, inside its image by 5 px and where its
+    distortion is monotonic; RuntimeError after ``max_tries`` draws. ``distortion``: ``"full"``
+    (k1, k2, p1, p2, k3 as drawn), ``"radial"`` (k1, k2 as drawn, p1 = p2 = k3 = 0) or ``"none"``.
+
+    Evidence: frame f is :func:`make_scene` with ``cameras=`` the rig and ``pose3d=`` its pose (its
+    ``pixel_noise``, ``occlusion_rate``, ``confusion_rate``, ``num_components``, ``depth_noise``,
+    ``depth_scale_error`` and ``flip_rate``); the keypoints are its mixtures' component 0 (the
+    detector's main guess) in pixels through the box, so with ``pixel_noise = occlusion_rate =
+    confusion_rate = 0`` they are the exact projections to rounding. Confidence of a joint:
+    ``min(1, 2 / sigma_0)`` with ``sigma_0`` the main component's standard deviation in heatmap-crop
+    pixels (1 / 256 box; 2-4 when visible, so 0.5-1; 2-3 times wider when occluded, so 1/6-0.5),
+    times, for a confused joint (K > 1), the weight left off its mirrored joint (0.5-0.75).
+
+    Per view and frame, ``swap_rate`` is the chance that the detector labels the whole body left
+    for right (keypoints, confidences and guesses of mirrored joints exchanged, ``H36M_MIRROR``)
+    and ``dropout_rate`` the chance that the camera saw nobody (keypoints and guesses NaN,
+    confidences 0; such a view is never marked swapped). Their draws are made whatever the rates,
+    so changing a rate changes nothing else.
+
+    ``seed``: a seed (int or sequence) or a Generator (used, and advanced, in place); one stream
+    draws the walk, the poses, the rig, the swap and dropout masks, then each frame's scene.
+
+    Example::
+
+        sequence = make_rig_sequence(0, num_cameras=4, frames=200)
+        capture = sequence.capture()              # metapose_geom.io.Capture
+        truth = sequence.cameras, sequence.poses
+    """
+    rng = _generator(seed, "seed")
+    check_int(num_cameras, "num_cameras", 2, 8)
+    check_int(frames, "frames", 1)
+    check_choice(distortion, "distortion", _DISTORTION_MODES)
+    walk_radius = check_number(walk_radius, "walk_radius", low=0.0, low_open=True)
+    check_number(pixel_noise, "pixel_noise", low=0.0)
+    for name, rate in (("occlusion_rate", occlusion_rate), ("confusion_rate", confusion_rate),
+                       ("swap_rate", swap_rate), ("dropout_rate", dropout_rate), ("flip_rate", flip_rate)):
+        check_number(rate, name, low=0.0, high=1.0)
+    check_int(num_components, "num_components", 1)
+    fps = check_number(fps, "fps", low=0.0, low_open=True)
+    check_number(depth_noise, "depth_noise", low=0.0)
+    check_number(depth_scale_error, "depth_scale_error", low=0.0, high=0.9)
+    check_int(max_tries, "max_tries", 1)
+    if distance is None:
+        distance = (walk_radius + 3000.0, walk_radius + 6000.0)
+    _check_camera_ranges(distance, height)
+
+    path, heading = _walk(rng, frames, fps, walk_radius)
+    poses = np.stack([_walking_pose(rng, point, direction) for point, direction in zip(path, heading)])
+    centre = np.array([0.0, RIG_AIM_HEIGHT_MM, 0.0])
+    rig = _place_cameras(rng, centre, poses.reshape(-1, 3), num_cameras, distance, height, max_tries,
+                         _RIG_AIM_OFFSET, distortion,
+                         "make_rig_sequence: no camera at azimuth {azimuth:.2f} sees every frame's pose "
+                         "(a larger distance or max_tries may do)")
+    swapped = rng.uniform(size=(num_cameras, frames)) < swap_rate
+    dropped = rng.uniform(size=(num_cameras, frames)) < dropout_rate
+    swapped &= ~dropped
+
+    joints = H36M_17.num_joints
+    keypoints = np.empty((num_cameras, frames, joints, 2))
+    confidences = np.empty((num_cameras, frames, joints))
+    mono3d = np.empty((num_cameras, frames, joints, 3))
+    pose2d = np.empty((num_cameras, frames, joints, 2))
+    occluded = np.empty((num_cameras, frames, joints), dtype=bool)
+    confused = np.empty((num_cameras, frames, joints), dtype=bool)
+    slot = min(1, num_components - 1)  # the component a confused joint puts on its mirrored joint
+    for f, pose in enumerate(poses):
+        scene = make_scene(rng, num_components=num_components, occlusion_rate=occlusion_rate,
+                           confusion_rate=confusion_rate, pixel_noise=pixel_noise, depth_noise=depth_noise,
+                           depth_scale_error=depth_scale_error, flip_rate=flip_rate, cameras=rig, pose3d=pose)
+        main = scene.mixtures[:, :, 0]
+        keypoints[:, f] = box_to_pixels(main[..., 1:3], scene.boxes)
+        sharpness = np.minimum(1.0, _CONFIDENT_SIGMA_CROP_PX / (np.sqrt(main[..., 3]) * HEATMAP_CROP_PX))
+        kept = 1.0 - scene.mixtures[:, :, slot, 0] if num_components > 1 else np.ones_like(sharpness)
+        confidences[:, f] = sharpness * np.where(scene.confused, kept, 1.0)
+        mono3d[:, f] = scene.mono3d
+        pose2d[:, f] = scene.pose2d
+        occluded[:, f], confused[:, f] = scene.occluded, scene.confused
+
+    mirror = list(H36M_MIRROR)
+    for array in (keypoints, confidences, mono3d):
+        array[swapped] = array[swapped][:, mirror]
+    keypoints[dropped] = np.nan
+    mono3d[dropped] = np.nan
+    confidences[dropped] = 0.0
+    ground = np.column_stack([path[:, 0], np.zeros(frames), path[:, 1]])
+    arrays = [poses, ground, keypoints, confidences, mono3d, pose2d, occluded, confused, swapped, dropped]
+    for array in (*arrays, *rig):
+        array.setflags(write=False)
+    return RigSequence(rig, *arrays, tuple(f"cam{c}" for c in range(num_cameras)), fps)
+
+
+def _walk(rng, frames: int, fps: float, walk_radius: float) -> tuple[F64, F64]:
+    """The path of :func:`make_rig_sequence`: ground points (F, 2) ``[x, z]`` mm and the unit
+    walking directions (F, 2) there."""
+    amplitude = rng.uniform(0.0, 1.0, 3) * np.array([0.15, 0.1, 0.05])
+    phase = rng.uniform(0.0, 2 * np.pi, 3)
+    order = np.arange(1, 4)
+
+    def radius(angle: F64) -> tuple[F64, F64]:  # rho / rho0 and its derivative in angle
+        waves = order * angle[..., None] + phase
+        return 1 + (amplitude * np.cos(waves)).sum(-1), -(order * amplitude * np.sin(waves)).sum(-1)
+
+    grid = np.linspace(0.0, 2 * np.pi, 4097)
+    rho0 = walk_radius * rng.uniform(0.8, 1.0) / radius(grid)[0].max()
+    outline = rho0 * radius(grid)[0][:, None] * np.column_stack([np.cos(grid), np.sin(grid)])
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(outline, axis=0), axis=1))])
+    speed = rng.uniform(*WALK_SPEED_MM_S)
+    sense = rng.choice([-1.0, 1.0])
+    walked = (rng.uniform(0.0, arc[-1]) + sense * speed * np.arange(frames) / fps) % arc[-1]
+    angle = np.interp(walked, arc, grid)
+    rho, slope = (rho0 * part for part in radius(angle))
+    cos, sin = np.cos(angle), np.sin(angle)
+    points = rho[:, None] * np.column_stack([cos, sin])
+    tangent = sense * np.column_stack([slope * cos - rho * sin, slope * sin + rho * cos])
+    return points, tangent / np.linalg.norm(tangent, axis=1, keepdims=True)
+
+
+def _walking_pose(rng, point: F64, direction: F64) -> F64:
+    """A :func:`sample_pose` turned about the vertical to face ``direction`` (2,) ``[x, z]`` within
+    +-15 degrees, its pelvis moved over ``point`` (2,) ``[x, z]`` mm; heights unchanged."""
+    pose = sample_pose(rng)
+    facing = np.cross(pose[4] - pose[1], [0.0, 1.0, 0.0])  # left hip minus right hip, crossed with up
+    wanted = np.arctan2(*direction) + np.radians(rng.uniform(-_HEADING_JITTER_DEG, _HEADING_JITTER_DEG))
+    turned = (pose - pose[0] * [1.0, 0.0, 1.0]) @ _rotation(1, wanted - np.arctan2(facing[0], facing[2])).T
+    turned[:, [0, 2]] += point
+    return turned
 
 
 def _noisy_mixtures(rng, truth: F64, size: F64, occluded, confused, components: int, pixel_noise: float) -> F64:
