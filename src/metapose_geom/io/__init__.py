@@ -12,11 +12,15 @@
   :class:`CaptureSolution`.
 - Writers: :func:`write_trc`, :func:`write_csv` (metric poses, :func:`metric_poses`) and
   :func:`write_cameras`.
+- Calibrations: :class:`Calibration` (C calibrated perspective cameras; ``project``,
+  ``triangulate``, ``reprojection_errors``, ``save``), :func:`write_calibration` and
+  :func:`read_calibration` (anipose's and Pose2Sim's TOML files).
 """
 
 from __future__ import annotations
 
 from .arrays import NPZ_FIELDS, read_npz
+from .calibration import Calibration, read_calibration, write_calibration
 from .capture import MIN_EXTENT_PX, MIN_JOINTS_SEEN, Capture, CaptureSolution
 from .openpose import read_openpose
 from .writers import DEFAULT_FPS, DEFAULT_SUBJECT_HEIGHT, metric_poses, write_cameras, write_csv, write_trc
@@ -27,11 +31,14 @@ __all__ = [
     "MIN_EXTENT_PX",
     "MIN_JOINTS_SEEN",
     "NPZ_FIELDS",
+    "Calibration",
     "Capture",
     "CaptureSolution",
     "metric_poses",
+    "read_calibration",
     "read_npz",
     "read_openpose",
+    "write_calibration",
     "write_cameras",
     "write_csv",
     "write_trc",
