@@ -21,7 +21,7 @@ Before timing, each test checks what it times: the rig's total is finite and bel
 the rig on 2 threads gives the bits of 1 thread, and one frame alone through the rig gives the
 per-frame refiner's bits (the objectives are the same function there).
 
-Command (about 30 s; correctness only: ``--benchmark-disable``)::
+Command (about 45 s; correctness only: ``--benchmark-disable``, about 10 s)::
 
     python -m pytest benchmarks/test_rig.py --benchmark-only --benchmark-warmup=on \\
         --benchmark-json=benchmarks/results/rig.json -q
