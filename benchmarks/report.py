@@ -266,6 +266,17 @@ def stage2_table(benchmarks: list[dict[str, Any]]) -> list[str]:
                                                f"{bench['stats']['rounds']} |"))
 
 
+def rig_table(benchmarks: list[dict[str, Any]]) -> list[str]:
+    """test_rig.py: per group, the static-rig refiner's ms per frame and its ratio to the per-frame
+    refiner's on the same frames (above 1: slower than IR)."""
+    return _ratio_to_ir(
+        benchmarks, "rig",
+        ["| workload | implementation | ms per frame (median) | total ms (median) | ratio to IR | rounds |",
+         "|---|---|---:|---:|---:|---:|"],
+        lambda group, name, bench, ms, ratio: (f"| {group} | {name} | {ms:.4g} | {bench['stats']['median'] * 1e3:.4g} | "
+                                               f"{ratio} | {bench['stats']['rounds']} |"))
+
+
 def render(data: dict[str, Any]) -> str:
     benchmarks = data.get("benchmarks", [])
     parts = ["### Machine", "", *machine_summary(data)]
@@ -273,7 +284,8 @@ def render(data: dict[str, Any]) -> str:
     refiner = refiner_table(benchmarks)
     baselines = baseline_table(benchmarks)
     stage2 = stage2_table(benchmarks)
-    if len(kernels) > 2 or not (refiner or baselines or stage2):  # header only: no kernel rows in this JSON
+    rig = rig_table(benchmarks)
+    if len(kernels) > 2 or not (refiner or baselines or stage2 or rig):  # header only: no kernel rows in this JSON
         parts += ["", "### Kernels: numpy vs compiled core", "", *kernels]
     threads = thread_table(benchmarks)
     if threads:
@@ -287,6 +299,8 @@ def render(data: dict[str, Any]) -> str:
         parts += ["", "### MetaPose's refiner against aniposelib (public API, 1 thread)", "", *baselines]
     if stage2:
         parts += ["", "### Stage 2 (numpy inference) next to the refiner", "", *stage2]
+    if rig:
+        parts += ["", "### Static-rig refiner next to the per-frame refiner", "", *rig]
     return "\n".join(parts) + "\n"
 
 

@@ -75,10 +75,10 @@ struct Input {
   const double* data() const { return array.data(); }
 };
 
-// `core` lists the core dimensions, -1 for a size fixed by another argument; `expected` spells
-// the shape for messages, e.g. "(..., J, 3)".
-inline Input take(const py::object& object, const char* name, std::initializer_list<py::ssize_t> core,
-                  const char* expected) {
+// take() below without the check that every value is finite, for an argument some of whose
+// values are never read (the mixtures of a rig's unused views): the caller checks the values it uses.
+inline Input take_any_values(const py::object& object, const char* name, std::initializer_list<py::ssize_t> core,
+                             const char* expected) {
   if (!py::isinstance<py::array>(object))
     throw py::value_error(std::string(name) + ": expected a numpy array of float64, got " +
                           std::string(py::str(py::type::of(object).attr("__name__"))));
@@ -102,15 +102,23 @@ inline Input take(const py::object& object, const char* name, std::initializer_l
                           " with every size >= 1");
   Array array = Array::ensure(raw);
   if (!array) throw py::error_already_set();
-  const double* data = array.data();
-  const std::size_t size = static_cast<std::size_t>(array.size());
+  return Input{name, std::move(array), std::move(shape), core.size()};
+}
+
+// `core` lists the core dimensions, -1 for a size fixed by another argument; `expected` spells
+// the shape for messages, e.g. "(..., J, 3)".
+inline Input take(const py::object& object, const char* name, std::initializer_list<py::ssize_t> core,
+                  const char* expected) {
+  Input input = take_any_values(object, name, core, expected);
+  const double* data = input.data();
+  const std::size_t size = static_cast<std::size_t>(input.array.size());
   if (!all_finite(data, size)) {
     std::size_t i = 0;
     while (std::isfinite(data[i])) ++i;
     throw py::value_error(std::string(name) + ": contains NaN or inf (first at flat position " + std::to_string(i) +
                           ")");
   }
-  return Input{name, std::move(array), std::move(shape), core.size()};
+  return input;
 }
 
 // Both inputs must share their leading (batch) shape exactly.

@@ -9,6 +9,7 @@ void bind_procrustes(py::module_& m);
 void bind_stage1(py::module_& m);
 void bind_objective(py::module_& m);
 void bind_refiner(py::module_& m);
+void bind_rig(py::module_& m);
 void bind_dense(py::module_& m);
 }  // namespace metapose::bind
 
@@ -23,6 +24,7 @@ PYBIND11_MODULE(_core, m) {
   bind_stage1(m);
   bind_objective(m);
   bind_refiner(m);
+  bind_rig(m);
   bind_dense(m);
   m.def(
       "set_num_threads",
