@@ -226,10 +226,11 @@ def _check_camera_ranges(distance, height) -> None:
 
 
 def _place_cameras(rng, target: F64, points: F64, num_cameras: int, distance, height, max_tries: int,
-                   aim_offset: float, distortion: str, failure: str) -> PerspectiveCameras:
+                   aim_offset: float, distortion: str, failure: str, intrinsics: str = "drawn") -> PerspectiveCameras:
     """Cameras at evenly spaced, jittered azimuths around ``target``, each redrawn (same azimuth)
     until it sees all ``points`` (N, 3) (:func:`_sees_all`); ``distortion`` "full", "radial" or
-    "none" zeroes the drawn coefficients accordingly before the check. RuntimeError ``failure``
+    "none" zeroes the drawn coefficients accordingly before the check, and ``intrinsics`` "ideal"
+    sets fy = fx and the principal point at the image centre ("drawn" keeps them). RuntimeError ``failure``
     (formatted with ``azimuth``) after ``max_tries`` draws."""
     start = rng.uniform(0.0, 2 * np.pi)
     cameras = []
@@ -239,6 +240,9 @@ def _place_cameras(rng, target: F64, points: F64, num_cameras: int, distance, he
             camera = _draw_camera(rng, target, azimuth, distance, height, aim_offset)
             if distortion != "full":
                 camera[3][2 if distortion == "radial" else 0:] = 0.0
+            if intrinsics == "ideal":
+                camera[2][1] = camera[2][0]
+                camera[2][2:] = camera[4] / 2
             if _sees_all(points, *camera):
                 cameras.append(camera)
                 break
@@ -593,7 +597,7 @@ def make_rig_sequence(seed: SeedLike = 0, num_cameras: int = 4, frames: int = 20
                       num_components: int = 4, fps: float = 30.0, depth_noise: float = 40.0,
                       depth_scale_error: float = 0.15, flip_rate: float = 0.1,
                       distance: tuple[float, float] | None = None, height: tuple[float, float] = (500.0, 2500.0),
-                      max_tries: int = 1000) -> RigSequence:
+                      max_tries: int = 1000, intrinsics: str = "drawn") -> RigSequence:
     """A subject walking for ``frames`` frames through one fixed rig of C = ``num_cameras`` (2..8)
     distorted perspective cameras, and what a detector gives in every view and frame.
 
@@ -616,6 +620,9 @@ def make_rig_sequence(seed: SeedLike = 0, num_cameras: int = 4, frames: int = 20
     joint of every frame is 0.5 m or more in front of it, inside its image by 5 px and where its
     distortion is monotonic; RuntimeError after ``max_tries`` draws. ``distortion``: ``"full"``
     (k1, k2, p1, p2, k3 as drawn), ``"radial"`` (k1, k2 as drawn, p1 = p2 = k3 = 0) or ``"none"``.
+    ``intrinsics``: ``"drawn"`` (fy within 1% of fx, principal point within 2% of the image centre,
+    as :func:`sample_cameras`) or ``"ideal"`` (square pixels and the principal point at the image
+    centre: the camera model a calibration without a board fits, see :func:`metapose_geom.calibrate`).
 
     Evidence: frame f is :func:`make_scene` with ``cameras=`` the rig and ``pose3d=`` its pose (its
     ``pixel_noise``, ``occlusion_rate``, ``confusion_rate``, ``num_components``, ``depth_noise``,
@@ -645,6 +652,7 @@ def make_rig_sequence(seed: SeedLike = 0, num_cameras: int = 4, frames: int = 20
     check_int(num_cameras, "num_cameras", 2, 8)
     check_int(frames, "frames", 1)
     check_choice(distortion, "distortion", _DISTORTION_MODES)
+    check_choice(intrinsics, "intrinsics", ("drawn", "ideal"))
     walk_radius = check_number(walk_radius, "walk_radius", low=0.0, low_open=True)
     check_number(pixel_noise, "pixel_noise", low=0.0)
     for name, rate in (("occlusion_rate", occlusion_rate), ("confusion_rate", confusion_rate),
@@ -663,7 +671,7 @@ def make_rig_sequence(seed: SeedLike = 0, num_cameras: int = 4, frames: int = 20
     poses = np.stack([_walking_pose(rng, point, direction) for point, direction in zip(path, heading)])
     centre = np.array([0.0, RIG_AIM_HEIGHT_MM, 0.0])
     rig = _place_cameras(rng, centre, poses.reshape(-1, 3), num_cameras, distance, height, max_tries,
-                         _RIG_AIM_OFFSET, distortion,
+                         _RIG_AIM_OFFSET, distortion, intrinsics=intrinsics, failure=
                          "make_rig_sequence: no camera at azimuth {azimuth:.2f} sees every frame's pose "
                          "(a larger distance or max_tries may do)")
     swapped = rng.uniform(size=(num_cameras, frames)) < swap_rate
