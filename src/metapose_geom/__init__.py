@@ -18,7 +18,8 @@ from .skeletons import H36M_17, Skeleton
 from .views import Views
 
 if TYPE_CHECKING:  # imported on first use below; named here for type checkers
-    from . import io, synth
+    from . import io, rig, synth
+    from .rig import calibrate
     from .solver import (
         AniPoseOptions, BatchSolution, History, MetaPoseOptions, RefineOptions, Solution, WeakCameras, solve,
         solve_arrays, solve_batch,
@@ -28,10 +29,11 @@ __version__ = "0.1.0"
 
 # Imported on first use, so that e.g. reading a dataset loads neither the solver nor the generator,
 # and heavy dependencies (h5py, numba, torch, matplotlib, aniposelib) load only where they are used.
-_LAZY_MODULES = ("anipose", "datasets", "evaluation", "heatmaps", "io", "nn", "solver", "synth")
+_LAZY_MODULES = ("anipose", "datasets", "evaluation", "heatmaps", "io", "nn", "rig", "solver", "synth")
 _SOLVER_NAMES = ("AniPoseOptions", "BatchSolution", "History", "MetaPoseOptions", "RefineOptions", "Solution",
                  "WeakCameras", "solve", "solve_arrays", "solve_batch")
-__getattr__ = lazy_attributes(__name__, dict.fromkeys(_SOLVER_NAMES, "solver"), _LAZY_MODULES)
+__getattr__ = lazy_attributes(__name__, {**dict.fromkeys(_SOLVER_NAMES, "solver"), "calibrate": "rig"},
+                              _LAZY_MODULES)
 
 
 def __dir__() -> list[str]:
@@ -51,10 +53,12 @@ __all__ = [
     "Views",
     "WeakCameras",
     "__version__",
+    "calibrate",
     "geometry",
     "get_num_threads",
     "io",
     "metrics",
+    "rig",
     "set_num_threads",
     "solve",
     "solve_arrays",

@@ -494,6 +494,80 @@ def solve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
+def calibrate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``calibrate``: a fixed rig's perspective cameras from the person it filmed (read as ``solve``
+    reads), written as anipose or Pose2Sim TOML with a PNG of the rig beside it. User errors: one
+    line on stderr, exit code 2, nothing written."""
+    import warnings
+    from dataclasses import replace
+
+    from .figures import plot_calibration
+    from .rig import calibrate
+
+    prog = "metapose-geom calibrate"
+    problem = _out_of_range(args, (("threads", 0, MAX_CLI_THREADS),))
+    if problem:
+        print(f"{prog}: {problem}", file=sys.stderr)
+        return 2
+    if args.person != "track":
+        try:
+            args.person = int(args.person)
+        except ValueError:
+            parser.error(f"--person: expected 'track' or a person index, got {args.person!r}")
+    out = Path(args.out)
+    figure = out.with_suffix(".png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if out.suffix.lower() != ".toml":
+                raise ValueError(f"--out {out}: expected a .toml file name")
+            if out.exists() and out.is_dir():
+                raise ValueError(f"--out {out}: is a folder")
+            if not out.parent.exists():
+                raise ValueError(f"--out {out}: folder {out.parent} does not exist")
+            distance = None
+            if args.camera_distance is not None:
+                first, second, metres = args.camera_distance
+                try:
+                    distance = (first, second, float(metres))
+                except ValueError:
+                    raise ValueError(f"--camera-distance: expected NAME NAME METRES, got {metres!r} for the "
+                                     "metres") from None
+            capture = _read_capture(args)
+            if args.image_size is not None:
+                capture = replace(capture, image_size=np.tile(np.asarray(args.image_size, dtype=float),
+                                                              (capture.num_cameras, 1)))
+        except ValueError as error:
+            print(f"{prog}: {error}", file=sys.stderr)
+            return 2
+        print(f"{prog}: {args.input}: {capture.num_cameras} cameras ({', '.join(capture.camera_names)}), "
+              f"{capture.num_frames} frames, {capture.skeleton.name}")
+        _print_warnings(prog, caught)
+        start = time.perf_counter()
+        try:
+            calibration = calibrate(capture, subject_height=args.subject_height, camera_distance=distance,
+                                    intrinsics=args.intrinsics, distortion=args.distortion,
+                                    principal_point=args.principal_point, progress=not args.no_progress,
+                                    threads=args.threads)
+            seconds = time.perf_counter() - start
+            calibration.save(out, format=args.format)
+        except (ValueError, OSError) as error:
+            out.unlink(missing_ok=True)
+            print(f"{prog}: {_one_line(error)}", file=sys.stderr)
+            return 2
+        _print_warnings(prog, caught)
+    try:
+        points = calibration.triangulate(*capture.joints)
+        plot_calibration(calibration, figure, points)
+    except (ValueError, OSError) as error:
+        print(f"{prog}: warning: no figure ({_one_line(error)})", file=sys.stderr)
+    print(calibration.summary())
+    rejected = len(calibration.frames_rejected)
+    print(f"{prog}: {len(calibration.frames_used)} frames used, {rejected} rejected, in {seconds:.1f} s")
+    print(f"{prog}: wrote {out} ({args.format}) and {figure}")
+    return 0
+
+
 def evaluate_capture_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``evaluate-capture``: every method on a real capture's raw detections against its pseudo
     ground truth (:mod:`metapose_geom.evaluation.capture`): table, CSV and figure."""
@@ -613,6 +687,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     guesses.add_argument("--no-mono3d", action="store_true", help=".npz: ignore monocular 3D guesses")
     solve.add_argument("--threads", type=int, default=0, help="solver threads (default: one per core)")
     solve.add_argument("--no-progress", action="store_true", help="no progress bar")
+    calib = commands.add_parser(
+        "calibrate", help="a fixed rig's perspective cameras from the person it filmed (input as solve): anipose "
+                          "or Pose2Sim TOML and a figure",
+    )
+    calib.add_argument("input", help="a folder with one folder of per-frame JSON files per camera, or an .npz")
+    calib.add_argument("--out", required=True, metavar="CALIB.toml",
+                       help="the calibration file to write; the figure goes beside it (.png)")
+    calib.add_argument("--format", default="anipose", choices=("anipose", "pose2sim"),
+                       help="anipose (aniposelib's CameraGroup TOML) or pose2sim (Calib.toml) (default anipose)")
+    calib.add_argument("--subject-height", type=float, default=None, metavar="M",
+                       help="the subject's height in metres, which sets the scale (default 1.75, with a warning)")
+    calib.add_argument("--camera-distance", nargs=3, default=None, metavar=("CAM_A", "CAM_B", "M"),
+                       help="a measured distance between two cameras' centres, which sets the scale instead")
+    calib.add_argument("--intrinsics", default=None, metavar="FILE",
+                       help="a calibration TOML (anipose or Pose2Sim) with the cameras' known intrinsics: only the "
+                            "extrinsics are solved")
+    calib.add_argument("--distortion", default="auto", choices=("auto", "none", "k1", "k1k2"),
+                       help="radial distortion to fit (default auto: k1 when the keypoints reach far enough from "
+                            "the image centre)")
+    calib.add_argument("--principal-point", default="centre", choices=("centre", "free"),
+                       help="keep the principal point at the image centre (default) or adjust it")
+    calib.add_argument("--image-size", type=float, nargs=2, default=None, metavar=("W", "H"),
+                       help="every camera's image size in pixels, when the input does not say (JSON folders)")
+    calib.add_argument("--skeleton", default=None, help="the detector's landmark set (as solve)")
+    calib.add_argument("--fps", type=float, default=None, help="frames per second (default: the input's)")
+    calib.add_argument("--person", default="track", help="JSON with several people: as solve")
+    calib.add_argument("--keypoints", default=None, metavar="FIELD", help=".npz: the keypoints field")
+    calib.add_argument("--confidences", default=None, metavar="FIELD", help=".npz: the confidences field")
+    calib_guesses = calib.add_mutually_exclusive_group()
+    calib_guesses.add_argument("--mono3d", default=None, metavar="FIELD", help=".npz: the monocular 3D field")
+    calib_guesses.add_argument("--no-mono3d", action="store_true", help=".npz: ignore monocular 3D guesses")
+    calib.add_argument("--threads", type=int, default=0, help="solver threads (default: one per core)")
+    calib.add_argument("--no-progress", action="store_true", help="no progress bars")
     stacked_methods = [name for name in method_names() if lookup(name).stacked]
     solve_data = commands.add_parser(
         "solve-dataset", help="every frame of a dataset file on a Dask cluster (a local one by default) into a "
@@ -718,6 +825,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_command(args, parser)
     if args.command == "solve-dataset":
         return solve_dataset_command(args, parser)
+    if args.command == "calibrate":
+        return calibrate_command(args, parser)
     if args.command == "evaluate-capture":
         args.argv = list(sys.argv[1:] if argv is None else argv)
         return evaluate_capture_command(args, parser)

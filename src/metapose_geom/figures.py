@@ -16,7 +16,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .io import CaptureSolution
 
-__all__ = ["pick_frames", "plot_solve"]
+__all__ = ["pick_frames", "plot_calibration", "plot_solve"]
 
 
 def _pyplot():
@@ -139,3 +139,75 @@ def _view_limits(ax, points: np.ndarray) -> None:
         ax.set(xticks=[], yticks=[])
         return
     ax.set_aspect("equal")
+
+
+def plot_calibration(calibration, path: str | os.PathLike, points: np.ndarray | None = None) -> Path:
+    """Write a PNG of a calibrated rig: a 3D view and a top view of the cameras (centres, viewing
+    frusta to 1/4 of the rig's size, names) around the subject's path (the pelvis per frame, from
+    ``points`` (F, 17, 3) in the calibration's units when given), and per camera a histogram of
+    its reprojection errors (pixels) with the median marked.
+
+    Args:
+        calibration: a :class:`metapose_geom.io.Calibration`.
+        path: the PNG to write (its folder is created).
+        points: (F, 17, 3) the subject's joints in the calibration's world, or None.
+    """
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(calibration.names)
+    C = len(names)
+    centres = calibration.centre
+    rotation = calibration.rotation
+    span = float(np.ptp(centres, axis=0).max()) or 1.0
+    depth = span / 4
+    colours = plt.get_cmap("tab10")(np.arange(C) % 10)
+    figure = plt.figure(figsize=(4.2 * max(2, C) / 1.3, 8.2))
+    grid = figure.add_gridspec(2, max(2, C))
+    half = max(2, C) // 2
+    view3d = figure.add_subplot(grid[0, :half], projection="3d")
+    top = figure.add_subplot(grid[0, half:])
+    path_xyz = None
+    if points is not None and np.isfinite(points[:, 0]).any():
+        path_xyz = points[np.isfinite(points[:, 0]).all(axis=1), 0]
+    for c in range(C):
+        fx, fy, cx, cy = calibration.intrinsics[c]
+        width, height = calibration.image_size[c]
+        corners = np.array([[-cx / fx, -cy / fy], [(width - cx) / fx, -cy / fy], [(width - cx) / fx, (height - cy) / fy],
+                            [-cx / fx, (height - cy) / fy]])
+        rays = np.column_stack([corners, np.ones(4)]) * depth  # camera frame
+        world = rays @ rotation[c] + centres[c]  # X = R^T x + centre
+        for corner in world:
+            view3d.plot(*np.stack([centres[c], corner]).T, color=colours[c], linewidth=0.8)
+        loop = np.vstack([world, world[:1]])
+        view3d.plot(*loop.T, color=colours[c], linewidth=0.8)
+        view3d.text(*centres[c], names[c], color=colours[c], fontsize=8)
+        top.plot(*np.stack([centres[c, :2], world[:, :2].mean(axis=0)]).T, color=colours[c], linewidth=1.5)
+        top.plot(*centres[c, :2], "o", color=colours[c])
+        top.annotate(names[c], centres[c, :2], color=colours[c], fontsize=8, xytext=(4, 4), textcoords="offset points")
+    if path_xyz is not None:
+        view3d.plot(*path_xyz.T, color="black", linewidth=0.8, label="subject (pelvis)")
+        top.plot(*path_xyz[:, :2].T, color="black", linewidth=0.8)
+    everything = np.vstack([centres] + ([path_xyz] if path_xyz is not None else []))
+    middle, radius = (everything.max(axis=0) + everything.min(axis=0)) / 2, float(np.ptp(everything, axis=0).max()) / 2
+    for setter, m in zip((view3d.set_xlim, view3d.set_ylim, view3d.set_zlim), middle):
+        setter(m - radius, m + radius)
+    view3d.set_title(f"rig ({calibration.units}), z up")
+    top.set_aspect("equal")
+    top.set_title("top view (x, y)")
+    top.grid(True, linewidth=0.3)
+    for c in range(C):
+        axis = figure.add_subplot(grid[1, c])
+        errors = np.asarray(calibration.residuals.get(names[c], np.empty(0)))
+        errors = errors[np.isfinite(errors)]
+        if errors.size:
+            axis.hist(np.minimum(errors, np.percentile(errors, 99)), bins=40, color=colours[c])
+            axis.axvline(np.median(errors), color="black", linewidth=1)
+            axis.set_title(f"{names[c]}: median {np.median(errors):.1f} px", fontsize=9)
+        else:
+            axis.set_title(f"{names[c]}: no residuals", fontsize=9)
+        axis.set_xlabel("reprojection error (px)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

@@ -316,6 +316,7 @@ class Capture:
                 continue
             groups.setdefault((cameras, views.mono3d is not None), []).append((f, views))
         solutions: list[Any] = [None] * frames
+        frame_views: list[Views | None] = [None] * frames
         used = np.zeros((frames, self.num_cameras), dtype=bool)
         boxes = np.full((frames, self.num_cameras, 4), np.nan)
         for (cameras, _), members in sorted(groups.items(), key=lambda item: item[1][0][0]):
@@ -323,9 +324,10 @@ class Capture:
                                 threads=threads)
             for (f, views), solution in zip(members, found):
                 solutions[f] = solution
+                frame_views[f] = views
                 used[f, list(cameras)] = True
                 boxes[f, list(cameras)] = views.boxes
-        return CaptureSolution(self, method, tuple(solutions), used, boxes, skipped)
+        return CaptureSolution(self, method, tuple(solutions), used, boxes, skipped, tuple(frame_views))
 
 
 @dataclass(frozen=True, eq=False)
@@ -346,6 +348,9 @@ class CaptureSolution:
         boxes: (F, C, 4) ``[x, y, width, height]`` pixels of each used view's box (NaN elsewhere):
             what leads each view's box units back to pixels.
         skip_reasons: frame index -> why that frame was skipped.
+        views: F entries: the :class:`~metapose_geom.Views` each frame was solved from (over the
+            cameras ``used[f]``; mixtures in box units, ``swapped`` the views relabelled left for
+            right), or None for a skipped frame; empty when not recorded.
     """
 
     capture: Capture
@@ -354,6 +359,7 @@ class CaptureSolution:
     used: NDArray[np.bool_]
     boxes: F64
     skip_reasons: Mapping[int, str]
+    views: tuple[Views | None, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skip_reasons", dict(self.skip_reasons))  # a copy (a proxy would not pickle)
