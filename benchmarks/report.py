@@ -229,17 +229,18 @@ def refiner_cameras_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _ratio_to_ir(benchmarks: list[dict[str, Any]], kind: str, header: list[str], cells) -> list[str]:
-    """The rows of ``kind``: per group, each implementation (IR first) as ``cells(group, name,
-    bench, ms per frame, ratio to IR's)``, under ``header``."""
+def _ratio_to_ir(benchmarks: list[dict[str, Any]], kind: str, header: list[str], cells,
+                 reference: str = "ir") -> list[str]:
+    """The rows of ``kind``: per group, each implementation (``reference`` first, IR unless said)
+    as ``cells(group, name, bench, ms per frame, ratio to the reference's)``, under ``header``."""
     rows = [b for b in benchmarks if b.get("extra_info", {}).get("kind") == kind]
     if not rows:
         return []
     lines = list(header)
     for group in dict.fromkeys(b["group"] for b in rows):
         members = {b["extra_info"]["implementation"]: b for b in rows if b["group"] == group}
-        base = _per_frame_ms(members["ir"]) if "ir" in members else None
-        for name in sorted(members, key=lambda name: (name != "ir", name)):
+        base = _per_frame_ms(members[reference]) if reference in members else None
+        for name in sorted(members, key=lambda name: (name != reference, name)):
             bench = members[name]
             ms = _per_frame_ms(bench)
             lines.append(cells(group, name, bench, ms, "-" if base is None else f"{ms / base:.3g}x"))
@@ -277,6 +278,18 @@ def rig_table(benchmarks: list[dict[str, Any]]) -> list[str]:
                                                f"{ratio} | {bench['stats']['rounds']} |"))
 
 
+def calibration_table(benchmarks: list[dict[str, Any]]) -> list[str]:
+    """test_calibration.py: per group, each calibration's time (ms per frame and in all) and its
+    ratio to aniposelib's bundle adjustment on the same keypoints (below 1: faster)."""
+    return _ratio_to_ir(
+        benchmarks, "calibration",
+        ["| workload | implementation | ms per frame (median) | total s (median) | ratio to aniposelib | rounds |",
+         "|---|---|---:|---:|---:|---:|"],
+        lambda group, name, bench, ms, ratio: (f"| {group} | {name} | {ms:.4g} | {bench['stats']['median']:.3g} | "
+                                               f"{ratio} | {bench['stats']['rounds']} |"),
+        reference="aniposelib")
+
+
 def render(data: dict[str, Any]) -> str:
     benchmarks = data.get("benchmarks", [])
     parts = ["### Machine", "", *machine_summary(data)]
@@ -285,7 +298,8 @@ def render(data: dict[str, Any]) -> str:
     baselines = baseline_table(benchmarks)
     stage2 = stage2_table(benchmarks)
     rig = rig_table(benchmarks)
-    if len(kernels) > 2 or not (refiner or baselines or stage2 or rig):  # header only: no kernel rows in this JSON
+    calibration = calibration_table(benchmarks)
+    if len(kernels) > 2 or not (refiner or baselines or stage2 or rig or calibration):  # header only: no kernel rows in this JSON
         parts += ["", "### Kernels: numpy vs compiled core", "", *kernels]
     threads = thread_table(benchmarks)
     if threads:
@@ -301,6 +315,8 @@ def render(data: dict[str, Any]) -> str:
         parts += ["", "### Stage 2 (numpy inference) next to the refiner", "", *stage2]
     if rig:
         parts += ["", "### Static-rig refiner next to the per-frame refiner", "", *rig]
+    if calibration:
+        parts += ["", "### Calibration from people against aniposelib's bundle adjustment", "", *calibration]
     return "\n".join(parts) + "\n"
 
 
