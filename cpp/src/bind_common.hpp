@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "metapose/refiner.hpp"
+
 #include "metapose/parallel.hpp"
 
 namespace metapose::bind {
@@ -167,6 +169,24 @@ inline double take_real(const py::object& object, const char* name, double low) 
     throw py::value_error(std::string(name) + ": expected a finite number >= " + std::to_string(low) + ", got " +
                           std::to_string(value));
   return value;
+}
+
+// Keras-form Adam's settings (refiner.hpp) from the bindings' arguments: steps in [0, 2^24],
+// learning_rate >= 0, beta1 and beta2 in [0, 1), epsilon > 0; history_every 0 (the caller sets it).
+inline RefinerOptions take_adam_options(const py::object& steps, const py::object& learning_rate,
+                                        const py::object& beta1, const py::object& beta2,
+                                        const py::object& epsilon) {
+  RefinerOptions options;
+  options.steps = take_int(steps, "steps", 0, 1 << 24);
+  options.learning_rate = take_real(learning_rate, "learning_rate", 0.0);
+  options.beta1 = take_real(beta1, "beta1", 0.0);
+  options.beta2 = take_real(beta2, "beta2", 0.0);
+  if (!(options.beta1 < 1)) throw py::value_error("beta1: expected a number in [0, 1)");
+  if (!(options.beta2 < 1)) throw py::value_error("beta2: expected a number in [0, 1)");
+  options.epsilon = take_real(epsilon, "epsilon", 0.0);
+  if (!(options.epsilon > 0)) throw py::value_error("epsilon: expected a number > 0");
+  options.history_every = 0;
+  return options;
 }
 
 inline bool take_bool(const py::object& object, const char* name) {

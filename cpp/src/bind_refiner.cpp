@@ -16,15 +16,7 @@ py::tuple refine_binding(const py::object& mixtures, const py::object& x0, const
                          const py::object& learning_rate, const py::object& beta1, const py::object& beta2,
                          const py::object& epsilon, const py::object& history_every) {
   const Frames f = take_frames(mixtures, x0, bones, bone_reference, bone_weight);
-  RefinerOptions options;
-  options.steps = take_count(steps, "steps");
-  options.learning_rate = take_real(learning_rate, "learning_rate", 0.0);
-  options.beta1 = take_real(beta1, "beta1", 0.0);
-  options.beta2 = take_real(beta2, "beta2", 0.0);
-  if (!(options.beta1 < 1)) throw py::value_error("beta1: expected a number in [0, 1)");
-  if (!(options.beta2 < 1)) throw py::value_error("beta2: expected a number in [0, 1)");
-  options.epsilon = take_real(epsilon, "epsilon", 0.0);
-  if (!(options.epsilon > 0)) throw py::value_error("epsilon: expected a number > 0");
+  RefinerOptions options = take_adam_options(steps, learning_rate, beta1, beta2, epsilon);
   options.history_every = take_count(history_every, "history_every");
   const std::size_t frames = f.x.batch();
   const py::ssize_t P = solution_size(f.C, f.J);

@@ -205,16 +205,7 @@ py::tuple rig_refine_binding(const py::object& mixtures, const py::object& used,
                              const py::object& shifts, const py::object& steps, const py::object& learning_rate,
                              const py::object& beta1, const py::object& beta2, const py::object& epsilon) {
   Rig rig = take_rig(mixtures, used, frame_weights, rot6d, poses, scale_raw, shifts);
-  RefinerOptions options;
-  options.steps = take_int(steps, "steps", 0, 1 << 24);
-  options.learning_rate = take_real(learning_rate, "learning_rate", 0.0);
-  options.beta1 = take_real(beta1, "beta1", 0.0);
-  options.beta2 = take_real(beta2, "beta2", 0.0);
-  if (!(options.beta1 < 1)) throw py::value_error("beta1: expected a number in [0, 1)");
-  if (!(options.beta2 < 1)) throw py::value_error("beta2: expected a number in [0, 1)");
-  options.epsilon = take_real(epsilon, "epsilon", 0.0);
-  if (!(options.epsilon > 0)) throw py::value_error("epsilon: expected a number > 0");
-  options.history_every = 0;
+  const RefinerOptions options = take_adam_options(steps, learning_rate, beta1, beta2, epsilon);
   Array per_frame(Shape{rig.F});
   double total = 0;
   RigResult result;

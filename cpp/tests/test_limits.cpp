@@ -25,6 +25,7 @@
 #include <system_error>
 #include <thread>
 
+#include "check.hpp"
 #include "metapose/dense.hpp"
 #include "metapose/fastmath.hpp"
 #include "metapose/mixture.hpp"
@@ -35,15 +36,6 @@
 
 namespace {
 
-int failures = 0;
-
-#define CHECK(condition)                                                         \
-  do {                                                                           \
-    if (!(condition)) {                                                          \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #condition); \
-      ++failures;                                                                \
-    }                                                                            \
-  } while (0)
 
 using metapose::RefinerProblem;
 constexpr double kSentinel = 12345.678;
@@ -556,8 +548,8 @@ int main() {
   test_parallel_for();
   test_mixture_tiles();
   test_dense_bits();
-  if (failures != 0) {
-    std::fprintf(stderr, "test_limits: %d check(s) failed\n", failures);
+  if (check_failures() != 0) {
+    std::fprintf(stderr, "test_limits: %d check(s) failed\n", check_failures());
     return 1;
   }
   std::printf("test_limits: all checks passed\n");

@@ -13,21 +13,13 @@
 #include <random>
 #include <vector>
 
+#include "check.hpp"
 #include "metapose/parallel.hpp"
 #include "metapose/refiner.hpp"
 #include "metapose/rig.hpp"
 
 namespace {
 
-int failures = 0;
-
-#define CHECK(condition)                                                                  \
-  do {                                                                                    \
-    if (!(condition)) {                                                                   \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #condition); \
-      ++failures;                                                                         \
-    }                                                                                     \
-  } while (0)
 
 constexpr double kSentinel = 12345.678;
 double* const kNone = nullptr;  // an output not asked for
@@ -284,8 +276,8 @@ int main() {
   test_one_frame_is_the_refiner();
   test_threads();
   test_failure_is_reported();
-  if (failures != 0) {
-    std::fprintf(stderr, "test_rig: %d check(s) failed\n", failures);
+  if (check_failures() != 0) {
+    std::fprintf(stderr, "test_rig: %d check(s) failed\n", check_failures());
     return 1;
   }
   std::printf("test_rig: all checks passed\n");
