@@ -229,7 +229,7 @@ def refiner_cameras_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _ratio_to_ir(benchmarks: list[dict[str, Any]], kind: str, header: list[str], cells,
+def _ratio_table(benchmarks: list[dict[str, Any]], kind: str, header: list[str], cells,
                  reference: str = "ir") -> list[str]:
     """The rows of ``kind``: per group, each implementation (``reference`` first, IR unless said)
     as ``cells(group, name, bench, ms per frame, ratio to the reference's)``, under ``header``."""
@@ -249,7 +249,7 @@ def _ratio_to_ir(benchmarks: list[dict[str, Any]], kind: str, header: list[str],
 
 def baseline_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     """test_baselines.py: per group, each method's ms per frame and its ratio to IR's."""
-    return _ratio_to_ir(
+    return _ratio_table(
         benchmarks, "baseline",
         ["| workload | method | start | ms per frame (median) | ratio to IR | rounds |", "|---|---|---|---:|---:|---:|"],
         lambda group, name, bench, ms, ratio: (f"| {group} | {name} | {bench['extra_info'].get('start', '-')} | "
@@ -259,7 +259,7 @@ def baseline_table(benchmarks: list[dict[str, Any]]) -> list[str]:
 def stage2_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     """test_stage2.py: per group, each implementation's ms per frame, frames per second and its
     ratio to IR's (above 1: slower than IR)."""
-    return _ratio_to_ir(
+    return _ratio_table(
         benchmarks, "stage2",
         ["| workload | implementation | ms per frame (median) | frames / s | ratio to IR | rounds |",
          "|---|---|---:|---:|---:|---:|"],
@@ -270,7 +270,7 @@ def stage2_table(benchmarks: list[dict[str, Any]]) -> list[str]:
 def rig_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     """test_rig.py: per group, the static-rig refiner's ms per frame and its ratio to the per-frame
     refiner's on the same frames (above 1: slower than IR)."""
-    return _ratio_to_ir(
+    return _ratio_table(
         benchmarks, "rig",
         ["| workload | implementation | ms per frame (median) | total ms (median) | ratio to IR | rounds |",
          "|---|---|---:|---:|---:|---:|"],
@@ -281,7 +281,7 @@ def rig_table(benchmarks: list[dict[str, Any]]) -> list[str]:
 def calibration_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     """test_calibration.py: per group, each calibration's time (ms per frame and in all) and its
     ratio to aniposelib's bundle adjustment on the same keypoints (below 1: faster)."""
-    return _ratio_to_ir(
+    return _ratio_table(
         benchmarks, "calibration",
         ["| workload | implementation | ms per frame (median) | total s (median) | ratio to aniposelib | rounds |",
          "|---|---|---:|---:|---:|---:|"],

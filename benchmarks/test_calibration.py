@@ -46,6 +46,12 @@ def _extra(benchmark, implementation: str, frames: int) -> None:
     benchmark.extra_info.update(kind="calibration", implementation=implementation, frames=frames, cameras=CAMERAS)
 
 
+def _accuracy(benchmark, errors) -> None:
+    benchmark.extra_info.update(rotation_error_max_deg=float(errors.rotation_deg.max()),
+                                focal_error_max_percent=float(abs(errors.focal_percent).max()),
+                                centre_error_max_mm=float(errors.centre.max()))
+
+
 def test_metapose_geom(benchmark, rig) -> None:
     frames, sequence, capture = rig
     _extra(benchmark, "metapose-geom", frames)
@@ -54,6 +60,7 @@ def test_metapose_geom(benchmark, rig) -> None:
         calibration = mg.calibrate(capture, subject_height=1.7, progress=False)
     errors = compare_cameras(calibration.cameras, sequence.cameras)
     assert errors.rotation_deg.max() < BOUND_DEG["metapose-geom"], errors
+    _accuracy(benchmark, errors)
     benchmark.pedantic(mg.calibrate, args=(capture,), kwargs=dict(subject_height=1.7, progress=False),
                        rounds=3 if frames <= 100 else 1, iterations=1)
 
@@ -69,4 +76,5 @@ def test_aniposelib(benchmark, rig) -> None:
     result = anipose_solve(points, start, seed=SEED)
     errors = compare_cameras(result.cameras, sequence.cameras)
     assert errors.rotation_deg.max() < BOUND_DEG["aniposelib"], errors
+    _accuracy(benchmark, errors)
     benchmark.pedantic(anipose_solve, args=(points, start), kwargs=dict(seed=SEED), rounds=1, iterations=1)

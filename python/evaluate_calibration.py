@@ -26,7 +26,7 @@ from metapose_geom.geometry import PerspectiveCameras
 CAPTURE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pose2sim_single_person.npz"
 
 
-def synthetic_rows(seeds, cameras, frames, modes, anipose: bool) -> list[CalibrationRow]:
+def synthetic_rows(seeds, cameras, frames, modes, anipose: bool, distortion: str = "auto") -> list[CalibrationRow]:
     rows = []
     for mode in modes:
         for count in cameras:
@@ -34,10 +34,11 @@ def synthetic_rows(seeds, cameras, frames, modes, anipose: bool) -> list[Calibra
                 sequence = mg.synth.make_rig_sequence(seed, num_cameras=count, frames=frames, intrinsics=mode)
                 rig = f"synthetic, {mode} intrinsics, {count} cameras, seed {seed}"
                 if anipose and count == 4:
-                    rows += compare_with_aniposelib(sequence.capture(), sequence.cameras, rig, seed=seed)
+                    rows += compare_with_aniposelib(sequence.capture(), sequence.cameras, rig, seed=seed,
+                                                    distortion=distortion)
                     continue
                 begin = time.perf_counter()
-                fit = mg.rig.fit_rig(sequence.capture(), progress=False)
+                fit = mg.rig.fit_rig(sequence.capture(), progress=False, distortion=distortion)
                 rows.append(CalibrationRow(rig, "metapose-geom", compare_cameras(fit.cameras, sequence.cameras),
                                            time.perf_counter() - begin, f"distortion {fit.distortion}"))
                 print(rows[-1].record(), flush=True)
@@ -51,7 +52,7 @@ def lab_cameras(data) -> PerspectiveCameras:
                               data["image_size"].astype(np.float64))
 
 
-def capture_rows(path: Path, anipose: bool) -> tuple[list[CalibrationRow], dict]:
+def capture_rows(path: Path, anipose: bool, distortion: str = "auto") -> tuple[list[CalibrationRow], dict]:
     """The shared capture from its raw detections, through the public API, against the lab."""
     capture = mg.io.read_npz(path, keypoints="blazepose_keypoints", confidences="blazepose_visibility",
                              mono3d="blazepose_world", skeleton="blazepose33")
@@ -60,15 +61,15 @@ def capture_rows(path: Path, anipose: bool) -> tuple[list[CalibrationRow], dict]
         truth, valid = data["truth_joints3d_h36m"], data["truth_valid_h36m"].astype(bool)
     rig = "pose2sim_single_person.npz (4 cameras, 100 frames)"
     if anipose:
-        rows = compare_with_aniposelib(capture, lab, rig)
+        rows = compare_with_aniposelib(capture, lab, rig, distortion=distortion)
     else:
         begin = time.perf_counter()
-        fit = mg.rig.fit_rig(capture, progress=False)
+        fit = mg.rig.fit_rig(capture, progress=False, distortion=distortion)
         rows = [CalibrationRow(rig, "metapose-geom", compare_cameras(fit.cameras, lab), time.perf_counter() - begin,
                                f"distortion {fit.distortion}")]
     # the public API end to end, and the poses it triangulates against the lab's
     begin = time.perf_counter()
-    calibration = mg.calibrate(capture, subject_height=1.75, progress=False)
+    calibration = mg.calibrate(capture, subject_height=1.75, distortion=distortion, progress=False)
     seconds = time.perf_counter() - begin
     lab_calibration = mg.io.Calibration(names=capture.camera_names, image_size=lab.image_size,
                                         rotation_vector=mg.geometry.matrix_to_rodrigues(lab.rotation),
@@ -137,14 +138,16 @@ def main(argv=None) -> int:
     parser.add_argument("--capture", default=str(CAPTURE))
     parser.add_argument("--no-capture", action="store_true")
     parser.add_argument("--no-anipose", action="store_true", help="skip aniposelib (4-camera rigs and the capture)")
+    parser.add_argument("--distortion", default="auto", choices=("auto", "none", "k1", "k1k2"),
+                        help="calibrate's distortion (default auto)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", UserWarning)  # the assumed subject height: errors here are scale-free
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = synthetic_rows(args.seeds, args.cameras, args.frames, args.intrinsics, not args.no_anipose)
+    rows = synthetic_rows(args.seeds, args.cameras, args.frames, args.intrinsics, not args.no_anipose, args.distortion)
     extra = None
     if not args.no_capture:
-        capture, extra = capture_rows(Path(args.capture), not args.no_anipose)
+        capture, extra = capture_rows(Path(args.capture), not args.no_anipose, args.distortion)
         rows += capture
     command = "python python/evaluate_calibration.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     (out / "calibration.md").write_text(markdown(rows, extra, command))

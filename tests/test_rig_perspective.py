@@ -131,3 +131,27 @@ def test_points_seen_once_are_left_out_and_zero_weights_ignore_garbage():
     assert np.isfinite(result.points[1:]).all()
     with pytest.raises(ValueError, match="free"):
         bundle_adjust(rig, points, keypoints, weights, free=("skew",))
+
+
+def test_bad_arguments_are_named():
+    rig, points, keypoints = exact_rig(seed=10, frames=3)
+    weights = np.ones(keypoints.shape[:3])
+    with pytest.raises(ValueError, match="weights: no point is seen"):
+        bundle_adjust(rig, points, keypoints, np.zeros_like(weights))
+    bad = weights.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="weights: expected finite"):
+        bundle_adjust(rig, points, keypoints, bad)
+    wild = keypoints.copy()
+    wild[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="keypoints: NaN or inf where the weight is > 0"):
+        bundle_adjust(rig, points, wild, weights)
+    with pytest.raises(ValueError, match="points: expected shape"):
+        bundle_adjust(rig, points[:, :5], keypoints, weights)
+    behind = points.copy()
+    behind[0, 0] = -1e5 * rig.rotation[0, 2] + points[0, 0]  # far behind camera 0
+    behind[0, 0] = -np.einsum("ba,b->a", rig.rotation[0], rig.translation[0]) - 100.0 * rig.rotation[0, 2]
+    with pytest.raises(ValueError, match="behind a camera"):
+        bundle_adjust(rig, behind, keypoints, weights)
+    with pytest.raises(ValueError, match="fixed_cameras"):
+        bundle_adjust(rig, points, keypoints, weights, fixed_cameras=(9,))

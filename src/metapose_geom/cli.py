@@ -505,7 +505,7 @@ def calibrate_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     from .rig import calibrate
 
     prog = "metapose-geom calibrate"
-    problem = _out_of_range(args, (("threads", 0, MAX_CLI_THREADS),))
+    problem = _out_of_range(args, (("threads", 0, MAX_CLI_THREADS), ("max_frames", 0, None)))
     if problem:
         print(f"{prog}: {problem}", file=sys.stderr)
         return 2
@@ -547,12 +547,17 @@ def calibrate_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
         try:
             calibration = calibrate(capture, subject_height=args.subject_height, camera_distance=distance,
                                     intrinsics=args.intrinsics, distortion=args.distortion,
-                                    principal_point=args.principal_point, progress=not args.no_progress,
+                                    principal_point=args.principal_point, max_frames=args.max_frames or None,
+                                    progress=not args.no_progress,
                                     threads=args.threads)
             seconds = time.perf_counter() - start
-            calibration.save(out, format=args.format)
+            partial = out.with_name(f".{out.name}.partial")  # written whole, then renamed over --out
+            try:
+                calibration.save(partial, format=args.format)
+                partial.replace(out)
+            finally:
+                partial.unlink(missing_ok=True)
         except (ValueError, OSError) as error:
-            out.unlink(missing_ok=True)
             print(f"{prog}: {_one_line(error)}", file=sys.stderr)
             return 2
         _print_warnings(prog, caught)
@@ -708,6 +713,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "the image centre)")
     calib.add_argument("--principal-point", default="centre", choices=("centre", "free"),
                        help="keep the principal point at the image centre (default) or adjust it")
+    calib.add_argument("--max-frames", type=int, default=300, metavar="N",
+                       help="use at most N frames, evenly spread over the capture (default 300; 0: all)")
     calib.add_argument("--image-size", type=float, nargs=2, default=None, metavar=("W", "H"),
                        help="every camera's image size in pixels, when the input does not say (JSON folders)")
     calib.add_argument("--skeleton", default=None, help="the detector's landmark set (as solve)")

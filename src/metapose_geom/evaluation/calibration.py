@@ -100,12 +100,13 @@ def anipose_points(capture) -> F64:
 
 
 def compare_with_aniposelib(capture, truth: PerspectiveCameras, rig: str, seed: int = 0,
-                            progress: bool = False) -> list[CalibrationRow]:
+                            progress: bool = False, distortion: str = "auto") -> list[CalibrationRow]:
     """The rig calibrated from ``capture`` by :func:`metapose_geom.rig.fit_rig` (our whole
     pipeline, timed end to end) and by aniposelib's ``bundle_adjust_iter`` on the same keypoints
-    (focal length and k1 adjusted, its defaults), started from our perspective start (the weak rig
+    (focal length and k1 adjusted, its defaults; ``distortion`` is ours), started from our perspective start (the weak rig
     made perspective, before our bundle adjustment) and from a poor start (the true cameras turned
-    by 15 degrees and moved by 25% of their distance, :func:`metapose_geom.anipose.perturb_cameras`),
+    by 15 degrees and moved by 25% of their distance, :func:`metapose_geom.anipose.perturb_cameras`,
+    with our start's intrinsics: the focal prior and the principal point at the image centre),
     each scored against ``truth``."""
     import time
 
@@ -113,14 +114,17 @@ def compare_with_aniposelib(capture, truth: PerspectiveCameras, rig: str, seed: 
     from ..rig import fit_rig
 
     begin = time.perf_counter()
-    fit = fit_rig(capture, progress=progress)
+    fit = fit_rig(capture, progress=progress, distortion=distortion)
     ours = time.perf_counter() - begin
     rows = [CalibrationRow(rig, "metapose-geom", compare_cameras(fit.cameras, truth), ours,
                            f"distortion {fit.distortion}")]
     points = anipose_points(capture)
     subject = _axes_meeting_point(truth)
-    starts = (("aniposelib from our start", fit.start),
-              ("aniposelib from a poor start", perturb_cameras(truth, subject, np.random.default_rng(seed))))
+    turned = perturb_cameras(truth, subject, np.random.default_rng(seed))
+    # the poor start knows nothing true of the intrinsics: ours before adjustment (focal prior, centre)
+    poor = PerspectiveCameras(turned.rotation, turned.translation, fit.start.intrinsics, fit.start.distortion,
+                              fit.start.image_size)
+    starts = (("aniposelib from our start", fit.start), ("aniposelib from a poor start", poor))
     for label, start in starts:
         try:
             result = anipose_solve(points, start, seed=seed)

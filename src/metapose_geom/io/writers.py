@@ -52,17 +52,23 @@ def _height(subject_height: float | None) -> float:
     return height
 
 
-def _metres_per_unit(result: CaptureSolution, height: float) -> F64:
-    """(F,) metres per box unit of each frame's pose (NaN where skipped)."""
-    pose = result.poses
-    rest = H36M_17.bone_lengths(H36M_17.rest_pose())  # mm, a 1.7 m adult
-    lengths = H36M_17.bone_lengths(pose)  # (F, B) box units
+def metres_per_unit(lengths: F64, height: float) -> F64:
+    """H36M-17 bone lengths (..., B) in any unit -> (...) metres per that unit: the median over
+    the bones (those > 0 and finite) of the rest pose's length, scaled to a subject of ``height``
+    metres, over the given length; NaN where no bone is usable."""
+    rest = H36M_17.bone_lengths(H36M_17.rest_pose()) / 1000.0 * (height / REST_HEIGHT)  # metres
+    lengths = np.asarray(lengths, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(lengths > 0, rest / lengths, np.nan)
-    factor = np.full(len(pose), np.nan)
-    usable = np.isfinite(ratio).any(axis=1)
-    factor[usable] = np.nanmedian(ratio[usable], axis=1)
-    return factor * (height / REST_HEIGHT) / 1000.0
+    usable = np.isfinite(ratio).any(axis=-1)
+    factor = np.full(lengths.shape[:-1], np.nan)
+    factor[usable] = np.nanmedian(ratio[usable], axis=-1)
+    return factor
+
+
+def _metres_per_unit(result: CaptureSolution, height: float) -> F64:
+    """(F,) metres per box unit of each frame's pose (NaN where skipped)."""
+    return metres_per_unit(H36M_17.bone_lengths(result.poses), height)
 
 
 def metric_poses(result: CaptureSolution, subject_height: float | None = None) -> F64:

@@ -97,7 +97,8 @@ def average_rig_rotations(rotations: F64, used: NDArray[np.bool_], anchor: int |
         rotation relative to them is unobserved).
     """
     rotations = np.asarray(rotations, dtype=np.float64)
-    used = np.asarray(used, dtype=bool) & (used.sum(axis=1, keepdims=True) >= 2)
+    used = np.asarray(used, dtype=bool)
+    used = used & (used.sum(axis=1, keepdims=True) >= 2)
     frames, cameras = used.shape
     if rotations.shape != (frames, cameras, 3, 3):
         raise ValueError(f"rotations: expected shape {(frames, cameras, 3, 3)}, got {rotations.shape}")

@@ -14,13 +14,17 @@ optical axis: a subject off the image centre is seen from a direction ``atan(off
 from the axis. :func:`towards` is the rotation that turns the optical axis to that direction;
 the rig averages the per-frame rotations after taking it out (:func:`optical_axis_rotations`).
 
-Bundle adjustment. Parameters: per camera a Rodrigues vector, a translation, one focal length
-(``fx = fy``), the principal point and ``k1, k2``, each free or fixed per stage; per frame and
-joint a 3D point. Residuals: ``sqrt(confidence) * (projection - keypoint)`` in pixels for every
-keypoint used, under a robust loss (``soft_l1`` at a scale of :data:`ROBUST_SCALE` of the
-subject's size in the image), solved by :func:`scipy.optimize.least_squares` (trust region,
-LSMR on a sparse Jacobian: points analytically from the core's projection Jacobian, camera
-parameters by central differences of that camera's projections alone).
+Bundle adjustment. Parameters: per camera a Rodrigues vector, a translation, a focal length
+(``fx``, with ``fy / fx`` kept as given), the principal point and ``k1, k2``, each free or fixed per
+stage; per frame and joint a 3D point. Residuals: ``sqrt(confidence) * (projection - keypoint)`` in
+pixels for every keypoint used, under a robust loss (``soft_l1`` on each residual's length, at a
+scale of :data:`ROBUST_SCALE` of the subject's size in the image). Solved by Levenberg-Marquardt
+written here in numpy: each iteration reweights the observations by the loss, forms the normal
+equations with analytic Jacobians (points from the core's projection Jacobian, camera parameters
+from it through the camera frame), eliminates the points (3 x 3 blocks, Schur complement) and
+solves the small camera system. ``scipy.optimize.least_squares`` (trust region, LSMR, sparse
+Jacobian) reached the same cameras on the shared capture in 20 s against 1.5 s here: its
+iterative linear solves do not use the block structure.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from .._checks import as_float64, check_int, check_number
 from ..geometry import (
     PerspectiveCameras,
     matrix_to_rodrigues,
@@ -116,19 +121,21 @@ class BundleResult:
 
 
 def _camera_blocks(cameras: PerspectiveCameras) -> F64:
+    """The cameras' parameter blocks (C, 11): Rodrigues vector, translation, fx, cx, cy, k1, k2."""
     blocks = np.zeros((cameras.num_cameras, _BLOCK))
     blocks[:, 0:3] = matrix_to_rodrigues(cameras.rotation)
     blocks[:, 3:6] = cameras.translation
-    blocks[:, 6] = cameras.intrinsics[:, :2].mean(axis=1)
+    blocks[:, 6] = cameras.intrinsics[:, 0]
     blocks[:, 7:9] = cameras.intrinsics[:, 2:4]
     blocks[:, 9:11] = cameras.distortion[:, :2]
     return blocks
 
 
-def _camera_arrays(blocks: F64, distortion_rest: F64) -> tuple[F64, F64, F64, F64]:
-    """blocks (C, 11) -> rotation (C,3,3), translation (C,3), intrinsics (C,4), distortion (C,5)."""
+def _camera_arrays(blocks: F64, aspect: F64, distortion_rest: F64) -> tuple[F64, F64, F64, F64]:
+    """blocks (C, 11), aspect (C,) fy / fx, the rest of the distortion (C, 3) -> rotation (C, 3, 3),
+    translation (C, 3), intrinsics (C, 4), distortion (C, 5)."""
     rotation = rodrigues_to_matrix(blocks[:, 0:3])
-    intrinsics = np.column_stack([blocks[:, 6], blocks[:, 6], blocks[:, 7], blocks[:, 8]])
+    intrinsics = np.column_stack([blocks[:, 6], blocks[:, 6] * aspect, blocks[:, 7], blocks[:, 8]])
     distortion = np.column_stack([blocks[:, 9], blocks[:, 10], distortion_rest])
     return rotation, blocks[:, 3:6], intrinsics, distortion
 
@@ -165,6 +172,30 @@ def bundle_adjust(cameras: PerspectiveCameras, points: F64, keypoints: F64, weig
     """
     from threadpoolctl import threadpool_limits
 
+    cameras = PerspectiveCameras.checked(cameras, "cameras")
+    C = cameras.num_cameras
+    points = as_float64(points, "points")
+    weights = as_float64(weights, "weights")
+    keypoints = as_float64(keypoints, "keypoints")
+    if weights.ndim != 3 or weights.shape[0] != C:
+        raise ValueError(f"weights: expected shape (C={C}, F, J), got {weights.shape}")
+    if points.shape != weights.shape[1:] + (3,):
+        raise ValueError(f"points: expected shape (F, J, 3) = {weights.shape[1:] + (3,)}, got {points.shape}")
+    if keypoints.shape != weights.shape + (2,):
+        raise ValueError(f"keypoints: expected shape (C, F, J, 2) = {weights.shape + (2,)}, got {keypoints.shape}")
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError("weights: expected finite values >= 0")
+    if not np.isfinite(keypoints[weights > 0]).all():
+        raise ValueError("keypoints: NaN or inf where the weight is > 0 (give those weight 0)")
+    seen_twice = (weights > 0).sum(axis=0) >= 2
+    if not seen_twice.any():
+        raise ValueError("weights: no point is seen (weight > 0) by two cameras")
+    if not np.isfinite(points[seen_twice]).all():
+        raise ValueError("points: NaN or inf for a point seen by two cameras")
+    robust_scale = check_number(robust_scale, "robust_scale", 0.0, low_open=True)
+    max_iterations = check_int(max_iterations, "max_iterations", 1)
+    tolerance = check_number(tolerance, "tolerance", 0.0)
+    fixed_cameras = [check_int(c, "fixed_cameras", 0, C - 1) for c in fixed_cameras]
     with threadpool_limits(1, "blas"):  # small products: BLAS threads only contend (and on a busy machine, badly)
         return _bundle_adjust(cameras, points, keypoints, weights, free, robust_scale, fixed_cameras, max_iterations,
                               tolerance)
@@ -198,9 +229,10 @@ def _bundle_adjust(cameras: PerspectiveCameras, points: F64, keypoints: F64, wei
     blocks[:, 0:3] = 0.0  # rotations as increments on `reference` (left-multiplied), re-based after each step
     reference = np.asarray(cameras.rotation, dtype=np.float64).copy()
     rest = cameras.distortion[:, 2:].copy()
+    aspect = cameras.intrinsics[:, 1] / cameras.intrinsics[:, 0]  # kept: "focal" scales fx and fy together
 
     def camera_arrays(blocks: F64, reference: F64) -> tuple[F64, F64, F64, F64]:
-        rotation, translation, intrinsics, distortion = _camera_arrays(blocks, rest)
+        rotation, translation, intrinsics, distortion = _camera_arrays(blocks, aspect, rest)
         return rotation @ reference, translation, intrinsics, distortion
 
     def project(blocks: F64, reference: F64, x_points: F64, jacobian: bool = False):
@@ -213,13 +245,13 @@ def _bundle_adjust(cameras: PerspectiveCameras, points: F64, keypoints: F64, wei
         pixels, d_points = project_perspective_with_jacobian(stacked, rotation, translation, intrinsics, distortion)
         # camera parameters, analytically from d pixels / d camera-frame point = d_points R^T:
         # increment w (X_cam = exp(w) R X + t): -d_cam [R X]_x; t: d_cam; f: (pixel - c) / f;
-        # c: identity; k1, k2: f x_n r^2, f x_n r^4 with x_n the undistorted normalised point
+        # c: identity; k1, k2: (fx, fy) x_n r^2, (fx, fy) x_n r^4 with x_n the undistorted normalised point
         d_cam = d_points @ np.swapaxes(rotation, -1, -2)[:, None]  # (C, Np, 2, 3)
         rotated = np.einsum("cab,cnb->cna", rotation, stacked)  # R X
         in_camera = rotated + translation[:, None, :]
         normal = in_camera[..., :2] / in_camera[..., 2:3]
         r2 = (normal ** 2).sum(axis=-1, keepdims=True)
-        focal = intrinsics[:, None, None, 0]
+        focal = intrinsics[:, None, None, 0:2]  # (C, 1, 1, 2): fx, fy
         d_camera = np.zeros(stacked.shape[:2] + (2, _BLOCK))
         skew = np.zeros(stacked.shape[:2] + (3, 3))
         skew[..., 0, 1], skew[..., 0, 2], skew[..., 1, 2] = -rotated[..., 2], rotated[..., 1], -rotated[..., 0]
@@ -229,8 +261,8 @@ def _bundle_adjust(cameras: PerspectiveCameras, points: F64, keypoints: F64, wei
         d_camera[..., 6] = (pixels - intrinsics[:, None, 2:4]) / intrinsics[:, None, 0:1]
         d_camera[..., 0, 7] = 1.0
         d_camera[..., 1, 8] = 1.0
-        d_camera[..., 9] = focal * normal * r2
-        d_camera[..., 10] = focal * normal * r2 ** 2
+        d_camera[..., 9] = focal[:, 0] * normal * r2
+        d_camera[..., 10] = focal[:, 0] * normal * r2 ** 2
         return np.moveaxis(pixels, 0, 1), np.moveaxis(d_points, 0, 1), np.moveaxis(d_camera, 0, 1)
 
     def cost_of(pixels: F64) -> tuple[float, F64, F64]:
@@ -239,7 +271,10 @@ def _bundle_adjust(cameras: PerspectiveCameras, points: F64, keypoints: F64, wei
         rho, slope = _soft_l1(squared)
         return float(0.5 * robust_scale ** 2 * (rho * seen).sum()), residual, slope * seen
 
-    pixels = project(blocks, reference, x_points)
+    try:
+        pixels = project(blocks, reference, x_points)
+    except ValueError:
+        raise ValueError("points: a start point is at or behind a camera that sees it") from None
     cost, residual, irls = cost_of(pixels)
     damping = 1e-3
     iterations = 0
@@ -263,7 +298,7 @@ def _bundle_adjust(cameras: PerspectiveCameras, points: F64, keypoints: F64, wei
         W_flat = np.moveaxis(W, 0, 2).reshape(C * P, Np * 3)  # rows (c, i), columns (p, k)
         keep = mask[:, columns].ravel()
         while True:
-            Ud = U + damping * (np.einsum("cii->ci", U)[..., None] * np.eye(P) + 1e-12 * np.eye(P))
+            Ud = U + damping * (np.einsum("cii->ci", U)[..., None] * np.eye(P)) + 1e-12 * np.eye(P)
             Vd = V + damping * (np.einsum("pii->pi", V)[..., None] * np.eye(3)) + 1e-12 * np.eye(3)
             V_inv = np.linalg.inv(Vd)
             WV = np.matmul(W, V_inv[:, None])  # (Np, C, P, 3)

@@ -19,6 +19,7 @@ The steps, each a module of :mod:`metapose_geom.rig`:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Sequence
@@ -28,12 +29,12 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from .._checks import check_choice, check_number
-from ..geometry import PerspectiveCameras, matrix_to_rodrigues
-from ..skeletons import H36M_17
 from .. import layout
-from ..geometry import matrix_to_rot6d
-from .averaging import average_rig_rotations, chordal_mean, rotation_angles
+from .._checks import check_choice, check_int, check_number
+from ..geometry import PerspectiveCameras, matrix_to_rodrigues, matrix_to_rot6d
+from ..io.writers import DEFAULT_SUBJECT_HEIGHT, metres_per_unit
+from ..skeletons import H36M_17
+from .averaging import average_rig_rotations, chordal_mean
 from .perspective import (
     ROBUST_SCALE,
     bundle_adjust,
@@ -45,12 +46,22 @@ from .static import StaticRig, refine_static_rig
 
 F64 = NDArray[np.float64]
 
-__all__ = ["ANKLE_HEIGHT", "AUTO_DISTORTION_RADIUS", "FOCAL_PRIOR", "REJECT_ROTATION_DEG", "RigFit", "calibrate", "fit_rig",
-           "floor_frame"]
+__all__ = ["ANKLE_HEIGHT", "AUTO_DISTORTION_RADIUS", "FOCAL_PRIOR", "FOCAL_RANGE", "MAX_FRAMES", "REJECT_ROTATION_DEG",
+           "RigFit", "calibrate", "fit_rig", "floor_frame"]
 
 #: Focal length prior, in units of the image's larger side (COLMAP's default guess, a ~45 degree
 #: field of view across the larger side).
 FOCAL_PRIOR = 1.2
+#: The frames calibrate uses at most, evenly spread over a longer capture.
+MAX_FRAMES = 300
+#: Focal lengths outside this range (in units of the image's larger side: fields of view of about
+#: 11 to 150 degrees) are reported as poorly determined, with a warning.
+FOCAL_RANGE = (0.25, 5.0)
+#: The foot contacts span the floor when their spread across the walking direction (RMS, metres)
+#: is at least this; otherwise up is the body's vertical.
+FLOOR_MIN_SPREAD = 0.25
+#: ... and the floor's normal must be within this many degrees of the body's vertical.
+FLOOR_MAX_TILT_DEG = 20.0
 #: A view whose per-frame rotation is further than this (degrees) from the rig's is left out.
 REJECT_ROTATION_DEG = 20.0
 #: The ankle joint's height above the floor, as a fraction of standing height (anthropometric
@@ -85,10 +96,19 @@ class RigFit:
     used: NDArray[np.bool_]  #: (F, C) the views that went into the bundle adjustment
     rejected: dict[int, str]  #: frame index -> why it was not used at all
     rejected_views: int
-    weak_rotation: F64  #: (C, 3, 3) the weak rig's rotations (world to camera, column vectors)
     start: PerspectiveCameras  #: the perspective cameras the bundle adjustment started from
     distortion: str  #: the distortion terms fitted: "none", "k1" or "k1k2"; "given" with known intrinsics
     seconds: dict[str, float]
+
+
+def _check_every_camera_used(used: NDArray[np.bool_], names: Sequence[str]) -> None:
+    """ValueError naming the cameras left with no frame solved beside another camera."""
+    together = used & (used.sum(axis=1, keepdims=True) >= 2)
+    missing = [names[c] for c in np.flatnonzero(~together.any(axis=0))]
+    if missing:
+        raise ValueError(f"capture: camera(s) {missing} saw the person in no frame that agrees with the other "
+                         "cameras (seen with another camera, the rotation consistent with the rig): nothing places "
+                         "them; give more frames or leave them out")
 
 
 def _mad(values: F64) -> float:
@@ -156,7 +176,23 @@ def fit_rig(capture, *, intrinsics: PerspectiveCameras | None = None, distortion
             focal_prior: float | None = None, principal_point: Literal["centre", "free"] = "centre",
             image_size: F64 | None = None, method: str = "ir", progress: bool = True, threads: int | None = None,
             static_steps: int = STATIC_STEPS) -> RigFit:
-    """Steps 1-4 of :func:`calibrate`: cameras and points in arbitrary units, world frame arbitrary."""
+    """Steps 1-4 of :func:`calibrate` (see the module): the rig's perspective cameras and the
+    subject's joints, in the units of a 1.75 m subject and an arbitrary world frame (``calibrate``
+    then sets the metric scale and the floor frame).
+
+    Args:
+        capture: a :class:`~metapose_geom.io.Capture` with image sizes (or ``image_size``).
+        intrinsics: known cameras (C, in capture order) whose intrinsics and distortion are kept:
+            only the extrinsics are adjusted.
+        distortion, focal_prior, principal_point, image_size, method, progress, threads: as
+            :func:`calibrate`.
+        static_steps: Adam steps of each static-rig refinement.
+
+    Returns:
+        A :class:`RigFit`: the cameras, the bundle-adjusted joints (F, 17, 3), each observation's
+        reprojection error, the views used, the frames rejected and why, the start of the bundle
+        adjustment, the distortion fitted and each step's seconds.
+    """
     import time
 
     from tqdm.auto import tqdm
@@ -168,11 +204,12 @@ def fit_rig(capture, *, intrinsics: PerspectiveCameras | None = None, distortion
     if intrinsics is not None:
         size = intrinsics.image_size
     if size is None:
-        raise ValueError("image_size: the capture does not say its cameras' image sizes (width, height px); pass "
-                         "image_size= or intrinsics= (the principal point starts at the image centre)")
+        raise ValueError("image_size: the capture does not say its cameras' image sizes (width, height px); give "
+                         "them (image_size=, or --image-size W H) or known intrinsics (the principal point starts "
+                         "at the image centre)")
     solved = capture.solve(method, progress=progress, threads=threads)
     seconds["per-frame solve"] = time.perf_counter() - clock
-    stages = tqdm(total=4, desc="calibrate", disable=not progress, leave=False)
+    stages = tqdm(total=3, desc="calibrate", disable=not progress, leave=False)
     clock = time.perf_counter()
     used = solved.used.copy()
     rejected = {f: f"not solved: {reason}" for f, reason in solved.skip_reasons.items()}
@@ -200,10 +237,12 @@ def fit_rig(capture, *, intrinsics: PerspectiveCameras | None = None, distortion
         flip = np.diag([1.0, 1.0, -1.0])
         frame_poses, frame_rotations = frame_poses @ flip, flip @ frame_rotations @ flip
     rotations = np.where(used[..., None, None], frame_rotations, np.nan) @ np.swapaxes(towards_subject, -1, -2)
+    _check_every_camera_used(used, capture.camera_names)
     averaged = average_rig_rotations(rotations, used)
     outlier = used & (averaged.residual > np.radians(REJECT_ROTATION_DEG))
     used &= ~outlier
     rejected_views = int(outlier.sum())
+    _check_every_camera_used(used, capture.camera_names)
     stages.update()
     seconds["rotation averaging"] = time.perf_counter() - clock
 
@@ -224,6 +263,7 @@ def fit_rig(capture, *, intrinsics: PerspectiveCameras | None = None, distortion
         used &= ~outlier
         rejected_views += int(outlier.sum())
         static = _refine_static(solved, used, static.rotation, static.poses, static_steps, static)
+    _check_every_camera_used(used, capture.camera_names)
     poses = static.poses
     rig_rotation = static.rotation @ np.swapaxes(mean_towards, -1, -2)  # (C, 3, 3) row vectors, optical axes
     stages.update()
@@ -232,11 +272,7 @@ def fit_rig(capture, *, intrinsics: PerspectiveCameras | None = None, distortion
 
     # perspective start: metres through the subject's bone proportions (1.75 m for now)
     clock = time.perf_counter()
-    rest = H36M_17.bone_lengths(H36M_17.rest_pose()) / 1000.0 * (1.75 / 1.7)
-    lengths = H36M_17.bone_lengths(poses)
-    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # frames not solved: all NaN, and NaN they stay
-        metres = np.nanmedian(np.where(lengths > 0, rest / lengths, np.nan), axis=1)  # (F,)
+    metres = metres_per_unit(H36M_17.bone_lengths(poses), DEFAULT_SUBJECT_HEIGHT)  # (F,), the true height later
     box = _boxes_size(solved.boxes)  # (F, C)
     pixels_per_metre = box * solved_scales / metres[:, None]
     depth = focal[None, :] / pixels_per_metre  # (F, C)
@@ -284,41 +320,83 @@ def fit_rig(capture, *, intrinsics: PerspectiveCameras | None = None, distortion
                 plan.append((plan[-1] if plan else free) + ("principal_point",))
     if intrinsics is not None:
         distortion = "given"
+    else:
+        focal = cameras.intrinsics[:, 0] / size.max(axis=1)
+        implausible = [capture.camera_names[c] for c in np.flatnonzero((focal < FOCAL_RANGE[0]) | (focal > FOCAL_RANGE[1]))]
+        if implausible:
+            warnings.warn(f"calibrate: the focal lengths of {implausible} came out at "
+                          f"{', '.join(f'{v:.2f}' for v in focal[[capture.camera_names.index(n) for n in implausible]])} "
+                          f"times the image's larger side, outside {FOCAL_RANGE[0]}-{FOCAL_RANGE[1]}: the focal length "
+                          "is poorly determined by this capture (too few frames, too little movement in depth, or "
+                          "two cameras alone); give known intrinsics (intrinsics=) if you have them", stacklevel=2)
     stages.update()
     seconds["bundle adjustment"] = time.perf_counter() - clock
     stages.close()
     assert result is not None
     for f in np.flatnonzero(solved.solved & (used.sum(axis=1) < 2)):
         rejected[int(f)] = "fewer than two views agree with the rig"
-    return RigFit(cameras, result.points, result.residuals, used, rejected, rejected_views, rotation, start,
-                  distortion, seconds)
+    return RigFit(cameras, result.points, result.residuals, used, rejected, rejected_views, start, distortion,
+                  seconds)
 
 
 def _subject_scale(points: F64, height: float) -> float:
-    """Metres per unit of ``points`` (F, 17, 3): the median over bones of (rest-pose length at
-    ``height`` / the bone's median length over frames), as the solve writers scale poses."""
-    from ..io.writers import REST_HEIGHT
-
-    lengths = np.nanmedian(H36M_17.bone_lengths(points), axis=0)  # (B,)
-    rest = H36M_17.bone_lengths(H36M_17.rest_pose()) / 1000.0 * (height / REST_HEIGHT)
-    usable = np.isfinite(lengths) & (lengths > 0)
-    if not usable.any():
+    """Metres per unit of ``points`` (F, 17, 3): :func:`~metapose_geom.io.writers.metres_per_unit` of
+    each bone's median length over the frames, as the solve writers scale poses."""
+    lengths = H36M_17.bone_lengths(points)
+    seen = np.isfinite(lengths).any(axis=0)
+    median = np.full(lengths.shape[1], np.nan)
+    median[seen] = np.nanmedian(lengths[:, seen], axis=0)
+    scale = float(metres_per_unit(median, height))
+    if not np.isfinite(scale):
         raise ValueError("capture: no bone of the subject was triangulated; the metric scale is unknown")
-    return float(np.median(rest[usable] / lengths[usable]))
+    return scale
+
+
+def _floor_normal(points: F64, body_up: F64) -> F64 | None:
+    """The unit normal (towards ``body_up``) of the plane through the subject's foot contacts (per
+    frame the ankle lower along ``body_up``), fitted twice (the second time without the contacts
+    beyond 3 scaled MADs of the first plane); None when the contacts do not spread over an area
+    (:data:`FLOOR_MIN_SPREAD`, e.g. a treadmill) or the plane leans more than
+    :data:`FLOOR_MAX_TILT_DEG` from the body's vertical."""
+    ankles = points[:, [3, 6]]
+    finite = np.isfinite(ankles).all(axis=(1, 2))
+    if finite.sum() < 10:
+        return None
+    ankles = ankles[finite]
+    lower = np.argmin(ankles @ body_up, axis=1)
+    contacts = ankles[np.arange(len(ankles)), lower]
+    keep = np.ones(len(contacts), dtype=bool)
+    normal = None
+    for _ in range(2):
+        centred = contacts[keep] - contacts[keep].mean(axis=0)
+        _, singular, axes = np.linalg.svd(centred, full_matrices=False)
+        if singular[1] / np.sqrt(keep.sum()) < FLOOR_MIN_SPREAD:
+            return None
+        normal = axes[2] * np.sign(axes[2] @ body_up)
+        distance = np.abs((contacts - contacts[keep].mean(axis=0)) @ normal)
+        keep = distance <= np.median(distance) + 3 * 1.4826 * _mad(distance)
+    if np.degrees(np.arccos(np.clip(normal @ body_up, -1.0, 1.0))) > FLOOR_MAX_TILT_DEG:
+        return None
+    return normal
 
 
 def floor_frame(cameras: PerspectiveCameras, points: F64, height: float) -> tuple[PerspectiveCameras, F64]:
-    """The world moved onto the floor the subject stands on: z up along the body's median
-    vertical (ankles to thorax), the floor :data:`ANKLE_HEIGHT` ``* height`` below the ankles' low
-    (5th percentile) height, the origin on the floor under the subject's median pelvis, x the
-    horizontal part of camera 0's viewing direction. points (F, 17, 3) metres -> the same moved."""
+    """The world moved onto the floor the subject stands on. z up: the normal of the plane through
+    the foot contacts (:func:`_floor_normal`), or, when they do not span an area (a treadmill), the
+    body's mean vertical (ankles to thorax); the floor :data:`ANKLE_HEIGHT` ``* height`` below the
+    ankles' low (5th percentile) height; the origin on the floor under the subject's median pelvis;
+    x the horizontal part of camera 0's viewing direction. points (F, 17, 3) metres -> the same
+    moved, with the cameras."""
     ankles = points[:, [3, 6]]  # r-ankle, l-ankle
     body = points[:, 8] - ankles.mean(axis=1)  # thorax above the feet
     body = body[np.isfinite(body).all(axis=1)]
     if len(body) == 0:
         raise ValueError("capture: the subject's ankles and thorax were never triangulated; the floor is unknown")
-    up = np.median(body / np.linalg.norm(body, axis=1, keepdims=True), axis=0)
+    up = (body / np.linalg.norm(body, axis=1, keepdims=True)).mean(axis=0)
     up /= np.linalg.norm(up)
+    floor_normal = _floor_normal(points, up)
+    if floor_normal is not None:
+        up = floor_normal
     view = cameras.rotation[0, 2]  # camera 0's optical axis in the world
     x_axis = view - (view @ up) * up
     if np.linalg.norm(x_axis) < 1e-6:  # camera 0 looks straight down or up
@@ -363,9 +441,9 @@ def _read_intrinsics(intrinsics: Any, names: Sequence[str]) -> PerspectiveCamera
 
 def calibrate(capture, *, subject_height: float | None = None,
               camera_distance: tuple[str, str, float] | None = None, intrinsics: Any = None,
-              distortion: Literal["auto", "none", "k1", "k1k2"] = "auto", focal_prior: float | None = None,
+              distortion: Distortion = "auto", focal_prior: float | None = None,
               principal_point: Literal["centre", "free"] = "centre", image_size: Any = None, method: str = "ir",
-              progress: bool = True, threads: int | None = None):
+              max_frames: int | None = MAX_FRAMES, progress: bool = True, threads: int | None = None):
     """Calibrate a fixed rig from the person it filmed: perspective cameras in metres, z up.
 
     Args:
@@ -388,6 +466,9 @@ def calibrate(capture, *, subject_height: float | None = None,
         principal_point: ``"centre"`` (the image centre, fixed) or ``"free"`` (adjusted last).
         image_size: (C, 2) ``[width, height]`` pixels when the capture does not know them.
         method, threads: the per-frame solver (:meth:`~metapose_geom.io.Capture.solve`).
+        max_frames: at most this many frames, evenly spread over the capture, are used (default
+            :data:`MAX_FRAMES`; None: all). A rig is over-determined long before: more frames cost
+            time (the bundle adjustment's grows with them) for little accuracy.
         progress: progress bars.
 
     Returns:
@@ -427,6 +508,24 @@ def calibrate(capture, *, subject_height: float | None = None,
             raise ValueError(f"image_size: expected ({capture.num_cameras}, 2) [width, height] pixels > 0")
         image_size = size
     known = _read_intrinsics(intrinsics, names)
+    if known is not None:
+        given = [name for name, value, default in (("distortion", distortion, "auto"),
+                                                   ("principal_point", principal_point, "centre"),
+                                                   ("focal_prior", focal_prior, None)) if value != default]
+        if given:
+            raise ValueError(f"{', '.join(given)}: not used with known intrinsics (only the extrinsics are solved)")
+        size = capture.image_size if image_size is None else image_size
+        if size is not None and not np.array_equal(np.asarray(size, dtype=np.float64), known.image_size):
+            raise ValueError(f"intrinsics: image sizes {known.image_size.tolist()} differ from the capture's "
+                             f"{np.asarray(size).tolist()}: intrinsics for other images")
+    if max_frames is not None:
+        max_frames = check_int(max_frames, "max_frames", 10)
+        if capture.num_frames > max_frames:  # evenly spread over the capture
+            chosen = np.unique(np.linspace(0, capture.num_frames - 1, max_frames).round().astype(np.int64))
+            capture = dataclasses.replace(
+                capture, keypoints=capture.keypoints[:, chosen], confidences=capture.confidences[:, chosen],
+                mono3d=None if capture.mono3d is None else capture.mono3d[:, chosen],
+                frame_numbers=capture.frame_numbers[chosen])
     fit = fit_rig(capture, intrinsics=known, distortion=distortion, focal_prior=focal_prior,
                   principal_point=principal_point, image_size=image_size, method=method, progress=progress,
                   threads=threads)
@@ -444,7 +543,6 @@ def calibrate(capture, *, subject_height: float | None = None,
     numbers = capture.frame_numbers
     used_frames = numbers[fit.used.sum(axis=1) >= 2]
     rejected = {int(numbers[f]): reason for f, reason in sorted(fit.rejected.items())}
-    everything = np.concatenate(list(residuals.values()))
     metadata = {
         "calibrated_by": "metapose-geom calibrate (calibration from people)",
         "scale_from": "camera_distance" if camera_distance is not None else
@@ -452,7 +550,6 @@ def calibrate(capture, *, subject_height: float | None = None,
         "subject_height_m": float(height),
         "distortion": fit.distortion,
         "rejected_views": int(fit.rejected_views),
-        "median_residual_px": float(np.median(everything)) if everything.size else float("nan"),
     }
     return Calibration(names=tuple(names), image_size=cameras.image_size, rotation_vector=matrix_to_rodrigues(cameras.rotation),
                        translation=cameras.translation, intrinsics=cameras.intrinsics, distortion=cameras.distortion,
