@@ -190,10 +190,10 @@ class TestReadme:
         blocks = self._blocks()
         assert blocks and "mg.solve(views" in blocks[0] and len(blocks[0].strip().splitlines()) <= 14
 
-    @pytest.mark.parametrize("index", range(4))
+    @pytest.mark.parametrize("index", range(5))
     def test_example_runs(self, index, tmp_path):
         blocks = self._blocks()
-        assert len(blocks) == 4, "README.md's Python examples changed: update this test's range"
+        assert len(blocks) == 5, "README.md's Python examples changed: update this test's range"
         script = tmp_path / f"example_{index}.py"
         script.write_text(blocks[index], encoding="utf-8")
         result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
