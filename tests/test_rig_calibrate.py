@@ -246,3 +246,11 @@ def test_max_frames_spreads_the_frames_used_over_the_capture(noisy):
     assert 15 <= len(used) <= 20 and used[0] < 8 and used[-1] > 70
     with pytest.raises(ValueError, match="max_frames"):
         mg.calibrate(noisy.capture(), subject_height=1.7, max_frames=3, progress=False)
+
+
+def test_two_cameras_without_intrinsics_are_warned_of(noisy):
+    pair = capture_of(noisy, keypoints=noisy.keypoints[:2], confidences=noisy.confidences[:2],
+                      mono3d=noisy.mono3d[:2], camera_names=noisy.camera_names[:2],
+                      image_size=noisy.cameras.image_size[:2])
+    with pytest.warns(UserWarning, match="with two cameras the focal lengths are weakly determined"):
+        mg.calibrate(pair, subject_height=1.7, progress=False)

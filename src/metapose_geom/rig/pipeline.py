@@ -518,6 +518,10 @@ def calibrate(capture, *, subject_height: float | None = None,
         if size is not None and not np.array_equal(np.asarray(size, dtype=np.float64), known.image_size):
             raise ValueError(f"intrinsics: image sizes {known.image_size.tolist()} differ from the capture's "
                              f"{np.asarray(size).tolist()}: intrinsics for other images")
+    if known is None and capture.num_cameras == 2:
+        warnings.warn("calibrate: with two cameras the focal lengths are weakly determined (tens of percent on "
+                      "synthetic rigs, and the rotations with them); give known intrinsics (intrinsics=) if you have "
+                      "them", stacklevel=2)
     if max_frames is not None:
         max_frames = check_int(max_frames, "max_frames", 10)
         if capture.num_frames > max_frames:  # evenly spread over the capture
