@@ -125,7 +125,7 @@ def perturb_cameras(cameras: PerspectiveCameras, subject: ArrayLike, rng: np.ran
     turn = rodrigues_to_matrix(axes * np.radians(rotation_degrees))
     directions = rng.normal(size=(count, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    centres = -np.einsum("cji,cj->ci", cameras.rotation, cameras.translation)  # -R^T t
+    centres = cameras.centres
     distance = np.linalg.norm(centres - subject, axis=1, keepdims=True)
     centres = centres + translation_fraction * distance * directions
     rotation = turn @ cameras.rotation

@@ -158,6 +158,11 @@ class PerspectiveCameras(NamedTuple):
     def num_cameras(self) -> int:
         return int(np.shape(self.rotation)[0])
 
+    @property
+    def centres(self) -> F64:
+        """(C, 3) the camera centres in the world, ``-R^T t`` (world units)."""
+        return -np.einsum("cji,cj->ci", np.asarray(self.rotation), np.asarray(self.translation))
+
     @classmethod
     def checked(cls, value: object, name: str = "cameras") -> PerspectiveCameras:
         """``value.validated(name)`` for a PerspectiveCameras; ValueError naming ``name`` for anything else."""

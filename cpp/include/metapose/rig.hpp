@@ -387,6 +387,18 @@ void rig_diagnose(const RigObjective<T>& objective, const T* x, RigResult& resul
       }
 }
 
+// What both entry points report after their run: total and frame_values (each if given) from the
+// objective's last evaluation, ok, and when not ok where it failed.
+template <class T>
+void rig_report(const RigObjective<T>& objective, const T* x, bool ok, T value, T* total, T* frame_values,
+                RigResult& result) {
+  if (total) *total = value;
+  if (frame_values)
+    for (long long f = 0; f < objective.layout().F; ++f) frame_values[f] = objective.frame_values()[f];
+  result.ok = ok;
+  if (!ok) rig_diagnose(objective, x, result);
+}
+
 }  // namespace detail
 
 // total (1), gradient (N) and frame_values (F: f_f, NaN for frames that do not enter), each if
@@ -401,11 +413,7 @@ RigResult rig_objective(const RigProblem<T>& problem, const T* x, T* total, T* g
   bool ok = true;
   T value = 0;
   objective.evaluate(x, &value, gradient, &ok);
-  if (total) *total = value;
-  if (frame_values)
-    for (long long f = 0; f < problem.F; ++f) frame_values[f] = objective.frame_values()[f];
-  result.ok = ok;
-  if (!ok) detail::rig_diagnose(objective, x, result);
+  detail::rig_report(objective, x, ok, value, total, frame_values, result);
   return result;
 }
 
@@ -425,11 +433,7 @@ RigResult rig_refine(const RigProblem<T>& problem, const RefinerOptions& options
   bool ok = true;
   T value = 0;
   adam_keras<T, 1>(objective, static_cast<int>(N), options, x, &value, adam_scratch.data(), &ok, [](int) {});
-  if (total) *total = value;
-  if (frame_values)
-    for (long long f = 0; f < problem.F; ++f) frame_values[f] = objective.frame_values()[f];
-  result.ok = ok;
-  if (!ok) detail::rig_diagnose(objective, x, result);
+  detail::rig_report(objective, x, ok, value, total, frame_values, result);
   return result;
 }
 

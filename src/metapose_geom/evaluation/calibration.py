@@ -45,17 +45,13 @@ class CameraErrors:
         return out
 
 
-def _centres(rotation: F64, translation: F64) -> F64:
-    return -np.einsum("cba,cb->ca", rotation, translation)
-
-
 def compare_cameras(cameras: PerspectiveCameras, reference: PerspectiveCameras) -> CameraErrors:
     """Our C cameras against the reference's (same order), world-to-camera ``x = R X + t``, any
     world frames and units (see the module's scores)."""
     rotation, truth = np.asarray(cameras.rotation), np.asarray(reference.rotation)
     world = chordal_mean(np.swapaxes(truth, -1, -2) @ rotation)  # R ~ R_ref G
     rotation_error = np.degrees(rotation_angles(np.swapaxes(truth @ world, -1, -2) @ rotation))
-    ours, theirs = _centres(rotation, cameras.translation), _centres(truth, reference.translation)
+    ours, theirs = cameras.centres, reference.centres
     fit = procrustes(ours, theirs)
     aligned = fit.scale * ours @ fit.rotation + fit.translation
     centre_error = np.linalg.norm(aligned - theirs, axis=1)
@@ -137,9 +133,7 @@ def compare_with_aniposelib(capture, truth: PerspectiveCameras, rig: str, seed: 
 def _axes_meeting_point(truth: PerspectiveCameras) -> F64:
     """Where the cameras' optical axes pass closest to each other (least squares): a point near
     the subject, in the cameras' world, for the poor start's scale."""
-    rotation, translation = np.asarray(truth.rotation), np.asarray(truth.translation)
-    centres = _centres(rotation, translation)
-    axes = rotation[:, 2]
+    centres, axes = truth.centres, np.asarray(truth.rotation)[:, 2]
     lhs = np.zeros((3, 3))
     rhs = np.zeros(3)
     for centre, axis in zip(centres, axes):

@@ -109,21 +109,15 @@ class CaptureEvaluation:
     skipped: int  #: frames seen by fewer than two cameras
 
 
-def _angle_degrees(rotation: F64) -> F64:
-    """(..., 3, 3) rotations -> (...,) their angles in degrees (atan2 of the sine from the
-    antisymmetric part and the cosine from the trace: accurate near 0 and 180 degrees)."""
-    cosine = (np.trace(rotation, axis1=-2, axis2=-1) - 1.0) / 2.0
-    sine = np.linalg.norm(rotation - np.swapaxes(rotation, -1, -2), axis=(-2, -1)) / (2.0 * np.sqrt(2.0))
-    return np.degrees(np.arctan2(sine, cosine))
-
-
 def relative_rotation_errors(rotation: F64, lab: F64) -> F64:
     """rotation (F, C, 3, 3) weak cameras (row vectors: ``x_c = X @ R_c``), lab (C, 3, 3) world to
     camera (column vectors: ``x_c = R_c X``) -> (F, C - 1) degrees: camera c's rotation relative
     to camera 0 against the lab's, for c = 1..C-1 (the world frame drops out)."""
     ours = np.swapaxes(rotation[:, :1], -1, -2) @ rotation[:, 1:]  # x_c = x_0 @ R_0^T R_c
     theirs = lab[:1] @ np.swapaxes(lab[1:], -1, -2)  # the same map from the lab's cameras
-    return _angle_degrees(ours @ np.swapaxes(theirs, -1, -2)[None])
+    from ..rig.averaging import rotation_angles
+
+    return np.degrees(rotation_angles(ours @ np.swapaxes(theirs, -1, -2)[None]))
 
 
 def _pmpjpe_per_frame(poses: F64, truth: F64, valid: NDArray[np.bool_]) -> F64:

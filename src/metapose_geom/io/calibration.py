@@ -279,7 +279,7 @@ class Calibration:
     @functools.cached_property
     def centre(self) -> F64:
         """(C, 3) camera centres in the world, ``-R^T t``, in ``units``."""
-        return _frozen(-np.einsum("cji,cj->ci", self.rotation, self.translation))
+        return _frozen(self.cameras.centres)
 
     @functools.cached_property
     def matrix(self) -> F64:

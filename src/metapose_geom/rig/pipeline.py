@@ -116,21 +116,24 @@ def _mad(values: F64) -> float:
     return float(np.median(np.abs(values - np.median(values)))) if values.size else 0.0
 
 
-def _refine_static(solved, used: NDArray[np.bool_], rotation: F64, poses: F64, steps: int,
-                   previous: StaticRig | None = None) -> StaticRig:
-    """The static weak rig refined over every frame from the per-frame solutions (or ``previous``'s
-    scales and shifts): mixtures of the views each frame was solved from, padded to one K."""
-    frames, cameras = used.shape
+def _static_mixtures(solved) -> F64:
+    """(F, C, J, K, 4) the mixtures of the views each frame was solved from, padded with zero-weight
+    components to one K; views not solved hold valid placeholders (never read)."""
+    frames, cameras = solved.used.shape
     views = [v for v in solved.views if v is not None]
-    joints = views[0].num_joints
     components = max(v.num_components for v in views)
-    mixtures = np.zeros((frames, cameras, joints, components, 4))
-    mixtures[..., 3] = 1.0  # unused views: never read, but valid
+    mixtures = np.zeros((frames, cameras, views[0].num_joints, components, 4))
+    mixtures[..., 3] = 1.0
     for f, frame_views in enumerate(solved.views):
-        if frame_views is None:
-            continue
-        columns = np.flatnonzero(solved.used[f])
-        mixtures[f, columns, :, : frame_views.num_components] = frame_views.mixtures
+        if frame_views is not None:
+            mixtures[f, solved.used[f], :, : frame_views.num_components] = frame_views.mixtures
+    return mixtures
+
+
+def _refine_static(solved, mixtures: F64, used: NDArray[np.bool_], rotation: F64, poses: F64, steps: int,
+                   previous: StaticRig | None = None) -> StaticRig:
+    """The static weak rig refined over every frame (``mixtures`` from :func:`_static_mixtures`) from
+    the per-frame solutions' scales and shifts (or ``previous``'s)."""
     if previous is None:
         scale_raw = layout.raw_from_scale(np.where(np.isfinite(solved.scales), solved.scales, 1.0))
         shifts = np.nan_to_num(solved.shifts)
@@ -255,26 +258,26 @@ def fit_rig(capture, *, intrinsics: PerspectiveCameras | None = None, distortion
     world_poses[frame_ok] = np.einsum("fjb,fab->fja", frame_poses[frame_ok], averaged.frame_rotation[frame_ok])
     mean_towards = np.stack([chordal_mean(towards_subject[used[:, c], c]) if used[:, c].any() else np.eye(3)
                              for c in range(C)])
-    static = _refine_static(solved, used, averaged.rotation @ mean_towards, world_poses, static_steps)
+    mixtures = _static_mixtures(solved)
+    static = _refine_static(solved, mixtures, used, averaged.rotation @ mean_towards, world_poses, static_steps)
     residual = _view_residuals(static, solved, used)
     spread = np.median(residual[used]) + STATIC_OUTLIER_MADS * 1.4826 * _mad(residual[used])
     outlier = used & (residual > spread)
     if outlier.any():
         used &= ~outlier
         rejected_views += int(outlier.sum())
-        static = _refine_static(solved, used, static.rotation, static.poses, static_steps, static)
+        static = _refine_static(solved, mixtures, used, static.rotation, static.poses, static_steps, static)
     _check_every_camera_used(used, capture.camera_names)
     poses = static.poses
     rig_rotation = static.rotation @ np.swapaxes(mean_towards, -1, -2)  # (C, 3, 3) row vectors, optical axes
     stages.update()
     seconds["static rig"] = time.perf_counter() - clock
-    solved_scales = static.scale
 
     # perspective start: metres through the subject's bone proportions (1.75 m for now)
     clock = time.perf_counter()
     metres = metres_per_unit(H36M_17.bone_lengths(poses), DEFAULT_SUBJECT_HEIGHT)  # (F,), the true height later
     box = _boxes_size(solved.boxes)  # (F, C)
-    pixels_per_metre = box * solved_scales / metres[:, None]
+    pixels_per_metre = box * static.scale / metres[:, None]
     depth = focal[None, :] / pixels_per_metre  # (F, C)
     normalised = (centres - start_intrinsics[None, :, 2:4]) / focal[None, :, None]
     depth_points = depth[..., None] * np.concatenate([normalised, np.ones((F, C, 1))], axis=-1)
@@ -322,10 +325,11 @@ def fit_rig(capture, *, intrinsics: PerspectiveCameras | None = None, distortion
         distortion = "given"
     else:
         focal = cameras.intrinsics[:, 0] / size.max(axis=1)
-        implausible = [capture.camera_names[c] for c in np.flatnonzero((focal < FOCAL_RANGE[0]) | (focal > FOCAL_RANGE[1]))]
-        if implausible:
+        outside = (focal < FOCAL_RANGE[0]) | (focal > FOCAL_RANGE[1])
+        if outside.any():
+            implausible = [capture.camera_names[c] for c in np.flatnonzero(outside)]
             warnings.warn(f"calibrate: the focal lengths of {implausible} came out at "
-                          f"{', '.join(f'{v:.2f}' for v in focal[[capture.camera_names.index(n) for n in implausible]])} "
+                          f"{', '.join(f'{v:.2f}' for v in focal[outside])} "
                           f"times the image's larger side, outside {FOCAL_RANGE[0]}-{FOCAL_RANGE[1]}: the focal length "
                           "is poorly determined by this capture (too few frames, too little movement in depth, or "
                           "two cameras alone); give known intrinsics (intrinsics=) if you have them", stacklevel=2)
@@ -478,7 +482,7 @@ def calibrate(capture, *, subject_height: float | None = None,
     """
     from ..io.calibration import Calibration
     from ..io.capture import Capture
-    from ..io.writers import DEFAULT_SUBJECT_HEIGHT, _height
+    from ..io.writers import _height
 
     if not isinstance(capture, Capture):
         raise ValueError(f"capture: expected a metapose_geom.io.Capture, got {type(capture).__name__}")
@@ -535,7 +539,7 @@ def calibrate(capture, *, subject_height: float | None = None,
                   threads=threads)
     points = fit.points
     if camera_distance is not None:
-        centre = -np.einsum("cba,cb->ca", fit.cameras.rotation, fit.cameras.translation)
+        centre = fit.cameras.centres
         apart = np.linalg.norm(centre[names.index(camera_distance[0])] - centre[names.index(camera_distance[1])])
         scale = metres / apart
     else:
