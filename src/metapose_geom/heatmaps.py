@@ -217,32 +217,42 @@ def _gaussian_on_grid(offsets, step, half_precision, coef, out) -> None:
 
 
 @numba.njit(cache=True, fastmath=_FAST)
-def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
-    """Fit one heatmap (H, W) in place into out (K, 4) box units; return a status code."""
+def _scan(heatmap) -> tuple[int, float, float]:
+    """(finite flag, peak, minimum) of a heatmap in one vectorisable pass: ``0 * value`` is NaN
+    exactly when value is NaN or inf, so the flag sums them instead of branching per pixel."""
     rows, cols = heatmap.shape
-    count = split.shape[0]
+    nonfinite = 0.0
     peak = 0.0
+    minimum = 0.0
     for r in range(rows):
         for c in range(cols):
             value = heatmap[r, c]
-            if not np.isfinite(value):
-                return _STATUS_NONFINITE
-            if value < 0.0 and negative_invalid:
-                return _STATUS_NEGATIVE
-            peak = max(peak, value)
+            nonfinite += 0.0 * value
+            peak = value if value > peak else peak
+            minimum = value if value < minimum else minimum
+    return int(nonfinite == 0.0), peak, minimum
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
+    """Fit one heatmap (H, W) in place into out (K, 4) box units; return a status code.
+
+    Separable throughout: component k's density at pixel (r, c) is ``ey[k, r] * ex[k, c]``, so
+    with ``S = w / sum_k ey[k, r] ex[k, c]`` (w the pixel weights) every sum of the M step is a
+    product of S with the factors: ``sum_c S[r, c] ex[k, c]`` per row (then weighted by ey and the
+    row offsets) and ``U[k, c] = sum_r ey[k, r] S[r, c]`` per column (then weighted by ex and the
+    column offsets). Per pixel and step: K multiply-adds for the mixture density, one division,
+    2 K multiply-adds for the sums; 4 exponentials per component and axis.
+    """
+    rows, cols = heatmap.shape
+    count = split.shape[0]
+    finite, peak, minimum = _scan(heatmap)
+    if not finite:
+        return _STATUS_NONFINITE
+    if negative_invalid and minimum < 0.0:
+        return _STATUS_NEGATIVE
     if peak <= 0.0:
         return _STATUS_EMPTY
-
-    weights = np.empty((rows, cols))  # peak-scaled first: no overflow in the sum
-    total = 0.0
-    for r in range(rows):
-        for c in range(cols):
-            value = heatmap[r, c] / peak if heatmap[r, c] > 0.0 else 0.0
-            weights[r, c] = value
-            total += value
-    for r in range(rows):
-        for c in range(cols):
-            weights[r, c] /= total
 
     # grid in units of the larger pixel side
     step_x = (limits[2] - limits[0]) / cols
@@ -252,22 +262,46 @@ def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
     ys = (np.arange(rows) + 0.5) * (step_y / pixel)
     widening = PIXEL_WIDENING * PIXEL_WIDENING
 
-    # weighted mean and covariance (two passes), first principal axis
-    mean_x = mean_y = 0.0
+    # peak-scaled weights (no overflow in the sums), left unnormalised: the sums are divided by
+    # their total instead. A multiplication by 1 / peak where that is finite (peak a normal number).
+    weights = np.empty((rows, cols))
+    column_sum = np.zeros(cols)
+    row_sum = np.empty(rows)
+    row_x = np.empty(rows)
+    reciprocal = 1.0 / peak if peak >= _FLUSH else 0.0
     for r in range(rows):
+        mass_r = moment_r = 0.0
         for c in range(cols):
-            mean_x += weights[r, c] * xs[c]
-            mean_y += weights[r, c] * ys[r]
+            value = heatmap[r, c]
+            if reciprocal > 0.0:
+                value = value * reciprocal if value > 0.0 else 0.0
+            else:
+                value = value / peak if value > 0.0 else 0.0
+            weights[r, c] = value
+            column_sum[c] += value
+            mass_r += value
+            moment_r += value * xs[c]
+        row_sum[r] = mass_r
+        row_x[r] = moment_r
+    total = 0.0
+    mean_x = mean_y = 0.0
+    for c in range(cols):
+        total += column_sum[c]
+        mean_x += column_sum[c] * xs[c]
+    for r in range(rows):
+        mean_y += row_sum[r] * ys[r]
+    mean_x /= total
+    mean_y /= total
+    # covariance about the mean (two passes, the second over the row and column sums)
     cxx = cyy = cxy = 0.0
+    for c in range(cols):
+        dx = xs[c] - mean_x
+        cxx += column_sum[c] * dx * dx
     for r in range(rows):
         dy = ys[r] - mean_y
-        for c in range(cols):
-            dx = xs[c] - mean_x
-            w = weights[r, c]
-            cxx += w * dx * dx
-            cyy += w * dy * dy
-            cxy += w * dx * dy
-    spread, axis_x, axis_y = _principal_axis(cxx, cyy, cxy)
+        cyy += row_sum[r] * dy * dy
+        cxy += dy * (row_x[r] - mean_x * row_sum[r])
+    spread, axis_x, axis_y = _principal_axis(cxx / total, cyy / total, cxy / total)
     sigma = math.sqrt(spread)
 
     weight = np.full(count, 1.0 / count)
@@ -279,9 +313,10 @@ def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
     ey = np.empty((count, rows))  # weight / var * exp(-(y - mu_y)^2 / 2 var)
     off_x = np.empty((count, cols))  # x - mu_x
     off_y = np.empty((count, rows))
+    column_total = np.empty((count, cols))  # U[k, c] = sum_r ey[k, r] S[r, c]
     log_coef = np.empty(count)
     half_precision = np.empty(count)
-    density = np.empty((count, cols))  # one row's component densities
+    density = np.empty(count)
     norm = np.empty(cols)
     scale = np.empty(cols)
     mass = np.empty(count)
@@ -289,7 +324,7 @@ def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
     sum_y = np.empty(count)
     sum_sq = np.empty(count)
     for _ in range(steps):
-        # E-step, separable: density_k(r, c) = ey[k, r] * ex[k, c] (the 1 / 2 pi is common to all k)
+        # E-step factors (the 1 / 2 pi is common to all k)
         for k in range(count):
             half_precision[k] = 0.5 / variance[k]
             coef = weight[k] / variance[k]
@@ -301,60 +336,80 @@ def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
             _gaussian_on_grid(off_x[k], step_x / pixel, half_precision[k], 1.0, ex[k])
             _gaussian_on_grid(off_y[k], step_y / pixel, half_precision[k], coef, ey[k])
             mass[k] = sum_x[k] = sum_y[k] = sum_sq[k] = 0.0
-        # sums of w * responsibility, times offsets from the current means (which keeps the
+            column_total[k, :] = 0.0
+        # sums of w * responsibility times offsets from the current means (which keeps the
         # variance update free of cancellation), a row at a time so the loops over columns vectorise
         for r in range(rows):
             norm[:] = 0.0
             for k in range(count):
                 e = ey[k, r]
-                for c in range(cols):
-                    density[k, c] = e * ex[k, c]
-                    norm[c] += density[k, c]
+                if e != 0.0:
+                    for c in range(cols):
+                        norm[c] += e * ex[k, c]
             underflows = 0
             for c in range(cols):
                 underflows += norm[c] < _UNDERFLOW
+                scale[c] = weights[r, c] / max(norm[c], _UNDERFLOW)  # zero weight: zero
             for c in range(cols if underflows else 0):
-                if norm[c] < _UNDERFLOW and weights[r, c] > 0.0:  # every density underflows: log-sum-exp
+                if norm[c] >= _UNDERFLOW:
+                    continue
+                scale[c] = 0.0  # this pixel's sums are added here, not through the factors
+                if weights[r, c] > 0.0:  # every density underflows: responsibilities by log-sum-exp
                     best = -np.inf
                     for k in range(count):
                         dx, dy = off_x[k, c], off_y[k, r]
-                        density[k, c] = log_coef[k] - (dx * dx + dy * dy) * half_precision[k]
-                        best = max(best, density[k, c])
-                    norm[c] = 0.0
+                        density[k] = log_coef[k] - (dx * dx + dy * dy) * half_precision[k]
+                        best = max(best, density[k])
+                    pixel_norm = 0.0
                     for k in range(count):  # mostly one component is left: spare the others' exp
-                        exponent = density[k, c] - best
+                        exponent = density[k] - best
                         if exponent == 0.0:
-                            density[k, c] = 1.0
+                            density[k] = 1.0
                         elif exponent < _EXP_UNDERFLOW:
-                            density[k, c] = 0.0
+                            density[k] = 0.0
                         else:
-                            density[k, c] = math.exp(exponent)
-                        norm[c] += density[k, c]
-            for c in range(cols):  # zero weight: zero, whatever the density
-                scale[c] = weights[r, c] / max(norm[c], _UNDERFLOW)
+                            density[k] = math.exp(exponent)
+                        pixel_norm += density[k]
+                    for k in range(count):
+                        q = weights[r, c] * density[k] / pixel_norm
+                        dx, dy = off_x[k, c], off_y[k, r]
+                        mass[k] += q
+                        sum_x[k] += q * dx
+                        sum_y[k] += q * dy
+                        sum_sq[k] += q * (dx * dx + dy * dy)
             for k in range(count):
-                row_mass = row_x = row_sq = 0.0
+                e = ey[k, r]
+                if e == 0.0:
+                    continue
+                row_total = 0.0
                 for c in range(cols):
-                    q = density[k, c] * scale[c]
-                    t = q * off_x[k, c]
-                    row_mass += q
-                    row_x += t
-                    row_sq += t * off_x[k, c]
+                    s = scale[c]
+                    row_total += s * ex[k, c]
+                    column_total[k, c] += e * s
+                q = e * row_total
                 dy = off_y[k, r]
-                mass[k] += row_mass
-                sum_x[k] += row_x
-                sum_y[k] += row_mass * dy
-                sum_sq[k] += row_sq + row_mass * dy * dy
-        # M-step
+                mass[k] += q
+                sum_y[k] += q * dy
+                sum_sq[k] += q * dy * dy
+        for k in range(count):
+            column_x = column_sq = 0.0
+            for c in range(cols):
+                t = column_total[k, c] * ex[k, c] * off_x[k, c]
+                column_x += t
+                column_sq += t * off_x[k, c]
+            sum_x[k] += column_x
+            sum_sq[k] += column_sq
+        # M-step (the sums are over unnormalised weights: their total divides them)
         weight_total = 0.0
         for k in range(count):
-            if mass[k] > _EMPTY_MASS:
+            mass_k = mass[k] / total
+            if mass_k > _EMPTY_MASS:
                 shift_x, shift_y = sum_x[k] / mass[k], sum_y[k] / mass[k]
                 spread_k = 0.5 * (sum_sq[k] / mass[k] - shift_x * shift_x - shift_y * shift_y)
                 mu_x[k] += shift_x
                 mu_y[k] += shift_y
                 variance[k] = max(spread_k, 0.0) + widening
-            weight[k] = max(mass[k], WEIGHT_FLOOR)
+            weight[k] = max(mass_k, WEIGHT_FLOOR)
             weight_total += weight[k]
         for k in range(count):
             weight[k] /= weight_total
