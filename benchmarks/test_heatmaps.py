@@ -11,7 +11,10 @@ Implementations, timed in one session (group ``"heatmap fit C=4 J=17 64x64 K=4 s
 * ``numba, 1 thread`` / ``numba, 2 threads``: ``heatmaps.fit_mixtures``, the heatmaps spread over
   ``metapose_geom.set_num_threads(n)`` threads of numba's pool;
 * ``numpy``: ``heatmaps.fit_mixtures_numpy``, the reference the tests hold the kernel to,
-  vectorised over the 68 heatmaps (numpy's BLAS held to one thread by ``conftest.py``).
+  vectorised over the 68 heatmaps (numpy's BLAS held to one thread by ``conftest.py``);
+* ``separable numpy``: ``_separable_numpy_em.fit_mixtures_separable``, the same EM using the
+  separable grid (K * (H + W) exponentials, matrix products over all 68 heatmaps), checked against
+  the reference (rtol 1e-9) on the frame it times, at K = 1, 2, 4, 8 and 32, 48 x 64 and 128 grids.
 
 Before anything is timed, each test fits the very frame about to be timed and requires the
 kernel and the reference to agree (rtol 1e-9); that call is also the kernel's first, so numba's
@@ -29,6 +32,7 @@ import pytest
 
 mg = pytest.importorskip("metapose_geom", reason="the package is not installed", exc_type=ImportError)
 pytest.importorskip("numba", reason="numba is needed for the heatmap kernels")
+from _separable_numpy_em import fit_mixtures_separable  # noqa: E402
 from metapose_geom import heatmaps, synth  # noqa: E402
 
 SEED = 20240601
@@ -91,6 +95,23 @@ def test_fit_numpy(benchmark, frames) -> None:
     benchmark.group = MAIN_GROUP
     benchmark.extra_info.update(_extra("numpy", source="metapose_geom.heatmaps.fit_mixtures_numpy"))
     benchmark(heatmaps.fit_mixtures_numpy, frame, COMPONENTS, STEPS)
+
+
+def test_fit_separable_numpy(benchmark, frames) -> None:
+    frame = frames[0]
+    for components in SWEEP_COMPONENTS:
+        want = heatmaps.fit_mixtures_numpy(frame, components, STEPS)
+        np.testing.assert_allclose(fit_mixtures_separable(frame, components, STEPS), want, rtol=TOLERANCE,
+                                   atol=TOLERANCE * np.abs(want).max(), err_msg=f"separable numpy, K={components}")
+    for shape in ((32, 32), (48, 64), (128, 128)):
+        grid = np.kron(frame[:1], np.ones((2, 2)))[..., :shape[0], :shape[1]]  # 128 x 128, cut to the shape
+        want = heatmaps.fit_mixtures_numpy(grid, COMPONENTS, STEPS)
+        np.testing.assert_allclose(fit_mixtures_separable(grid, COMPONENTS, STEPS), want, rtol=TOLERANCE,
+                                   atol=TOLERANCE * np.abs(want).max(), err_msg=f"separable numpy, {shape}")
+
+    benchmark.group = MAIN_GROUP
+    benchmark.extra_info.update(_extra("separable numpy", source="benchmarks/_separable_numpy_em.py"))
+    benchmark(fit_mixtures_separable, frame, COMPONENTS, STEPS)
 
 
 @pytest.mark.parametrize("components", SWEEP_COMPONENTS, ids=[f"K{k}" for k in SWEEP_COMPONENTS])

@@ -84,6 +84,14 @@ class TestAgainstNumpyReference:
         assert got.shape == (12, components, 4) and got.dtype == np.float64
         np.testing.assert_allclose(got, want, rtol=TOLERANCE, atol=TOLERANCE * np.abs(want).max())
 
+    @pytest.mark.parametrize("shape", [(32, 32), (48, 64), (128, 128)], ids=["32", "48x64", "128"])
+    @pytest.mark.parametrize("components", [1, 2, 8])
+    def test_same_fit_other_sizes_and_components(self, rng, shape, components):
+        heat = anisotropic_heatmaps(rng, 6, *shape)
+        got = hm.fit_mixtures(heat, components)
+        want = hm.fit_mixtures_numpy(heat, components)
+        np.testing.assert_allclose(got, want, rtol=TOLERANCE, atol=TOLERANCE * np.abs(want).max())
+
     def test_batch_shapes_non_square_grids_and_limits(self, rng):
         heat = anisotropic_heatmaps(rng, 6, 24, 40).reshape(2, 3, 24, 40)
         limits = np.stack([rng.uniform(-0.5, 0.0, (2, 3)), rng.uniform(-0.5, 0.0, (2, 3)),
