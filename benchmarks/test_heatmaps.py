@@ -19,8 +19,9 @@ Implementations, timed in one session (group ``"heatmap fit C=4 J=17 64x64 K=4 s
 Before anything is timed, each test fits the very frame about to be timed and requires the
 kernel and the reference to agree (rtol 1e-9); that call is also the kernel's first, so numba's
 JIT (or its load from the on-disk cache) is never timed. A second family (group
-``"heatmap fit sweep, numba 1 thread"``) sweeps the kernel over K = 1, 2, 4, 8 for one frame and
-over 16 frames at K = 4, each checked against the reference on its first frame.
+``"heatmap fit sweep, numba 1 thread"``) sweeps the kernel over K = 1, 2, 4, 8 for one frame, over
+heatmap sizes 32 to 128 pixels (one frame rendered at that size, K = 4) and over 16 frames at K = 4,
+each checked against the reference on its first frame.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ SIZE = 64
 COMPONENTS = 4
 STEPS = 5
 SWEEP_COMPONENTS = (1, 2, 4, 8)
+SWEEP_SIZES = (32, 48, 64, 96, 128)
 SWEEP_FRAMES = 16
 TOLERANCE = 1e-9  # relative, with an absolute floor of TOLERANCE * max |reference|
 
@@ -122,6 +124,22 @@ def test_fit_sweep_components(benchmark, frames, components: int) -> None:
     benchmark.group = SWEEP_GROUP
     benchmark.extra_info.update(_extra("numba, 1 thread", components=components, sweep="components"))
     benchmark(heatmaps.fit_mixtures, frame, components, STEPS)
+
+
+@pytest.mark.parametrize("size", SWEEP_SIZES, ids=[f"{s}px" for s in SWEEP_SIZES])
+def test_fit_sweep_sizes(benchmark, size: int) -> None:
+    scenes = synth.make_scenes(1, CAMERAS, seed=SEED, heatmaps=True, heatmap_size=size)
+    frame = scenes[0].heatmaps
+    got = heatmaps.fit_mixtures(frame, COMPONENTS, STEPS)
+    want = heatmaps.fit_mixtures_numpy(frame, COMPONENTS, STEPS)
+    np.testing.assert_allclose(got, want, rtol=TOLERANCE, atol=TOLERANCE * np.abs(want).max(),
+                               err_msg=f"{size}x{size}: numba vs numpy reference")
+
+    benchmark.group = SWEEP_GROUP
+    extra = _extra("numba, 1 thread", sweep="size")
+    extra["heatmap_size"] = size
+    benchmark.extra_info.update(extra)
+    benchmark(heatmaps.fit_mixtures, frame, COMPONENTS, STEPS)
 
 
 def test_fit_sweep_frames(benchmark, frames) -> None:

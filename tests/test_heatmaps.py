@@ -111,6 +111,25 @@ class TestAgainstNumpyReference:
         np.testing.assert_allclose(got, want, rtol=TOLERANCE, atol=TOLERANCE)
         np.testing.assert_allclose(got[..., 0].sum(), 1.0, rtol=1e-14)
 
+    @pytest.mark.parametrize("components", [1, 4, 5])
+    @pytest.mark.parametrize("steps", [1, 5])
+    def test_far_rows_and_columns_are_rescaled(self, components, steps):
+        # a sharp blob near one corner of a 128 x 128 grid, faint background: in the first step
+        # (variance one pixel squared) every component's factor is below 1e-100 in the far rows and
+        # columns, which are then rescaled by their largest; K = 5 takes the general-K sums
+        mixture = np.array([[0.7, 0.03, 0.05, (0.6 / 128) ** 2], [0.3, 0.08, 0.02, (0.8 / 128) ** 2]])
+        heat = hm.render_mixtures(mixture, 128)
+        heat = heat / heat.max() + 1e-5
+        got, want = hm.fit_mixtures(heat, components, steps), hm.fit_mixtures_numpy(heat, components, steps)
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, rtol=TOLERANCE, atol=TOLERANCE * np.abs(want).max())
+
+    @pytest.mark.parametrize("factor", [1e-200, 1e-140, 1e140, 1e200])
+    def test_the_scale_of_the_heatmap_does_not_matter(self, rng, factor):
+        # totals outside [1e-150, 1e150] are divided by the peak first, the others used as they are
+        heat = anisotropic_heatmaps(rng, 4, 32, 32) - 0.005  # some negative background, clipped
+        np.testing.assert_allclose(hm.fit_mixtures(heat * factor), hm.fit_mixtures(heat), rtol=1e-11, atol=1e-13)
+
     def test_one_and_two_threads_agree_exactly(self, rng, restore_threads):
         heat = anisotropic_heatmaps(rng, 8, 32, 32)
         mg.set_num_threads(1)
@@ -502,15 +521,18 @@ class TestGeneratorHeatmaps:
 def test_the_compiled_kernels_are_cached_on_disk():
     """A fresh process loads the kernels this one compiled (or an earlier run did) from numba's
     on-disk cache instead of compiling them again."""
-    hm.fit_mixtures(np.ones((2, 4, 4)))
-    hm.render_mixtures(np.array([[1.0, 0.5, 0.5, 0.1]]), 4)
     code = (
         "import numpy as np\n"
+        "import metapose_geom as mg\n"
         "from metapose_geom import heatmaps as hm\n"
-        "hm.fit_mixtures(np.ones((2, 4, 4))); hm.render_mixtures(np.array([[1.0, 0.5, 0.5, 0.1]]), 4)\n"
-        "stats = hm._fit_many.stats, hm._render_many.stats\n"
+        "mg.set_num_threads(2)\n"
+        "hm.fit_mixtures(np.ones((2, 4, 4))); hm.fit_mixtures(np.ones((hm._PARALLEL_FROM, 4, 4)))\n"
+        "hm.render_mixtures(np.array([[1.0, 0.5, 0.5, 0.1]]), 4)\n"
+        "stats = hm._fit_serial.stats, hm._fit_many.stats, hm._render_many.stats\n"
         "print(*(sum(counter.values()) for one in stats for counter in (one.cache_hits, one.cache_misses)))\n"
     )
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # fills the cache
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    fit_hits, fit_misses, render_hits, render_misses = map(int, out.stdout.split())
-    assert fit_hits >= 1 and render_hits >= 1 and fit_misses == render_misses == 0, out.stdout
+    serial_hits, serial_misses, fit_hits, fit_misses, render_hits, render_misses = map(int, out.stdout.split())
+    assert serial_hits >= 1 and fit_hits >= 1 and render_hits >= 1, out.stdout
+    assert serial_misses == fit_misses == render_misses == 0, out.stdout

@@ -72,6 +72,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -112,13 +113,23 @@ _FLUSH = 2.2250738585072014e-308
 #: Below this summed density a pixel's responsibilities are recomputed in log space (exactly, and
 #: so the flushed factors, each below 4 * _FLUSH, never matter).
 _UNDERFLOW = 1e-280
+#: Fewer heatmaps than this are fitted on the calling thread: a parallel launch costs more than it saves.
+_PARALLEL_FROM = 8
+#: A heatmap whose values (clipped at 0) sum to outside [_SCALE_RANGE, 1 / _SCALE_RANGE] is divided
+#: by its peak first, so that the sums over its pixels neither overflow nor lose precision to subnormals.
+_SCALE_RANGE = 1e-150
 #: exp(x) is exactly 0 in float64 below this
 _EXP_UNDERFLOW = -745.2
+#: A row or column whose separable factors are all below this is rescaled by its largest (in log
+#: space), so that the products of row and column factors stay far above :data:`_UNDERFLOW`.
+_RESCALE = 1e-100
 
 #: LLVM fast-math flags of the fitting kernel: reassociation lets the sums over a row vectorise;
 #: none that assumes finite values (the kernel checks for NaN and inf itself) or replaces a division
 #: by a multiplication with the reciprocal (which overflows for a subnormal peak)
 _FAST = {"reassoc", "contract", "nsz"}
+#: and for loops over values known to be finite (the min and max reductions then vectorise)
+_FAST_FINITE = _FAST | {"nnan", "ninf"}
 
 _STATUS_OK, _STATUS_NONFINITE, _STATUS_EMPTY, _STATUS_NEGATIVE = 0, 1, 2, 3
 _STATUS_TEXT = {
@@ -217,42 +228,218 @@ def _gaussian_on_grid(offsets, step, half_precision, coef, out) -> None:
 
 
 @numba.njit(cache=True, fastmath=_FAST)
-def _scan(heatmap) -> tuple[int, float, float]:
-    """(finite flag, peak, minimum) of a heatmap in one vectorisable pass: ``0 * value`` is NaN
-    exactly when value is NaN or inf, so the flag sums them instead of branching per pixel."""
+def _all_finite(heatmap) -> bool:
+    """Whether every value is finite, in one vectorisable pass: ``0 * value`` is NaN exactly when
+    value is NaN or inf, so their sum is 0 for a finite heatmap."""
     rows, cols = heatmap.shape
     nonfinite = 0.0
-    peak = 0.0
-    minimum = 0.0
     for r in range(rows):
         for c in range(cols):
-            value = heatmap[r, c]
-            nonfinite += 0.0 * value
-            peak = value if value > peak else peak
-            minimum = value if value < minimum else minimum
-    return int(nonfinite == 0.0), peak, minimum
+            nonfinite += 0.0 * heatmap[r, c]
+    return nonfinite == 0.0
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _cloud_sums(values, xs, column_sum, row_sum, row_x) -> tuple[float, float]:
+    """One vectorisable pass over a finite heatmap: with ``w = max(values, 0)``, fills in
+    ``column_sum[c] = sum_r w[r, c]``, ``row_sum[r] = sum_c w[r, c]`` and ``row_x[r] = sum_c
+    w[r, c] xs[c]``, and returns (``sum w``, the sum of the negative values)."""
+    rows, cols = values.shape
+    column_sum[:] = 0.0
+    negative = 0.0
+    for r in range(rows):
+        mass = moment = 0.0
+        for c in range(cols):
+            value = values[r, c]
+            negative += min(value, 0.0)
+            value = max(value, 0.0)
+            column_sum[c] += value
+            mass += value
+            moment += value * xs[c]
+        row_sum[r] = mass
+        row_x[r] = moment
+    total = 0.0
+    for r in range(rows):
+        total += row_sum[r]
+    return total, negative
+
+
+@numba.njit(cache=True)
+def _axis_factors(grid, step, mu, half_precision, coef, log_coef, factor, offset) -> None:
+    """The separable factors of the K = mu.shape[0] components along one axis of the grid.
+
+    ``offset[k, i] = grid[i] - mu[k]`` and ``factor[k, i] = coef[k] exp(-offset^2 half_precision[k])``
+    (by :func:`_gaussian_on_grid`), except at a position i where every component's factor is below
+    :data:`_RESCALE`: there ``factor[k, i] = exp(l_k - max_j l_j)`` with
+    ``l_k = log_coef[k] - offset^2 half_precision[k]``, the same values divided by their largest.
+    A scale common to all components at one position cancels from the responsibilities, and so the
+    product of a row's and a column's factors underflows only where one component dominates the
+    row and another the column. Rows k >= K of ``factor`` are left alone (zero padding).
+    """
+    count = mu.shape[0]
+    length = grid.shape[0]
+    for k in range(count):
+        for i in range(length):
+            offset[k, i] = grid[i] - mu[k]
+        _gaussian_on_grid(offset[k], step, half_precision[k], coef[k], factor[k])
+    for i in range(length):
+        largest = 0.0
+        for k in range(count):
+            largest = max(largest, factor[k, i])
+        if largest >= _RESCALE:
+            continue
+        best = -np.inf
+        for k in range(count):
+            d = offset[k, i]
+            best = max(best, log_coef[k] - d * d * half_precision[k])
+        for k in range(count):
+            d = offset[k, i]
+            exponent = log_coef[k] - d * d * half_precision[k] - best
+            factor[k, i] = math.exp(exponent) if exponent > _EXP_UNDERFLOW else 0.0
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _scale_at(value, density) -> float:
+    """A pixel's ``max(value, 0) / density``, or 0 where the density is below :data:`_UNDERFLOW`
+    (its sums are then added exactly by :func:`_add_lost`)."""
+    return max(value, 0.0) / max(density, _UNDERFLOW) if density >= _UNDERFLOW else 0.0
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _add_row(e, dy, a, p, q, k, mass, sum_x, sum_y, sum_sq) -> None:
+    """Row sums of component k into its totals: with ``a = sum_c S ex``, ``p = sum_c S ex dx`` and
+    ``q = sum_c S ex dx^2`` over the row, its responsibility mass there is ``e a`` (``e = ey[k, r]``)."""
+    row_mass = e * a
+    mass[k] += row_mass
+    sum_x[k] += e * p
+    sum_y[k] += row_mass * dy
+    sum_sq[k] += row_mass * dy * dy + e * q
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _sums_four(weights, ex, gx, gxx, ey, off_y, scale, lost, mass, sum_x, sum_y, sum_sq) -> int:
+    """The E and M sums over all pixels for K <= 4 components (factor rows 0..3, zero padded).
+
+    Per row, one pass for ``S = w / sum_k ey[k, r] ex[k, c]`` (into ``scale``), one for the twelve
+    sums of S with ``ex``, ``ex dx`` and ``ex dx^2``, which stay in registers. ``lost[r]`` counts
+    the row's pixels of positive weight whose density underflowed (their S is 0; the caller adds them
+    exactly); returns the total."""
+    rows, cols = weights.shape
+    total_lost = 0
+    for r in range(rows):
+        e0, e1, e2, e3 = ey[0, r], ey[1, r], ey[2, r], ey[3, r]
+        count = 0
+        for c in range(cols):
+            n = e0 * ex[0, c] + e1 * ex[1, c] + e2 * ex[2, c] + e3 * ex[3, c]
+            value = weights[r, c]
+            scale[r, c] = _scale_at(value, n)
+            count += (n < _UNDERFLOW) & (value > 0.0)
+        lost[r] = count
+        total_lost += count
+        a0 = a1 = a2 = a3 = 0.0
+        p0 = p1 = p2 = p3 = 0.0
+        q0 = q1 = q2 = q3 = 0.0
+        for c in range(cols):
+            s = scale[r, c]
+            a0 += s * ex[0, c]
+            a1 += s * ex[1, c]
+            a2 += s * ex[2, c]
+            a3 += s * ex[3, c]
+            p0 += s * gx[0, c]
+            p1 += s * gx[1, c]
+            p2 += s * gx[2, c]
+            p3 += s * gx[3, c]
+            q0 += s * gxx[0, c]
+            q1 += s * gxx[1, c]
+            q2 += s * gxx[2, c]
+            q3 += s * gxx[3, c]
+        _add_row(e0, off_y[0, r], a0, p0, q0, 0, mass, sum_x, sum_y, sum_sq)
+        _add_row(e1, off_y[1, r], a1, p1, q1, 1, mass, sum_x, sum_y, sum_sq)
+        _add_row(e2, off_y[2, r], a2, p2, q2, 2, mass, sum_x, sum_y, sum_sq)
+        _add_row(e3, off_y[3, r], a3, p3, q3, 3, mass, sum_x, sum_y, sum_sq)
+    return total_lost
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _sums_any(weights, ex, gx, gxx, ey, off_y, count, scale, lost, mass, sum_x, sum_y, sum_sq) -> int:
+    """:func:`_sums_four` for any K (one component at a time: more memory traffic)."""
+    rows, cols = weights.shape
+    density = np.empty(cols)
+    total_lost = 0
+    for r in range(rows):
+        density[:] = 0.0
+        for k in range(count):
+            e = ey[k, r]
+            for c in range(cols):
+                density[c] += e * ex[k, c]
+        row_lost = 0
+        for c in range(cols):
+            value = weights[r, c]
+            scale[r, c] = _scale_at(value, density[c])
+            row_lost += (density[c] < _UNDERFLOW) & (value > 0.0)
+        lost[r] = row_lost
+        total_lost += row_lost
+        for k in range(count):
+            a = p = q = 0.0
+            for c in range(cols):
+                s = scale[r, c]
+                a += s * ex[k, c]
+                p += s * gx[k, c]
+                q += s * gxx[k, c]
+            _add_row(ey[k, r], off_y[k, r], a, p, q, k, mass, sum_x, sum_y, sum_sq)
+    return total_lost
+
+
+@numba.njit(cache=True)
+def _add_lost(weights, scale, r, count, off_x, off_y, log_coef, half_precision, terms,
+              mass, sum_x, sum_y, sum_sq) -> None:
+    """The pixels of row r of positive weight whose ``scale`` is 0 (:func:`_sums_four`: their separable
+    density underflowed): their responsibilities by log-sum-exp over the components, added to the
+    sums directly. (A pixel whose scale underflowed on a normal density is exact this way too.)"""
+    cols = weights.shape[1]
+    for c in range(cols):
+        value = weights[r, c]
+        if scale[r, c] != 0.0 or not value > 0.0:  # also skips the negative values (weight 0)
+            continue
+        best = -np.inf
+        for k in range(count):
+            dx, dy = off_x[k, c], off_y[k, r]
+            terms[k] = log_coef[k] - (dx * dx + dy * dy) * half_precision[k]
+            best = max(best, terms[k])
+        norm = 0.0
+        for k in range(count):  # mostly one component is left: spare the others' exp
+            exponent = terms[k] - best
+            if exponent == 0.0:
+                terms[k] = 1.0
+            elif exponent < _EXP_UNDERFLOW:
+                terms[k] = 0.0
+            else:
+                terms[k] = math.exp(exponent)
+            norm += terms[k]
+        for k in range(count):
+            q = value * terms[k] / norm
+            dx, dy = off_x[k, c], off_y[k, r]
+            mass[k] += q
+            sum_x[k] += q * dx
+            sum_y[k] += q * dy
+            sum_sq[k] += q * (dx * dx + dy * dy)
 
 
 @numba.njit(cache=True, fastmath=_FAST)
 def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
     """Fit one heatmap (H, W) in place into out (K, 4) box units; return a status code.
 
-    Separable throughout: component k's density at pixel (r, c) is ``ey[k, r] * ex[k, c]``, so
-    with ``S = w / sum_k ey[k, r] ex[k, c]`` (w the pixel weights) every sum of the M step is a
-    product of S with the factors: ``sum_c S[r, c] ex[k, c]`` per row (then weighted by ey and the
-    row offsets) and ``U[k, c] = sum_r ey[k, r] S[r, c]`` per column (then weighted by ex and the
-    column offsets). Per pixel and step: K multiply-adds for the mixture density, one division,
-    2 K multiply-adds for the sums; 4 exponentials per component and axis.
+    Separable throughout: component k's density at pixel (r, c) is ``ey[k, r] * ex[k, c]``
+    (:func:`_axis_factors`), so with ``S = w / sum_k ey[k, r] ex[k, c]`` (w the pixel weights) every
+    sum of the M step is, per row, ``ey[k, r]`` times a sum over the row of S with ``ex``,
+    ``ex dx`` and ``ex dx^2``. Per pixel and step: K multiply-adds for the mixture density, one
+    division, 3 K multiply-adds for the sums; the components run in blocks of 4 (zero padded) whose
+    sums stay in registers. A few exponentials per component and axis.
     """
     rows, cols = heatmap.shape
     count = split.shape[0]
-    finite, peak, minimum = _scan(heatmap)
-    if not finite:
+    if not _all_finite(heatmap):
         return _STATUS_NONFINITE
-    if negative_invalid and minimum < 0.0:
-        return _STATUS_NEGATIVE
-    if peak <= 0.0:
-        return _STATUS_EMPTY
 
     # grid in units of the larger pixel side
     step_x = (limits[2] - limits[0]) / cols
@@ -262,31 +449,35 @@ def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
     ys = (np.arange(rows) + 0.5) * (step_y / pixel)
     widening = PIXEL_WIDENING * PIXEL_WIDENING
 
-    # peak-scaled weights (no overflow in the sums), left unnormalised: the sums are divided by
-    # their total instead. A multiplication by 1 / peak where that is finite (peak a normal number).
-    weights = np.empty((rows, cols))
-    column_sum = np.zeros(cols)
+    # the pixel weights: the heatmap clipped at zero (on the fly) where the clipped values sum to
+    # [_SCALE_RANGE, 1 / _SCALE_RANGE] (no sum can overflow), else a copy clipped and divided by its
+    # peak. They are left unnormalised: the sums are divided by their total instead.
+    column_sum = np.empty(cols)
     row_sum = np.empty(rows)
     row_x = np.empty(rows)
-    reciprocal = 1.0 / peak if peak >= _FLUSH else 0.0
-    for r in range(rows):
-        mass_r = moment_r = 0.0
-        for c in range(cols):
-            value = heatmap[r, c]
-            if reciprocal > 0.0:
-                value = value * reciprocal if value > 0.0 else 0.0
-            else:
-                value = value / peak if value > 0.0 else 0.0
-            weights[r, c] = value
-            column_sum[c] += value
-            mass_r += value
-            moment_r += value * xs[c]
-        row_sum[r] = mass_r
-        row_x[r] = moment_r
-    total = 0.0
+    total, negative = _cloud_sums(heatmap, xs, column_sum, row_sum, row_x)
+    if negative_invalid and negative < 0.0:
+        return _STATUS_NEGATIVE
+    if not total > 0.0:
+        return _STATUS_EMPTY
+    weights = heatmap
+    if not _SCALE_RANGE <= total <= 1.0 / _SCALE_RANGE:
+        peak = 0.0
+        for r in range(rows):
+            for c in range(cols):
+                peak = max(peak, heatmap[r, c])
+        weights = np.empty((rows, cols))
+        reciprocal = 1.0 / peak if peak >= _FLUSH else 0.0  # 1 / peak where that is finite
+        for r in range(rows):
+            for c in range(cols):
+                value = heatmap[r, c]
+                if reciprocal > 0.0:
+                    weights[r, c] = value * reciprocal if value > 0.0 else 0.0
+                else:
+                    weights[r, c] = value / peak if value > 0.0 else 0.0
+        total, _ = _cloud_sums(weights, xs, column_sum, row_sum, row_x)
     mean_x = mean_y = 0.0
     for c in range(cols):
-        total += column_sum[c]
         mean_x += column_sum[c] * xs[c]
     for r in range(rows):
         mean_y += row_sum[r] * ys[r]
@@ -309,96 +500,51 @@ def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
     mu_y = mean_y + split * (sigma * axis_y)
     variance = np.ones(count)  # one pixel squared
 
-    ex = np.empty((count, cols))  # exp(-(x - mu_x)^2 / 2 var)
-    ey = np.empty((count, rows))  # weight / var * exp(-(y - mu_y)^2 / 2 var)
-    off_x = np.empty((count, cols))  # x - mu_x
-    off_y = np.empty((count, rows))
-    column_total = np.empty((count, cols))  # U[k, c] = sum_r ey[k, r] S[r, c]
+    padded = max(count, 4)  # factor rows beyond K stay zero
+    ex = np.zeros((padded, cols))  # exp(-(x - mu_x)^2 / 2 var), rescaled per column where tiny
+    gx = np.zeros((padded, cols))  # ex (x - mu_x)
+    gxx = np.zeros((padded, cols))  # ex (x - mu_x)^2
+    ey = np.zeros((padded, rows))  # weight / var * exp(-(y - mu_y)^2 / 2 var), rescaled per row where tiny
+    off_x = np.zeros((padded, cols))  # x - mu_x
+    off_y = np.zeros((padded, rows))
+    ones = np.ones(count)
+    zeros = np.zeros(count)
+    coef = np.empty(count)
     log_coef = np.empty(count)
     half_precision = np.empty(count)
-    density = np.empty(count)
-    norm = np.empty(cols)
-    scale = np.empty(cols)
-    mass = np.empty(count)
-    sum_x = np.empty(count)
-    sum_y = np.empty(count)
-    sum_sq = np.empty(count)
+    terms = np.empty(count)
+    scale = np.empty((rows, cols))
+    lost = np.empty(rows, dtype=np.int64)
+    mass = np.zeros(padded)
+    sum_x = np.zeros(padded)
+    sum_y = np.zeros(padded)
+    sum_sq = np.zeros(padded)
     for _ in range(steps):
         # E-step factors (the 1 / 2 pi is common to all k)
         for k in range(count):
             half_precision[k] = 0.5 / variance[k]
-            coef = weight[k] / variance[k]
-            log_coef[k] = math.log(coef)
-            for c in range(cols):
-                off_x[k, c] = xs[c] - mu_x[k]
-            for r in range(rows):
-                off_y[k, r] = ys[r] - mu_y[k]
-            _gaussian_on_grid(off_x[k], step_x / pixel, half_precision[k], 1.0, ex[k])
-            _gaussian_on_grid(off_y[k], step_y / pixel, half_precision[k], coef, ey[k])
-            mass[k] = sum_x[k] = sum_y[k] = sum_sq[k] = 0.0
-            column_total[k, :] = 0.0
-        # sums of w * responsibility times offsets from the current means (which keeps the
-        # variance update free of cancellation), a row at a time so the loops over columns vectorise
-        for r in range(rows):
-            norm[:] = 0.0
-            for k in range(count):
-                e = ey[k, r]
-                if e != 0.0:
-                    for c in range(cols):
-                        norm[c] += e * ex[k, c]
-            underflows = 0
-            for c in range(cols):
-                underflows += norm[c] < _UNDERFLOW
-                scale[c] = weights[r, c] / max(norm[c], _UNDERFLOW)  # zero weight: zero
-            for c in range(cols if underflows else 0):
-                if norm[c] >= _UNDERFLOW:
-                    continue
-                scale[c] = 0.0  # this pixel's sums are added here, not through the factors
-                if weights[r, c] > 0.0:  # every density underflows: responsibilities by log-sum-exp
-                    best = -np.inf
-                    for k in range(count):
-                        dx, dy = off_x[k, c], off_y[k, r]
-                        density[k] = log_coef[k] - (dx * dx + dy * dy) * half_precision[k]
-                        best = max(best, density[k])
-                    pixel_norm = 0.0
-                    for k in range(count):  # mostly one component is left: spare the others' exp
-                        exponent = density[k] - best
-                        if exponent == 0.0:
-                            density[k] = 1.0
-                        elif exponent < _EXP_UNDERFLOW:
-                            density[k] = 0.0
-                        else:
-                            density[k] = math.exp(exponent)
-                        pixel_norm += density[k]
-                    for k in range(count):
-                        q = weights[r, c] * density[k] / pixel_norm
-                        dx, dy = off_x[k, c], off_y[k, r]
-                        mass[k] += q
-                        sum_x[k] += q * dx
-                        sum_y[k] += q * dy
-                        sum_sq[k] += q * (dx * dx + dy * dy)
-            for k in range(count):
-                e = ey[k, r]
-                if e == 0.0:
-                    continue
-                row_total = 0.0
-                for c in range(cols):
-                    s = scale[c]
-                    row_total += s * ex[k, c]
-                    column_total[k, c] += e * s
-                q = e * row_total
-                dy = off_y[k, r]
-                mass[k] += q
-                sum_y[k] += q * dy
-                sum_sq[k] += q * dy * dy
+            coef[k] = weight[k] / variance[k]
+            log_coef[k] = math.log(coef[k])
+        _axis_factors(xs, step_x / pixel, mu_x, half_precision, ones, zeros, ex, off_x)
+        _axis_factors(ys, step_y / pixel, mu_y, half_precision, coef, log_coef, ey, off_y)
         for k in range(count):
-            column_x = column_sq = 0.0
             for c in range(cols):
-                t = column_total[k, c] * ex[k, c] * off_x[k, c]
-                column_x += t
-                column_sq += t * off_x[k, c]
-            sum_x[k] += column_x
-            sum_sq[k] += column_sq
+                gx[k, c] = ex[k, c] * off_x[k, c]
+                gxx[k, c] = gx[k, c] * off_x[k, c]
+        mass[:] = 0.0
+        sum_x[:] = 0.0
+        sum_y[:] = 0.0
+        sum_sq[:] = 0.0
+        # sums of w * responsibility times offsets from the current means (which keeps the
+        # variance update free of cancellation)
+        if count <= 4:
+            lost_total = _sums_four(weights, ex, gx, gxx, ey, off_y, scale, lost, mass, sum_x, sum_y, sum_sq)
+        else:
+            lost_total = _sums_any(weights, ex, gx, gxx, ey, off_y, count, scale, lost, mass, sum_x, sum_y, sum_sq)
+        for r in range(rows if lost_total else 0):
+            if lost[r]:
+                _add_lost(weights, scale, r, count, off_x, off_y, log_coef, half_precision, terms,
+                          mass, sum_x, sum_y, sum_sq)
         # M-step (the sums are over unnormalised weights: their total divides them)
         weight_total = 0.0
         for k in range(count):
@@ -426,11 +572,22 @@ def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
 
 @numba.njit(parallel=True, cache=True)
 def _fit_many(heatmaps, limits, split, steps, negative_invalid):
-    """heatmaps (N, H, W), limits (N, 4), split (K,) -> mixtures (N, K, 4), status (N,)."""
+    """heatmaps (N, H, W), limits (N, 4), split (K,) -> mixtures (N, K, 4), status (N,), over numba's threads."""
     count = heatmaps.shape[0]
     out = np.zeros((count, split.shape[0], 4))
     status = np.zeros(count, dtype=np.int64)
     for n in numba.prange(count):
+        status[n] = _fit_one(heatmaps[n], limits[n], split, steps, negative_invalid, out[n])
+    return out, status
+
+
+@numba.njit(cache=True)
+def _fit_serial(heatmaps, limits, split, steps, negative_invalid):
+    """:func:`_fit_many` on the calling thread (no parallel launch: one thread, or a few heatmaps)."""
+    count = heatmaps.shape[0]
+    out = np.zeros((count, split.shape[0], 4))
+    status = np.zeros(count, dtype=np.int64)
+    for n in range(count):
         status[n] = _fit_one(heatmaps[n], limits[n], split, steps, negative_invalid, out[n])
     return out, status
 
@@ -476,6 +633,10 @@ def _check_heatmaps(heatmaps: ArrayLike) -> F64:
 
 def _check_limits(limits: ArrayLike, leading: tuple[int, ...]) -> F64:
     """limits (4,) or broadcastable to leading + (4,) -> (N, 4) float64."""
+    if limits is DEFAULT_LIMITS:  # checked once
+        rows = np.empty((math.prod(leading), 4))
+        rows[:] = DEFAULT_LIMITS
+        return rows
     array = as_float64(limits, "limits")
     if array.ndim < 1 or array.shape[-1] != 4:
         raise ValueError(f"limits: expected (x_min, y_min, x_max, y_max) of shape (4,) or (..., 4), got {array.shape}")
@@ -509,14 +670,22 @@ def initial_split_points(num_components: int) -> F64:
     ``2 p_{K-1} - m_{K-2}`` (m the first and last midpoints); ``(-0.3, 0.3)`` for K = 2, ``(0,)``
     for K = 1. Ascending and symmetric about 0.
     """
-    count = check_int(num_components, "num_components", 1)
+    return _split_points(check_int(num_components, "num_components", 1)).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _split_points(count: int) -> F64:
+    """:func:`initial_split_points`, computed once per K (read-only)."""
     if count == 1:
-        return np.zeros(1)
-    if count == 2:
-        return np.array([-0.3, 0.3])
-    split = np.array([NormalDist().inv_cdf(i / count) for i in range(1, count)])
-    middle = 0.5 * (split[:-1] + split[1:])
-    return np.concatenate([[2 * split[0] - middle[0]], middle, [2 * split[-1] - middle[-1]]])
+        points = np.zeros(1)
+    elif count == 2:
+        points = np.array([-0.3, 0.3])
+    else:
+        split = np.array([NormalDist().inv_cdf(i / count) for i in range(1, count)])
+        middle = 0.5 * (split[:-1] + split[1:])
+        points = np.concatenate([[2 * split[0] - middle[0]], middle, [2 * split[-1] - middle[-1]]])
+    points.setflags(write=False)
+    return points
 
 
 def _prepare(heatmaps, num_components, steps, limits, on_invalid, negative):
@@ -610,11 +779,14 @@ def fit_mixtures(
         array([[1.      , 0.3     , 0.6     , 0.001038]])
     """
     array, leading, count, steps, limit_rows = _prepare(heatmaps, num_components, steps, limits, on_invalid, negative)
-    split = initial_split_points(count)
+    split = _split_points(count)
     if array.shape[0] == 0:
         return np.zeros(leading + (count, 4))
-    with _numba_threads():
-        out, status = _fit_many(array, limit_rows, split, steps, negative == "invalid")
+    if min(get_num_threads(), numba.config.NUMBA_NUM_THREADS) <= 1 or array.shape[0] < _PARALLEL_FROM:
+        out, status = _fit_serial(array, limit_rows, split, steps, negative == "invalid")
+    else:
+        with _numba_threads():
+            out, status = _fit_many(array, limit_rows, split, steps, negative == "invalid")
     return _finish(out, status, leading, limit_rows, on_invalid)
 
 
