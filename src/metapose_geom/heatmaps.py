@@ -265,7 +265,7 @@ def _cloud_sums(values, xs, column_sum, row_sum, row_x) -> tuple[float, float]:
 
 
 @numba.njit(cache=True)
-def _axis_factors(grid, step, mu, half_precision, coef, log_coef, factor, offset) -> None:
+def _axis_factors(grid, step, mu, half_precision, coef, log_coef, factor, offset, largest) -> None:
     """The separable factors of the K = mu.shape[0] components along one axis of the grid.
 
     ``offset[k, i] = grid[i] - mu[k]`` and ``factor[k, i] = coef[k] exp(-offset^2 half_precision[k])``
@@ -274,7 +274,8 @@ def _axis_factors(grid, step, mu, half_precision, coef, log_coef, factor, offset
     ``l_k = log_coef[k] - offset^2 half_precision[k]``, the same values divided by their largest.
     A scale common to all components at one position cancels from the responsibilities, and so the
     product of a row's and a column's factors underflows only where one component dominates the
-    row and another the column. Rows k >= K of ``factor`` are left alone (zero padding).
+    row and another the column. Rows k >= K of ``factor`` are left alone (zero padding);
+    ``largest`` (length,) is scratch space.
     """
     count = mu.shape[0]
     length = grid.shape[0]
@@ -282,11 +283,13 @@ def _axis_factors(grid, step, mu, half_precision, coef, log_coef, factor, offset
         for i in range(length):
             offset[k, i] = grid[i] - mu[k]
         _gaussian_on_grid(offset[k], step, half_precision[k], coef[k], factor[k])
+    largest[:] = factor[0]
+    for k in range(1, count):
+        for i in range(length):  # contiguous, a select: vectorises
+            value = factor[k, i]
+            largest[i] = value if value > largest[i] else largest[i]
     for i in range(length):
-        largest = 0.0
-        for k in range(count):
-            largest = max(largest, factor[k, i])
-        if largest >= _RESCALE:
+        if largest[i] >= _RESCALE:
             continue
         best = -np.inf
         for k in range(count):
@@ -515,6 +518,8 @@ def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
     terms = np.empty(count)
     scale = np.empty((rows, cols))
     lost = np.empty(rows, dtype=np.int64)
+    largest_x = np.empty(cols)
+    largest_y = np.empty(rows)
     mass = np.zeros(padded)
     sum_x = np.zeros(padded)
     sum_y = np.zeros(padded)
@@ -525,8 +530,8 @@ def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
             half_precision[k] = 0.5 / variance[k]
             coef[k] = weight[k] / variance[k]
             log_coef[k] = math.log(coef[k])
-        _axis_factors(xs, step_x / pixel, mu_x, half_precision, ones, zeros, ex, off_x)
-        _axis_factors(ys, step_y / pixel, mu_y, half_precision, coef, log_coef, ey, off_y)
+        _axis_factors(xs, step_x / pixel, mu_x, half_precision, ones, zeros, ex, off_x, largest_x)
+        _axis_factors(ys, step_y / pixel, mu_y, half_precision, coef, log_coef, ey, off_y, largest_y)
         for k in range(count):
             for c in range(cols):
                 gx[k, c] = ex[k, c] * off_x[k, c]
