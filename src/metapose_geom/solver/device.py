@@ -30,7 +30,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import layout
-from ..skeletons import Skeleton
 from .options import RefineOptions
 
 if TYPE_CHECKING:
@@ -106,19 +105,19 @@ def _raise_for(ok: torch.Tensor, first_frame: int, problem: str) -> None:
         raise ValueError(f"frames[{first_frame + frame}]: {problem}")
 
 
-def solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: RefineOptions, bones: NDArray[np.int64],
-                reference: F64, skeleton: Skeleton, first_frame: int, device: torch.device
-                ) -> tuple[F64, F64, F64, F64, NDArray[np.bool_]]:
-    """A stacked chunk on ``device`` -> what ``methods._solve_chunk`` returns: x (B, P), objective
-    (B,), history x (B, H, P), history objective (B, H), diverged (B,), numpy float64 on the CPU.
+def solve_chunk(mixtures: F64, mono3d: F64 | None, start: F64 | None, refine: bool, options: RefineOptions,
+                bones: NDArray[np.int64], reference: F64, first_frame: int, device: torch.device
+                ) -> tuple[F64, F64, F64, F64, F64]:
+    """A stacked chunk on ``device`` -> x (B, P), objective (B,), history x (B, H, P), history
+    objective (B, H) and the objective at the start (B,), numpy float64 on the CPU.
 
-    mixtures (B, C, J, K, 4) and mono3d (B, C, J, 3) (or None) are in box units; bones (nB, 2) and
-    the reference bone lengths (nB,) feed the bone term when ``options.bone_weight > 0``. Errors
-    name frames from ``first_frame``."""
+    mixtures (B, C, J, K, 4) and mono3d (B, C, J, 3) are in box units; ``start`` (B, P) is the
+    start when it is not stage 1 (None: stage 1 of mono3d, here in torch); bones (nB, 2) and the
+    reference bone lengths (nB,) feed the bone term when ``options.bone_weight > 0``; with
+    ``refine`` False the start is the result. Errors name frames from ``first_frame``."""
     torch = _torch()
     from ..nn.objective import keras_adam_refine, refiner_objective
     from ..nn.stage1 import stage1
-    from .methods import DIVERGENCE_TOLERANCE, _frames_named, _init_choice, _start
 
     def to_device(array: np.ndarray) -> torch.Tensor:
         # torch takes only writable arrays (the skeleton's bones are read-only): copied where needed
@@ -126,14 +125,15 @@ def solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: Refine
 
     B, C, J = mixtures.shape[:3]
     P = layout.solution_size(C, J)
-    if _init_choice(options, mono3d) == "s1" and mono3d is not None:
-        start = stage1(to_device(mono3d))
-        _raise_for(start.defined, first_frame, _POINT_GUESS)
-        _raise_for(torch.isfinite(start.x).all(dim=-1), first_frame, _OVERFLOW)
-        x0 = start.x
-    else:  # the numpy starts (and the core's error for "s1" without guesses), then onto the device
-        with _frames_named(first_frame, P):
-            x0 = to_device(_start(mixtures, mono3d, options, skeleton, first_frame))
+    if start is None:
+        if mono3d is None:
+            raise ValueError("mono3d: stage 1 needs monocular 3D guesses")
+        first = stage1(to_device(mono3d))
+        _raise_for(first.defined, first_frame, _POINT_GUESS)
+        _raise_for(torch.isfinite(first.x).all(dim=-1), first_frame, _OVERFLOW)
+        x0 = first.x
+    else:
+        x0 = to_device(start)
     mixtures_t = to_device(mixtures)
     bone_args: dict[str, Any] = {}
     if options.bone_weight > 0:
@@ -147,12 +147,11 @@ def solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: Refine
         return tensor.detach().cpu().numpy()
 
     if not refine:
-        return numpy(x0), numpy(start_objective), np.empty((B, 0, P)), np.empty((B, 0)), np.zeros(B, dtype=bool)
+        return numpy(x0), numpy(start_objective), np.empty((B, 0, P)), np.empty((B, 0)), numpy(start_objective)
     result = keras_adam_refine(mixtures_t, x0, steps=options.steps, learning_rate=options.learning_rate,
                                beta1=options.beta1, beta2=options.beta2, epsilon=options.epsilon,
                                history_every=options.history_every, **bone_args)
     x, objective = result["x"], result["objective"]
     _raise_for(torch.isfinite(x).all(dim=-1) & torch.isfinite(objective), first_frame, _DIVERGED)
-    diverged = objective > start_objective + DIVERGENCE_TOLERANCE
     return (numpy(x), numpy(objective), numpy(result["history_x"]), numpy(result["history_objective"]),
-            numpy(diverged))
+            numpy(start_objective))

@@ -275,14 +275,22 @@ def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: Refin
     """Core call for a stacked chunk: the start, then ``network`` (stage 2) when given, then
     (``refine``) the refiner -> x (B, P), objective (B,), history x (B, H, P), history objective
     (B, H), diverged (B,) (the refiner ended above where it began, :data:`DIVERGENCE_TOLERANCE`).
-    With a torch ``device`` (no network) the chunk runs in torch there instead (:mod:`.device`).
-    Errors name frames from ``first_frame``."""
+    With a torch ``device`` (no network) the chunk runs in torch there instead (:mod:`.device`;
+    a start other than stage 1 is computed here and moved there). Errors name frames from ``first_frame``."""
+    B, C, J = mixtures.shape[:3]
+    P = layout.solution_size(C, J)
     if device is not None:
         from .device import solve_chunk
 
-        return solve_chunk(mixtures, mono3d, refine, options, bones, reference, skeleton, first_frame, device)
-    B, C, J = mixtures.shape[:3]
-    P = layout.solution_size(C, J)
+        if network is not None:
+            raise ValueError("device: stage 2 has no torch device path; pass device=None")
+        numpy_start = None
+        if _init_choice(options, mono3d) != "s1" or mono3d is None:
+            with _frames_named(first_frame, P):
+                numpy_start = _start(mixtures, mono3d, options, skeleton, first_frame)
+        *solved, start_objective = solve_chunk(mixtures, mono3d, numpy_start, refine, options, bones, reference,
+                                               first_frame, device)
+        return (*solved, solved[1] > start_objective + DIVERGENCE_TOLERANCE)
     with _frames_named(first_frame, P):
         x0 = _start(mixtures, mono3d, options, skeleton, first_frame)
     references = np.empty((B, reference.shape[0]))
