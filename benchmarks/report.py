@@ -6,6 +6,7 @@ Usage::
     python benchmarks/report.py benchmarks/results/refiner.json
     python benchmarks/report.py benchmarks/results/baselines.json
     python benchmarks/report.py benchmarks/results/stage2.json
+    python benchmarks/report.py benchmarks/results/device.json
 
 Prints the machine summary, then for the kernels one row per (kernel, items) with the numpy and
 core medians and their ratio numpy/core (above 1: the core is faster), and one row per kernel of
@@ -290,6 +291,18 @@ def calibration_table(benchmarks: list[dict[str, Any]]) -> list[str]:
         reference="aniposelib")
 
 
+def device_table(benchmarks: list[dict[str, Any]]) -> list[str]:
+    """test_device.py: per group, the torch device path's ms per frame and its ratio to the
+    compiled core's on the same frames (above 1: slower than the core)."""
+    return _ratio_table(
+        benchmarks, "device",
+        ["| workload | implementation | ms per frame (median) | total ms (median) | ratio to the core | rounds |",
+         "|---|---|---:|---:|---:|---:|"],
+        lambda group, name, bench, ms, ratio: (f"| {group} | {name} | {ms:.4g} | {bench['stats']['median'] * 1e3:.4g} | "
+                                               f"{ratio} | {bench['stats']['rounds']} |"),
+        reference="core")
+
+
 def render(data: dict[str, Any]) -> str:
     benchmarks = data.get("benchmarks", [])
     parts = ["### Machine", "", *machine_summary(data)]
@@ -299,7 +312,8 @@ def render(data: dict[str, Any]) -> str:
     stage2 = stage2_table(benchmarks)
     rig = rig_table(benchmarks)
     calibration = calibration_table(benchmarks)
-    if len(kernels) > 2 or not (refiner or baselines or stage2 or rig or calibration):  # header only: no kernel rows in this JSON
+    device = device_table(benchmarks)
+    if len(kernels) > 2 or not (refiner or baselines or stage2 or rig or calibration or device):  # header only: no kernel rows in this JSON
         parts += ["", "### Kernels: numpy vs compiled core", "", *kernels]
     threads = thread_table(benchmarks)
     if threads:
@@ -317,6 +331,8 @@ def render(data: dict[str, Any]) -> str:
         parts += ["", "### Static-rig refiner next to the per-frame refiner", "", *rig]
     if calibration:
         parts += ["", "### Calibration from people against aniposelib's bundle adjustment", "", *calibration]
+    if device:
+        parts += ["", "### Torch device path against the compiled core", "", *device]
     return "\n".join(parts) + "\n"
 
 

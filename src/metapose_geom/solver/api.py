@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -31,6 +31,9 @@ from ..views import Views, check_evidence
 from .methods import CallSettings, Frames, RegisteredMethod, cameras_message, lookup
 from .options import Options, resolve_options
 from .results import BatchSolution, Solution
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["solve", "solve_arrays", "solve_batch"]
 
@@ -82,17 +85,26 @@ def _method(method: str, options: Options, cameras: Any) -> tuple[RegisteredMeth
 
 
 def _run(entry: RegisteredMethod, frames: Frames, options: Any, cameras: Any, chunk_size: int, progress: bool,
-         threads: int | None) -> BatchSolution | list[Solution]:
+         threads: int | None, device: Any) -> BatchSolution | list[Solution]:
     from tqdm.auto import tqdm
 
     count = frames.mixtures.shape[0]
     with tqdm(total=count, desc=f"solve {entry.name}", unit="frame", disable=not progress) as bar, _threads(threads):
-        return entry.function(frames, options, CallSettings(entry.name, cameras, chunk_size, bar))
+        return entry.function(frames, options, CallSettings(entry.name, cameras, chunk_size, bar, device))
 
 
 def _check_run(chunk_size: int, threads: int | None) -> int | None:
     check_int(chunk_size, "chunk_size", 1)
     return None if threads is None else check_int(threads, "threads", 0)
+
+
+def _check_device(device: Any, entry: RegisteredMethod) -> Any:
+    """None (the compiled core) or the torch.device ``device`` names (:mod:`.device`, which imports torch)."""
+    if device is None:
+        return None
+    from .device import resolve_device
+
+    return resolve_device(device, entry.name)
 
 
 def _stack(frames: Sequence[Views]) -> Frames:
@@ -161,6 +173,7 @@ def solve_batch(
     chunk_size: int = 256,
     cameras: Cameras = None,
     threads: int | None = None,
+    device: str | torch.device | None = None,
 ) -> list[Solution]:
     """B frames (Views sharing C, J, K) -> B Solutions, over all cores (``set_num_threads``), with a progress bar.
 
@@ -174,7 +187,13 @@ def solve_batch(
         chunk_size: frames per call of the compiled core (the progress bar moves per chunk).
         threads: core threads for this call only (0: one per hardware core); None uses the global
             setting. The global setting is restored afterwards; calls that pass ``threads`` run
-            one at a time.
+            one at a time. No effect on the torch device path (torch's own pool).
+        device: None (the compiled core) or ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a ``torch.device``:
+            ``"s1"`` and ``"ir"`` run each chunk batched in torch (float64) on that device
+            (:mod:`metapose_geom.solver.device`, needs the ``train`` extra), stage 1 in torch and the
+            ``"factorization"`` or ``"random"`` starts in numpy; results equal the core's to 1e-6
+            (not bit for bit), as the same types, on the CPU. ValueError for another value, another
+            method, or CUDA where torch sees none.
 
     Returns:
         One :class:`Solution` per frame; :func:`solve_arrays` gives the stacked
@@ -182,8 +201,9 @@ def solve_batch(
     """
     entry, resolved = _method(method, options, cameras)
     threads = _check_run(chunk_size, threads)
+    device = _check_device(device, entry)
     stacked = _stack(list(frames))
-    result = _run(entry, stacked, resolved, cameras, chunk_size, progress, threads)
+    result = _run(entry, stacked, resolved, cameras, chunk_size, progress, threads, device)
     return result.solutions() if isinstance(result, BatchSolution) else result
 
 
@@ -199,6 +219,7 @@ def solve_arrays(
     progress: bool = True,
     chunk_size: int = 256,
     threads: int | None = None,
+    device: str | torch.device | None = None,
 ) -> BatchSolution:
     """mixtures (B, C, J, K, 4), mono3d (B, C, J, 3), boxes (B, C, 4) px -> a :class:`BatchSolution` of B frames.
 
@@ -213,7 +234,7 @@ def solve_arrays(
         boxes: (B, C, 4) ``[x, y, width, height]`` in pixels, or None (pixels are box units).
         method: a method that gives weak cameras (``"s1"``, ``"ir"``); ``"anipose"`` gives
             perspective cameras per frame: use :func:`solve_batch` for it.
-        options, cameras, progress, chunk_size, threads: as :func:`solve_batch`.
+        options, cameras, progress, chunk_size, threads, device: as :func:`solve_batch`.
         skeleton: the joint layout; J must equal its joint count.
 
     Returns:
@@ -225,8 +246,9 @@ def solve_arrays(
     if not entry.stacked:
         raise ValueError(f"method: {method!r} does not give weak cameras to stack; use solve_batch")
     threads = _check_run(chunk_size, threads)
+    device = _check_device(device, entry)
     if not isinstance(skeleton, Skeleton):
         raise ValueError(f"skeleton: expected a Skeleton, got {type(skeleton).__name__}")
     mixtures, mono3d, boxes = check_evidence(mixtures, mono3d, boxes, skeleton, stacked=True)
     frames = Frames(mixtures, mono3d, boxes, None, skeleton)
-    return _run(entry, frames, resolved, cameras, chunk_size, progress, threads)
+    return _run(entry, frames, resolved, cameras, chunk_size, progress, threads, device)

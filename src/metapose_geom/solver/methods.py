@@ -91,6 +91,8 @@ class CallSettings(NamedTuple):
     cameras: Any  #: start cameras (``takes_cameras`` methods), else None
     chunk_size: int  #: frames per call of the compiled core (progress granularity)
     progress: Progress
+    #: a torch.device: ``"s1"`` and ``"ir"`` run each chunk in torch there (:mod:`.device`); None: the core
+    device: Any = None
 
 
 MethodFunction = Callable[[Frames, Any, CallSettings], "BatchSolution | list[Solution]"]
@@ -268,13 +270,27 @@ def _frames_named(first_frame: int, size: int) -> Iterator[None]:
 
 def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: RefineOptions,
                  bones: NDArray[np.int64], reference: F64, skeleton: Skeleton, first_frame: int,
-                 network: StartStep | None = None) -> tuple[F64, F64, F64, F64, NDArray[np.bool_]]:
+                 network: StartStep | None = None, device: Any = None
+                 ) -> tuple[F64, F64, F64, F64, NDArray[np.bool_]]:
     """Core call for a stacked chunk: the start, then ``network`` (stage 2) when given, then
     (``refine``) the refiner -> x (B, P), objective (B,), history x (B, H, P), history objective
     (B, H), diverged (B,) (the refiner ended above where it began, :data:`DIVERGENCE_TOLERANCE`).
-    Errors name frames from ``first_frame``."""
+    With a torch ``device`` (no network) the chunk runs in torch there instead (:mod:`.device`;
+    a start other than stage 1 is computed here and moved there). Errors name frames from ``first_frame``."""
     B, C, J = mixtures.shape[:3]
     P = layout.solution_size(C, J)
+    if device is not None:
+        from .device import solve_chunk
+
+        if network is not None:
+            raise ValueError("device: stage 2 has no torch device path; pass device=None")
+        numpy_start = None
+        if _init_choice(options, mono3d) != "s1" or mono3d is None:
+            with _frames_named(first_frame, P):
+                numpy_start = _start(mixtures, mono3d, options, skeleton, first_frame)
+        *solved, start_objective = solve_chunk(mixtures, mono3d, numpy_start, refine, options, bones, reference,
+                                               first_frame, device)
+        return (*solved, solved[1] > start_objective + DIVERGENCE_TOLERANCE)
     with _frames_named(first_frame, P):
         x0 = _start(mixtures, mono3d, options, skeleton, first_frame)
     references = np.empty((B, reference.shape[0]))
@@ -340,7 +356,7 @@ def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bo
         stop = min(start + call.chunk_size, count)
         chunk_mono = None if mono3d is None else mono3d[start:stop]
         chunks.append(_solve_chunk(mixtures[start:stop], chunk_mono, refine, options, bones, reference,
-                                   frames.skeleton, start, network))
+                                   frames.skeleton, start, network, call.device))
         call.progress.update(stop - start)
     parts = chunks[0] if len(chunks) == 1 else tuple(np.concatenate(part) for part in zip(*chunks))
     x, objective, hx, hobj, diverged = parts
