@@ -22,7 +22,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["MIXTURE_WEIGHT_FLOOR", "mixture_log_likelihood", "project_weak", "rot6d_to_matrix", "softplus"]
+__all__ = ["MIXTURE_WEIGHT_FLOOR", "inverse_softplus", "mixture_log_likelihood", "project_weak", "rot6d_to_matrix",
+           "softplus"]
 
 #: added to every mixture weight before its log, as the original (zero weights stay harmless)
 MIXTURE_WEIGHT_FLOOR = 1e-8
@@ -96,3 +97,14 @@ def softplus(value: Tensor) -> Tensor:
     """
     # logaddexp(x, 0) = max(x, 0) + log1p(exp(-|x|)), with the exact derivative sigmoid(x).
     return torch.logaddexp(value, torch.zeros_like(value))
+
+
+def inverse_softplus(scale: Tensor) -> Tensor:
+    """(...) scales > 0 -> (...) raw values r with softplus(r) = scale, as the core computes it:
+    ``log(expm1(s))``, and ``s + log1p(-exp(-s))`` above 30 (where expm1 would lose the digits)."""
+    large = scale > 30.0
+    # Each branch only sees the scales it serves, so neither overflows or warns in the other's range.
+    small_part = torch.log(torch.expm1(torch.where(large, torch.ones_like(scale), scale)))
+    safe = torch.where(large, scale, torch.full_like(scale, 31.0))
+    large_part = safe + torch.log1p(-torch.exp(-safe))
+    return torch.where(large, large_part, small_part)

@@ -35,8 +35,9 @@ import torch
 from torch import Tensor
 
 from .. import layout
+from .geometry import inverse_softplus
 
-__all__ = ["Stage1Result", "inverse_softplus", "procrustes_rotation", "stage1"]
+__all__ = ["Stage1Result", "procrustes_rotation", "stage1"]
 
 
 class Stage1Result(NamedTuple):
@@ -44,17 +45,6 @@ class Stage1Result(NamedTuple):
 
     x: Tensor  #: (..., P) the stage-1 solution vector, P = 3 J + 10 C
     defined: Tensor  #: (...) bool: False where a view's guess has all joints at one point
-
-
-def inverse_softplus(scale: Tensor) -> Tensor:
-    """(...) scales > 0 -> (...) raw values r with softplus(r) = scale, as the core computes it:
-    ``log(expm1(s))``, and ``s + log1p(-exp(-s))`` above 30 (where expm1 would lose the digits)."""
-    large = scale > 30.0
-    # Each branch only sees the scales it serves, so neither overflows or warns in the other's range.
-    small_part = torch.log(torch.expm1(torch.where(large, torch.ones_like(scale), scale)))
-    safe = torch.where(large, scale, torch.full_like(scale, 31.0))
-    large_part = safe + torch.log1p(-torch.exp(-safe))
-    return torch.where(large, large_part, small_part)
 
 
 def _quaternion_to_matrix(q: Tensor) -> Tensor:
