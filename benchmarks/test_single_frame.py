@@ -65,7 +65,7 @@ def test_solve(benchmark, frame: tuple, method: str) -> None:
     assert np.array_equal(solution.x, x[0]) and solution.objective == objective[0]
     benchmark.group = f"single frame {method}"
     benchmark.name = f"solve {method}"
-    benchmark.extra_info.update(method=method, role="solve")
+    benchmark.extra_info.update(kind="single frame", method=method, role="solve")
     benchmark(mg.solve, views, method)
 
 
@@ -73,7 +73,7 @@ def test_solve(benchmark, frame: tuple, method: str) -> None:
 def test_core(benchmark, frame: tuple, method: str) -> None:
     benchmark.group = f"single frame {method}"
     benchmark.name = f"core {method}"
-    benchmark.extra_info.update(method=method, role="core")
+    benchmark.extra_info.update(kind="single frame", method=method, role="core")
     benchmark(core_calls(frame, method))
 
 
