@@ -177,6 +177,10 @@ def in_camera0(x: F64, num_cameras: int, num_joints: int) -> CameraFrame:
     moves camera 0 with the others; this picks the representative with ``R_0 = I, s_0 = 1``:
     ``pose' = s_0 pose R_0``, ``R_c' = R_0^T R_c``, ``s_c' = s_c / s_0`` (shifts unchanged), which
     leaves every projection ``s_c X R_c + t_c`` as it was.
+
+    The solver does this in its core call (``solution_in_camera0`` in ``cpp/include/metapose/refiner.hpp``,
+    through ``_core.solve_weak``) with this function's arithmetic; ``tests/test_solve_single.py``
+    holds the two equal.
     """
     pose, rot6d, scale_raw, shift = unpack(np.asarray(x), num_cameras, num_joints)
     rotation = rot6d_to_matrix(rot6d)

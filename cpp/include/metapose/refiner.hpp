@@ -17,6 +17,7 @@
 #include "config.hpp"
 #include "fastmath.hpp"
 #include "objective.hpp"
+#include "rotation.hpp"
 
 namespace metapose {
 
@@ -178,6 +179,58 @@ bool refine_group(int width, const RefinerProblem<T>* problems, int count, const
     case 2: return refine<T, 2>(problems, count, options, x, objective, history_x, history_objective, scratch, ok);
     default: return refine<T, 1>(problems, count, options, x, objective, history_x, history_objective, scratch, ok);
   }
+}
+
+// softplus(v) = log(1 + e^v) as numpy's logaddexp(v, 0) computes it (layout.scale_from_raw), to the bit.
+inline double softplus_as_numpy(double v) {
+  if (v == 0) return v + 0.693147180559945309417232121458176568;  // numpy's NPY_LOGE2
+  if (v > 0) return v + std::log1p(std::exp(-v));
+  return 0.0 + std::log1p(std::exp(v));
+}
+
+// A solution x (P) of C cameras and J joints -> the pose (J 3), rotations (C 9), scales (C) and shifts
+// (C 3) re-expressed where camera 0 has rotation I and scale 1: pose' = s_0 pose R_0, R_c' = R_0^T R_c,
+// s_c' = s_c / s_0, shifts unchanged (layout.in_camera0, the solver's reference in numpy). The scales
+// are softplus_as_numpy; each 3-term product is the fused multiply-add chain in index order that
+// OpenBLAS's x86-64 FMA kernels compute for numpy's matmul, so the results are numpy's bits there
+// (elsewhere they agree to rounding). Returns false where a rotation is undefined or a result is not
+// finite, or a relative scale is 0 (the outputs are then partly written).
+template <class T>
+bool solution_in_camera0(const T* x, int C, int J, T* pose, T* rotation, T* scale, T* shift) {
+  const T* x_rot6d = x + 3 * J;
+  const T* x_scale_raw = x_rot6d + 6 * C;
+  const T* x_shift = x_scale_raw + C;
+  bool ok = true;
+  for (int c = 0; c < C; ++c) ok = ok && rot6d_to_matrix(x_rot6d + 6 * c, rotation + 9 * c);
+  if (!ok) return false;
+  T R0[9];
+  for (int i = 0; i < 9; ++i) R0[i] = rotation[i];
+  const T s0 = softplus_as_numpy(x_scale_raw[0]);
+  for (int j = 0; j < J; ++j) {
+    const T a[3] = {s0 * x[3 * j], s0 * x[3 * j + 1], s0 * x[3 * j + 2]};
+    for (int k = 0; k < 3; ++k) {
+      const T value = std::fma(a[2], R0[6 + k], std::fma(a[1], R0[3 + k], a[0] * R0[k]));
+      pose[3 * j + k] = value;
+      ok = ok && std::isfinite(value);
+    }
+  }
+  for (int c = 0; c < C; ++c) {
+    T* R = rotation + 9 * c;
+    T Rc[9];
+    for (int i = 0; i < 9; ++i) Rc[i] = R[i];
+    for (int i = 0; i < 3; ++i)
+      for (int k = 0; k < 3; ++k) {
+        R[3 * i + k] = std::fma(R0[6 + i], Rc[6 + k], std::fma(R0[3 + i], Rc[3 + k], R0[i] * Rc[k]));
+        ok = ok && std::isfinite(R[3 * i + k]);
+      }
+    scale[c] = softplus_as_numpy(x_scale_raw[c]) / s0;
+    ok = ok && std::isfinite(scale[c]) && scale[c] > 0;
+    for (int k = 0; k < 3; ++k) {
+      shift[3 * c + k] = x_shift[3 * c + k];
+      ok = ok && std::isfinite(shift[3 * c + k]);
+    }
+  }
+  return ok;
 }
 
 }  // namespace metapose

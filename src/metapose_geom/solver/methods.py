@@ -26,12 +26,11 @@ The methods today:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import re
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -47,7 +46,7 @@ from ..mixtures import missing_joints, mixture_mean
 from ..skeletons import Skeleton
 from ..views import pixels_to_box
 from .options import AniPoseOptions, MetaPoseOptions, RefineOptions
-from .results import BatchSolution, DivergenceWarning, History, Solution
+from .results import BatchSolution, DivergenceWarning, History, Solution, _built
 
 F64 = NDArray[np.float64]
 
@@ -182,13 +181,26 @@ def _listing(names: Sequence[str], conjunction: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _skeleton_arrays(skeleton: Skeleton) -> tuple[NDArray[np.int64], F64]:
-    """A skeleton's bones (nB, 2) and rest-pose bone lengths (nB,), built once (read-only)."""
+def _built_skeleton_arrays(skeleton: Skeleton) -> tuple[NDArray[np.int64], F64]:
     bones = np.array(skeleton.bones, dtype=np.int64)
     lengths = skeleton.bone_lengths(skeleton.rest_pose())
     bones.setflags(write=False)
     lengths.setflags(write=False)
     return bones, lengths
+
+
+# the last skeleton asked for and its arrays: a solve per frame finds them without hashing the skeleton
+_LAST_SKELETON: tuple[Skeleton | None, tuple[NDArray[np.int64], F64] | None] = (None, None)
+
+
+def _skeleton_arrays(skeleton: Skeleton) -> tuple[NDArray[np.int64], F64]:
+    """A skeleton's bones (nB, 2) and rest-pose bone lengths (nB,), built once (read-only)."""
+    global _LAST_SKELETON
+    last, arrays = _LAST_SKELETON
+    if last is not skeleton or arrays is None:
+        arrays = _built_skeleton_arrays(skeleton)
+        _LAST_SKELETON = (skeleton, arrays)
+    return arrays
 
 
 def _bones(skeleton: Skeleton, options: RefineOptions) -> tuple[NDArray[np.int64], F64]:
@@ -251,93 +263,110 @@ _CORE_FLAT = re.compile(r" \(the result overflows at flat position (\d+)\)$")
 _CORE_NAMES = re.compile(r"^(x0?(, mixtures)?): ")
 
 
-@contextlib.contextmanager
-def _frames_named(first_frame: int, size: int) -> Iterator[None]:
-    """Re-raise the core's ValueError about frame i of a chunk as one about ``frames[first_frame + i]``
-    (``size``: the chunk's values per frame in the array the core reports a flat position of)."""
-    try:
-        yield
-    except ValueError as error:
-        message = str(error)
-        found = _CORE_INDEX.search(message) or _CORE_FLAT.search(message)
-        if found is None:
-            raise
-        index = int(found.group(1))
-        frame = first_frame + (index if found.re is _CORE_INDEX else index // size)
-        problem = _CORE_NAMES.sub("", message[:found.start()])
-        raise ValueError(f"frames[{frame}]: {problem}") from None
+def _frame_error(error: ValueError, first_frame: int, size: int) -> ValueError:
+    """The core's ValueError about frame i of a chunk as one about ``frames[first_frame + i]``
+    (``size``: the chunk's values per frame in the array the core reports a flat position of);
+    ``error`` itself when it names no frame."""
+    message = str(error)
+    found = _CORE_INDEX.search(message) or _CORE_FLAT.search(message)
+    if found is None:
+        return error
+    index = int(found.group(1))
+    frame = first_frame + (index if found.re is _CORE_INDEX else index // size)
+    return ValueError(f"frames[{frame}]: {_CORE_NAMES.sub('', message[:found.start()])}")
 
 
-def _solve_chunk(mixtures: F64, mono3d: F64 | None, refine: bool, options: RefineOptions,
+class _Chunk(NamedTuple):
+    """What :func:`_solve_chunk` gives for B frames (the fields of a BatchSolution but its history)."""
+
+    x: F64  #: (B, P) as the refiner left it
+    objective: F64  #: (B,)
+    history_x: F64  #: (B, H, P)
+    history_objective: F64  #: (B, H)
+    diverged: NDArray[np.bool_]  #: (B,)
+    pose: F64  #: (B, J, 3) camera 0's frame
+    rotation: F64  #: (B, C, 3, 3)
+    scale: F64  #: (B, C)
+    shift: F64  #: (B, C, 3)
+    reprojection: F64  #: (B, C, J, 2) box units
+    pixels: F64  #: (B, C, J, 2) through ``boxes`` (box units without)
+
+
+def _solve_chunk(mixtures: F64, mono3d: F64 | None, boxes: F64 | None, refine: bool, options: RefineOptions,
                  bones: NDArray[np.int64], reference: F64, skeleton: Skeleton, first_frame: int,
                  network: StartStep | None = None, device: Any = None
-                 ) -> tuple[F64, F64, F64, F64, NDArray[np.bool_]]:
-    """Core call for a stacked chunk: the start, then ``network`` (stage 2) when given, then
-    (``refine``) the refiner -> x (B, P), objective (B,), history x (B, H, P), history objective
-    (B, H), diverged (B,) (the refiner ended above where it began, :data:`DIVERGENCE_TOLERANCE`).
-    With a torch ``device`` (no network) the chunk runs in torch there instead (:mod:`.device`;
-    a start other than stage 1 is computed here and moved there). Errors name frames from ``first_frame``."""
+                 ) -> tuple[_Chunk, tuple[int, int, int] | None]:
+    """A stacked chunk: the start, then ``network`` (stage 2) when given, then one core call
+    (``_core.solve_weak``): the start's objective, (``refine``) the refiner, each result in camera
+    0's frame, its reprojection and pixels through ``boxes`` (B, C, 4) or None. ``diverged``: the
+    refiner ended above where it began (:data:`DIVERGENCE_TOLERANCE`). Errors name frames from
+    ``first_frame``; what the results cannot express (:func:`_problem_error`) comes back as
+    ``(kind, frame, camera)`` with the frame counted from ``first_frame``, or None.
+
+    With a torch ``device`` (no network) stage 1 and the refiner run in torch there instead
+    (:mod:`.device`; a start other than stage 1 is computed here and moved there), and the core call
+    only expresses the result (no steps): camera 0's frame, reprojection, pixels, objective."""
     B, C, J = mixtures.shape[:3]
     P = layout.solution_size(C, J)
-    if device is not None:
-        from .device import solve_chunk
+    # one row per frame (the core takes per-frame references)
+    references = reference[None] if B == 1 else np.repeat(reference[None], B, axis=0)
+    history_x = history_objective = start_objective = None
+    try:
+        if device is not None:
+            from .device import solve_chunk
 
-        if network is not None:
-            raise ValueError("device: stage 2 has no torch device path; pass device=None")
-        numpy_start = None
-        if _init_choice(options, mono3d) != "s1" or mono3d is None:
-            with _frames_named(first_frame, P):
+            if network is not None:
+                raise ValueError("device: stage 2 has no torch device path; pass device=None")
+            numpy_start = None
+            if _init_choice(options, mono3d) != "s1" or mono3d is None:
                 numpy_start = _start(mixtures, mono3d, options, skeleton, first_frame)
-        *solved, start_objective = solve_chunk(mixtures, mono3d, numpy_start, refine, options, bones, reference,
-                                               first_frame, device)
-        return (*solved, solved[1] > start_objective + DIVERGENCE_TOLERANCE)
-    with _frames_named(first_frame, P):
-        x0 = _start(mixtures, mono3d, options, skeleton, first_frame)
-    references = np.empty((B, reference.shape[0]))
-    references[...] = reference  # one row per frame (the core takes per-frame references)
-    if network is not None:
-        with _frames_named(first_frame, P):
-            x0 = network(mixtures, x0, references, first_frame)
-    with _frames_named(first_frame, P):
-        start_objective, _ = _core.refiner_objective(mixtures, x0, bones, references, options.bone_weight)
-    if not refine:
-        return x0, start_objective, np.empty((B, 0, P)), np.empty((B, 0)), np.zeros(B, dtype=bool)
-    with _frames_named(first_frame, P):
-        x, objective, history_x, history_objective = _core.refine(
-            mixtures,
-            x0,
-            bones,
-            references,
-            options.bone_weight,
-            options.steps,
-            options.learning_rate,
-            options.beta1,
-            options.beta2,
-            options.epsilon,
-            options.history_every,
-        )
-    return x, objective, history_x, history_objective, objective > start_objective + DIVERGENCE_TOLERANCE
-
-
-def _to_pixels(frames: Frames, points: F64) -> F64:
-    """points (B, C, J, 2) box units -> pixels through each frame's boxes, in one array operation
-    (frames without boxes keep box units). The arithmetic is that of :func:`box_to_pixels`."""
-    if frames.boxes is None:
-        return points.copy()
-    size = frames.boxes[..., 2:].max(axis=-1)[..., None, None]  # (B, C, 1, 1)
-    boxed = frames.boxed
-    with np.errstate(over="ignore", invalid="ignore"):
-        if boxed is None:
-            pixels = points * size + frames.boxes[..., None, :2]
+            x0, _, history_x, history_objective, start_objective = solve_chunk(
+                mixtures, mono3d, numpy_start, refine, options, bones, reference, first_frame, device)
+            core_refine = False
         else:
-            pixels = points.copy()
-            pixels[boxed] = points[boxed] * size[boxed] + frames.boxes[boxed][..., None, :2]
-    overflow = ~np.isfinite(pixels).all(axis=(-2, -1))  # (B, C); the points are finite
-    if overflow.any():
-        frame, camera = (int(i) for i in np.argwhere(overflow)[0])
-        raise ValueError(f"frames[{frame}]: reprojection_pixels: camera {camera}'s pixels overflow float64 through "
-                         f"its box {frames.boxes[frame, camera].tolist()}")
-    return pixels
+            x0 = _start(mixtures, mono3d, options, skeleton, first_frame)
+            if network is not None:
+                x0 = network(mixtures, x0, references, first_frame)
+            core_refine = refine
+        (x, objective, core_start_objective, core_history_x, core_history_objective, pose, rotation, scale, shift,
+         reprojection, pixels, problem) = _core.solve_weak(
+            mixtures, x0, bones, references, options.bone_weight, options.steps, options.learning_rate,
+            options.beta1, options.beta2, options.epsilon, options.history_every, core_refine, boxes)
+    except ValueError as error:
+        renamed = _frame_error(error, first_frame, P)
+        if renamed is error:
+            raise
+        raise renamed from None
+    if device is None:
+        history_x, history_objective, start_objective = core_history_x, core_history_objective, core_start_objective
+    if problem is not None:
+        problem = (problem[0], first_frame + problem[1], problem[2])
+    diverged = objective > start_objective + DIVERGENCE_TOLERANCE if refine else np.zeros(B, dtype=bool)
+    return _Chunk(x, objective, history_x, history_objective, diverged, pose, rotation, scale, shift, reprojection,
+                  pixels), problem
+
+
+def _problem_error(problem: tuple[int, int, int], x: F64, boxes: F64 | None, C: int, J: int,
+                   options: RefineOptions) -> ValueError:
+    """The error for what ``_core.solve_weak`` reports of a frame of the call (``problem``: kind,
+    frame, camera; x (B, P) and boxes (B, C, 4) those of the call): kind 1, a camera scale that is
+    0 or infinite relative to camera 0's (finite x, extreme values); 2, a reprojection beyond
+    float64; 3, pixels beyond float64 through the box."""
+    kind, frame, camera = problem
+    where = f"frames[{frame}]"
+    if kind == 1:
+        scale = layout.scale_from_raw(layout.unpack(x[frame], C, J).scale_raw)
+        extreme = ~(np.isfinite(scale) & (scale > 0))
+        camera = int(np.flatnonzero(extreme)[0]) if extreme.any() else int(np.argmax(np.abs(np.log(scale))))
+        return ValueError(
+            f"{where}: refinement diverged: camera {camera}'s scale became {scale[camera]:.3g}, beyond what "
+            f"float64 holds relative to the others; lower learning_rate (now {options.learning_rate:g})"
+        )
+    if kind == 2:
+        return ValueError(f"{where}: reprojection: camera {camera}'s projection of the pose overflows float64 (values "
+                          "too large)")
+    return ValueError(f"{where}: reprojection_pixels: camera {camera}'s pixels overflow float64 through its box "
+                      f"{boxes[frame, camera].tolist()}")
 
 
 def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bool,
@@ -347,58 +376,46 @@ def _weak(frames: Frames, options: RefineOptions, call: CallSettings, refine: bo
     ``solve`` comes here with B = 1, so a frame's results are the same bits alone or in a batch. A
     two-view factorisation start warns once per call."""
     bones, reference = _bones(frames.skeleton, options)
-    mixtures, mono3d = frames.mixtures, frames.mono3d
+    mixtures, mono3d, boxes = frames.mixtures, frames.mono3d, frames.boxes
     count = mixtures.shape[0]
     if mixtures.shape[1] == 2 and _init_choice(options, mono3d) == "factorization":
         warnings.warn(TWO_VIEW_WARNING, UserWarning, stacklevel=4)  # user -> solve -> method -> _weak
-    chunks = []
+    chunks, problem = [], None
     for start in range(0, count, call.chunk_size):
         stop = min(start + call.chunk_size, count)
-        chunk_mono = None if mono3d is None else mono3d[start:stop]
-        chunks.append(_solve_chunk(mixtures[start:stop], chunk_mono, refine, options, bones, reference,
-                                   frames.skeleton, start, network, call.device))
+        chunk, found = _solve_chunk(mixtures[start:stop], None if mono3d is None else mono3d[start:stop],
+                                    None if boxes is None else boxes[start:stop], refine, options, bones, reference,
+                                    frames.skeleton, start, network, call.device)
+        chunks.append(chunk)
+        if found is not None and (problem is None or found[0] < problem[0]):
+            problem = found  # the lowest kind, then the lowest frame (chunks come in frame order)
         call.progress.update(stop - start)
-    parts = chunks[0] if len(chunks) == 1 else tuple(np.concatenate(part) for part in zip(*chunks))
-    x, objective, hx, hobj, diverged = parts
+    result = chunks[0] if len(chunks) == 1 else _Chunk(*(np.concatenate(part) for part in zip(*chunks)))
+    if problem is not None:  # after every chunk's core errors, as each step once ran over all frames
+        raise _problem_error(problem, result.x, boxes, *mixtures.shape[1:3], options)
+    if frames.boxed is not None:  # the frames without boxes hold unit boxes: their pixels are box units
+        result.pixels[~frames.boxed] = result.reprojection[~frames.boxed]
 
-    C, J = mixtures.shape[1:3]
-    pose, rotation, scale, shift = _in_camera0(x, C, J, options)
-    reprojection = geometry.project_weak(pose, rotation, scale, shift)
     history = None
+    hx = result.history_x
     if hx.shape[1] > 0:
+        C, J = mixtures.shape[1:3]
         steps = np.minimum(np.arange(hx.shape[1]) * options.history_every, options.steps).astype(np.int64)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # a path may pass through extremes
-            history = History(steps, hobj, *layout.in_camera0(hx, C, J))
-    if diverged.any():
+            history = History(steps, result.history_objective, *layout.in_camera0(hx, C, J))
+    diverged = result.diverged
+    flagged = np.count_nonzero(diverged) if refine else 0  # count_nonzero: a third of any()'s cost on one frame
+    if flagged:
         warnings.warn(
-            f"{int(diverged.sum())} of {count} frame{'s' if count > 1 else ''} ended the refinement above the "
+            f"{flagged} of {count} frame{'s' if count > 1 else ''} ended the refinement above the "
             f"objective of {'their' if count > 1 else 'its'} start (diverged: flagged in Solution.diverged); lower "
             f"learning_rate (now {options.learning_rate:g}), give more steps (now {options.steps}), or take the "
             "start with method='s1'",
             DivergenceWarning, stacklevel=4)
-    return BatchSolution(call.method, pose, rotation, scale, shift, reprojection, _to_pixels(frames, reprojection),
-                         objective, x, history, diverged)
-
-
-def _in_camera0(x: F64, C: int, J: int, options: RefineOptions) -> layout.CameraFrame:
-    """:func:`metapose_geom.layout.in_camera0`; a frame the refiner left with a camera scale that
-    is 0 or infinite relative to camera 0's (finite x, extreme values) is an error naming the frame
-    and the camera."""
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        solution = layout.in_camera0(x, C, J)
-    finite = np.isfinite(solution.scale).all(axis=-1) & (solution.scale > 0).all(axis=-1)
-    for part in (solution.pose, solution.rotation, solution.shift):
-        finite &= np.isfinite(part).reshape(part.shape[0], -1).all(axis=-1)
-    if not finite.all():
-        frame = int(np.flatnonzero(~finite)[0])
-        scale = layout.scale_from_raw(layout.unpack(x[frame], C, J).scale_raw)
-        extreme = ~(np.isfinite(scale) & (scale > 0))
-        camera = int(np.flatnonzero(extreme)[0]) if extreme.any() else int(np.argmax(np.abs(np.log(scale))))
-        raise ValueError(
-            f"frames[{frame}]: refinement diverged: camera {camera}'s scale became {scale[camera]:.3g}, beyond what "
-            f"float64 holds relative to the others; lower learning_rate (now {options.learning_rate:g})"
-        )
-    return solution
+    # the core's new arrays and a (B,) bool diverged: BatchSolution's __init__ would check nothing more
+    return _built(BatchSolution, method=call.method, pose3d=result.pose, rotation=result.rotation, scale=result.scale,
+                  shift=result.shift, reprojection=result.reprojection, reprojection_pixels=result.pixels,
+                  objective=result.objective, x=result.x, history=history, diverged=diverged)
 
 
 def stage1(frames: Frames, options: RefineOptions, call: CallSettings) -> BatchSolution:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -13,8 +13,19 @@ from .. import geometry
 from ..geometry import PerspectiveCameras
 
 F64 = NDArray[np.float64]
+T = TypeVar("T")
 
 __all__ = ["BatchSolution", "DivergenceWarning", "History", "Solution", "WeakCameras"]
+
+
+def _built(cls: type[T], **fields: Any) -> T:
+    """An instance of the frozen dataclass ``cls`` holding ``fields`` (every field, by name), without
+    running its ``__init__``: a frozen dataclass sets each field through ``object.__setattr__``,
+    which costs microseconds per object; for values the solver made and checked itself (one frame's
+    ``solve`` builds three of these objects)."""
+    instance = object.__new__(cls)
+    instance.__dict__.update(fields)
+    return instance
 
 
 class DivergenceWarning(UserWarning):
@@ -175,17 +186,17 @@ class BatchSolution:
         history = self.history
         histories = [None] * len(self) if history is None else [self._history(i) for i in range(len(self))]
         return [
-            Solution(self.method, pose, WeakCameras(rotation, scale, shift), reprojection, pixels, float(objective),
-                     x.copy(), frame_history, bool(diverged))
+            _solution(self.method, pose, rotation, scale, shift, reprojection, pixels, objective, x, frame_history,
+                      diverged)
             for pose, rotation, scale, shift, reprojection, pixels, objective, x, frame_history, diverged in zip(
                 self.pose3d, self.rotation, self.scale, self.shift, self.reprojection, self.reprojection_pixels,
                 self.objective, self.x, histories, self.diverged)
         ]
 
     def _frame(self, i: int) -> Solution:
-        return Solution(self.method, self.pose3d[i], WeakCameras(self.rotation[i], self.scale[i], self.shift[i]),
-                        self.reprojection[i], self.reprojection_pixels[i], float(self.objective[i]), self.x[i].copy(),
-                        None if self.history is None else self._history(i), bool(self.diverged[i]))
+        return _solution(self.method, self.pose3d[i], self.rotation[i], self.scale[i], self.shift[i],
+                         self.reprojection[i], self.reprojection_pixels[i], self.objective[i], self.x[i],
+                         None if self.history is None else self._history(i), self.diverged[i])
 
     def _history(self, i: int) -> History:
         history = self.history
@@ -239,6 +250,15 @@ class BatchSolution:
             history=history,
             diverged=np.array([bool(s.diverged) for s in solutions]),
         )
+
+
+def _solution(method: str, pose: F64, rotation: F64, scale: F64, shift: F64, reprojection: F64, pixels: F64,
+              objective: np.float64, x: F64, history: History | None, diverged: np.bool_) -> Solution:
+    """One frame's Solution from its rows of a BatchSolution (the arrays are views, x a copy)."""
+    return _built(Solution, method=method, pose3d=pose,
+                  cameras=_built(WeakCameras, rotation=rotation, scale=scale, shift=shift), reprojection=reprojection,
+                  reprojection_pixels=pixels, objective=float(objective), x=x.copy(), history=history,
+                  diverged=bool(diverged))
 
 
 _STACKED = ("pose3d", "rotation", "scale", "shift", "reprojection", "reprojection_pixels", "objective", "x")
