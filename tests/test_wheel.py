@@ -6,7 +6,7 @@ builds it and sets it), this makes a new virtualenv, installs the wheel there wi
 files that do not exist, then, from an empty folder (so the source tree cannot be imported):
 ``metapose-geom selfcheck``, one ``solve`` of a synthetic frame, the level build_info() chose against
 the best level the CPU supports (read from /proc/cpuinfo), and that forcing the baseline level gives
-the same solution. Without METAPOSE_WHEEL (the default test run builds no wheel) it skips, saying so.
+the same solution to rounding. Without METAPOSE_WHEEL (the default test run builds no wheel) it skips, saying so.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from test_build_info import IS_X86_LINUX, best_level_from_proc_cpuinfo
+from test_build_info import IS_X86_LINUX, TOLERANCES, best_level_from_proc_cpuinfo
 
 WHEEL = os.environ.get("METAPOSE_WHEEL", "")
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -103,10 +104,13 @@ def test_solve_imports_the_best_level_this_cpu_runs(venv, tmp_path):
 
 
 def test_baseline_level_gives_the_same_solution(venv, tmp_path):
+    """To rounding: the baseline has no fused multiply-add (tests/test_build_info.py)."""
     chosen = _solve(venv, tmp_path)
     baseline = _solve(venv, tmp_path, METAPOSE_ISA="baseline")
     assert baseline["build"]["level"] == "baseline" and baseline["build"]["forced"] == "baseline"
-    assert baseline["pose3d"] == chosen["pose3d"] and baseline["objective"] == chosen["objective"]  # bit-identical
+    scale = np.abs(np.array(chosen["pose3d"])).max()
+    np.testing.assert_allclose(baseline["pose3d"], chosen["pose3d"], rtol=0, atol=TOLERANCES["refine"] * scale)
+    assert baseline["objective"] == pytest.approx(chosen["objective"], rel=TOLERANCES["refine"])
 
 
 def test_levels_beyond_the_cpu_are_refused(venv, tmp_path):
