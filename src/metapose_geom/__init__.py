@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import geometry, metrics
+from ._build import BuildInfo, build_info
 from ._lazy import lazy_attributes
 from .geometry import PerspectiveCameras, get_num_threads, set_num_threads
 from .skeletons import H36M_17, Skeleton
@@ -43,6 +44,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AniPoseOptions",
     "BatchSolution",
+    "BuildInfo",
     "H36M_17",
     "History",
     "MetaPoseOptions",
@@ -53,6 +55,7 @@ __all__ = [
     "Views",
     "WeakCameras",
     "__version__",
+    "build_info",
     "calibrate",
     "geometry",
     "get_num_threads",

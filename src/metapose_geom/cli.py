@@ -30,6 +30,10 @@ def selfcheck(seed: int = 0) -> int:
         failures += not ok
         print(f"  {'ok  ' if ok else 'FAIL'} {name:<58} {value:10.3g} {unit} (limit {limit:g})")
 
+    from ._build import build_info
+
+    print("metapose-geom build:")
+    print("\n".join(f"  {line}" for line in str(build_info()).splitlines()))
     print(f"metapose-geom self-check: {H36M_17.num_joints}-joint rest pose, seed {seed}, "
           f"{g.get_num_threads()} threads")
 
