@@ -182,12 +182,12 @@ def strip_round_data(output_json: dict) -> int:
     The fast kernels run tens of thousands of rounds, which would make the JSON ~11 MB; the
     statistics (min, max, mean, median, IQR, rounds...) are kept. Other benchmarks sharing this
     conftest (the refiner's) keep their data; the single-frame ones (tens of thousands of rounds too)
-    are stripped like the kernels. Returns how many benchmarks were stripped.
+    and the scaling ones (many configurations) are stripped like the kernels. Returns how many benchmarks were stripped.
     """
     stripped = 0
     for bench in output_json.get("benchmarks", []):
         kind = bench.get("extra_info", {}).get("kind")
-        if kind in ("kernel", "threads", "single frame") and "data" in bench.get("stats", {}):
+        if kind in ("kernel", "threads", "single frame", "scaling") and "data" in bench.get("stats", {}):
             del bench["stats"]["data"]
             stripped += 1
     if stripped:
