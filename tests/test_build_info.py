@@ -262,7 +262,8 @@ def frames() -> dict[str, np.ndarray]:
 
 
 def stage1_and_refine(module: ModuleType, frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Stage 1, then 100 refiner steps without and with the bone term (history every 10 steps)."""
+    """Stage 1, then 100 refiner steps without and with the bone term (history every 10 steps), and the
+    same through ``solve_weak`` (the solver's call: the result in camera 0's frame, reprojection, pixels)."""
     x0 = module.stage1(frames["mono3d"])
     results = {"stage1": x0}
     for bone_weight in (0.0, 0.1):
@@ -270,6 +271,15 @@ def stage1_and_refine(module: ModuleType, frames: dict[str, np.ndarray]) -> dict
                                 1e-2, 0.9, 0.999, 1e-7, 10)
         for what, value in zip(("x", "objective", "history x", "history objective"), refined):
             results[f"refine {what}, bone weight {bone_weight}"] = value
+    # what solve calls: the refiner, then camera 0's frame, the reprojection and the pixels
+    boxes = np.tile([10.0, 20.0, 200.0, 180.0], (*frames["mixtures"].shape[:2], 1))
+    solved = module.solve_weak(frames["mixtures"], x0, frames["bones"], frames["reference"], 0.1, 100, 1e-2, 0.9,
+                               0.999, 1e-7, 10, True, boxes)
+    assert solved[-1] is None, solved[-1]
+    names = ("x", "objective", "start objective", "history x", "history objective", "pose", "rotation", "scale",
+             "shift", "reprojection", "pixels")
+    for what, value in zip(names, solved[:-1]):
+        results[f"solve_weak {what}"] = value
     return results
 
 

@@ -124,11 +124,19 @@ class TestAgainstNumpyReference:
         assert np.isfinite(got).all()
         np.testing.assert_allclose(got, want, rtol=TOLERANCE, atol=TOLERANCE * np.abs(want).max())
 
-    @pytest.mark.parametrize("factor", [1e-200, 1e-140, 1e140, 1e200])
+    @pytest.mark.parametrize("factor", [1e-200, 1e-140, 1e5, 1e10, 1e30, 1e140, 1e200])
     def test_the_scale_of_the_heatmap_does_not_matter(self, rng, factor):
-        # totals outside [1e-150, 1e150] are divided by the peak first, the others used as they are
+        # totals outside [1e-150, 1e8] are divided by the peak first, the others used as they are
         heat = anisotropic_heatmaps(rng, 4, 32, 32) - 0.005  # some negative background, clipped
         np.testing.assert_allclose(hm.fit_mixtures(heat * factor), hm.fit_mixtures(heat), rtol=1e-11, atol=1e-13)
+        # sharp blobs on a flat background: far pixels of tiny density, whose weight / density
+        # overflowed when large heatmaps were used unscaled
+        blob = hm.render_mixtures(np.array([[0.7, 0.3, 0.6, (1.5 / 64) ** 2], [0.3, 0.75, 0.2, (2.5 / 64) ** 2]]), 64)
+        blob = blob / blob.max() + 0.2
+        for components in (1, 4):
+            got = hm.fit_mixtures(blob * factor, components)
+            assert np.isfinite(got).all()
+            np.testing.assert_allclose(got, hm.fit_mixtures_numpy(blob, components), rtol=1e-9, atol=1e-12)
 
     def test_one_and_two_threads_agree_exactly(self, rng, restore_threads):
         heat = anisotropic_heatmaps(rng, 8, 32, 32)

@@ -8,6 +8,15 @@
 #include "bind_common.hpp"
 #include "metapose_build.hpp"
 
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+#define METAPOSE_X86 1
+#if defined(_MSC_VER)
+#include <intrin.h>
+#else
+#include <cpuid.h>
+#endif
+#endif
+
 namespace metapose::bind {
 void bind_rotation(py::module_& m);
 void bind_camera(py::module_& m);
@@ -22,32 +31,72 @@ void bind_dense(py::module_& m);
 
 namespace {
 
-// The instruction-set features of the running CPU that decide which level can run, as cpuid reports
-// them and the operating system enables them (libgcc's / compiler-rt's __builtin_cpu_supports checks
-// XGETBV for the AVX and AVX-512 register state). Empty off x86.
+#if defined(METAPOSE_X86)
+
+struct CpuidRegisters {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+};
+
+CpuidRegisters cpuid(unsigned leaf, unsigned subleaf) {
+  CpuidRegisters r;
+#if defined(_MSC_VER)
+  int out[4];
+  __cpuidex(out, static_cast<int>(leaf), static_cast<int>(subleaf));
+  r.a = static_cast<unsigned>(out[0]), r.b = static_cast<unsigned>(out[1]);
+  r.c = static_cast<unsigned>(out[2]), r.d = static_cast<unsigned>(out[3]);
+#else
+  __cpuid_count(leaf, subleaf, r.a, r.b, r.c, r.d);
+#endif
+  return r;
+}
+
+// The register state the operating system saves (XCR0); call only where cpuid reports OSXSAVE.
+unsigned long long enabled_state() {
+#if defined(_MSC_VER)
+  return _xgetbv(0);
+#else
+  unsigned low = 0, high = 0;
+  __asm__ volatile("xgetbv" : "=a"(low), "=d"(high) : "c"(0));
+  return (static_cast<unsigned long long>(high) << 32) | low;
+#endif
+}
+
+bool bit(unsigned value, int index) { return ((value >> index) & 1u) != 0; }
+#endif
+
+// The instruction-set features of the running CPU that decide which level can run: cpuid's bits (read
+// directly, so that any GCC or Clang builds this, whatever names its __builtin_cpu_supports knows),
+// the AVX and AVX-512 ones only where the operating system saves those registers (XGETBV). Empty off x86.
 pybind11::dict cpu_features() {
   pybind11::dict features;
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  // The level names metapose_geom._build uses, and the name __builtin_cpu_supports knows.
-  features["sse3"] = __builtin_cpu_supports("sse3") != 0;
-  features["ssse3"] = __builtin_cpu_supports("ssse3") != 0;
-  features["sse4.1"] = __builtin_cpu_supports("sse4.1") != 0;
-  features["sse4.2"] = __builtin_cpu_supports("sse4.2") != 0;
-  features["popcnt"] = __builtin_cpu_supports("popcnt") != 0;
-  features["avx"] = __builtin_cpu_supports("avx") != 0;
-  features["avx2"] = __builtin_cpu_supports("avx2") != 0;
-  features["fma"] = __builtin_cpu_supports("fma") != 0;
-  features["bmi1"] = __builtin_cpu_supports("bmi") != 0;
-  features["bmi2"] = __builtin_cpu_supports("bmi2") != 0;
-  features["f16c"] = __builtin_cpu_supports("f16c") != 0;
-  features["movbe"] = __builtin_cpu_supports("movbe") != 0;
-  features["lzcnt"] = __builtin_cpu_supports("lzcnt") != 0;
-  features["avx512f"] = __builtin_cpu_supports("avx512f") != 0;
-  features["avx512bw"] = __builtin_cpu_supports("avx512bw") != 0;
-  features["avx512cd"] = __builtin_cpu_supports("avx512cd") != 0;
-  features["avx512dq"] = __builtin_cpu_supports("avx512dq") != 0;
-  features["avx512vl"] = __builtin_cpu_supports("avx512vl") != 0;
+#if defined(METAPOSE_X86)
+  const unsigned max_leaf = cpuid(0, 0).a;
+  const unsigned max_extended = cpuid(0x80000000u, 0).a;
+  const CpuidRegisters one = max_leaf >= 1 ? cpuid(1, 0) : CpuidRegisters{};
+  const CpuidRegisters seven = max_leaf >= 7 ? cpuid(7, 0) : CpuidRegisters{};
+  const CpuidRegisters extended = max_extended >= 0x80000001u ? cpuid(0x80000001u, 0) : CpuidRegisters{};
+  const unsigned long long state = bit(one.c, 27) ? enabled_state() : 0;  // OSXSAVE
+  const bool avx_state = (state & 0x6) == 0x6;        // XMM and YMM
+  const bool avx512_state = (state & 0xE6) == 0xE6;   // and the opmask and ZMM registers
+  // The level names metapose_geom._build uses.
+  features["sse3"] = bit(one.c, 0);
+  features["ssse3"] = bit(one.c, 9);
+  features["sse4.1"] = bit(one.c, 19);
+  features["sse4.2"] = bit(one.c, 20);
+  features["popcnt"] = bit(one.c, 23);
+  features["avx"] = bit(one.c, 28) && avx_state;
+  features["avx2"] = bit(seven.b, 5) && avx_state;
+  features["fma"] = bit(one.c, 12) && avx_state;
+  features["bmi1"] = bit(seven.b, 3);
+  features["bmi2"] = bit(seven.b, 8);
+  features["f16c"] = bit(one.c, 29) && avx_state;
+  features["movbe"] = bit(one.c, 22);
+  features["lzcnt"] = bit(extended.c, 5);
+  features["avx512f"] = bit(seven.b, 16) && avx512_state;
+  features["avx512bw"] = bit(seven.b, 30) && avx512_state;
+  features["avx512cd"] = bit(seven.b, 28) && avx512_state;
+  features["avx512dq"] = bit(seven.b, 17) && avx512_state;
+  features["avx512vl"] = bit(seven.b, 31) && avx512_state;
 #endif
   return features;
 }

@@ -115,9 +115,10 @@ _FLUSH = 2.2250738585072014e-308
 _UNDERFLOW = 1e-280
 #: Fewer heatmaps than this are fitted on the calling thread: a parallel launch costs more than it saves.
 _PARALLEL_FROM = 8
-#: A heatmap whose values (clipped at 0) sum to outside [_SCALE_RANGE, 1 / _SCALE_RANGE] is divided
-#: by its peak first, so that the sums over its pixels neither overflow nor lose precision to subnormals.
-_SCALE_RANGE = 1e-150
+#: A heatmap whose values (clipped at 0) sum to within these bounds is used as it is; another is divided
+#: by its peak first. Below, the sums would lose precision to subnormals; above, a pixel's
+#: ``weight / density`` (density down to :data:`_UNDERFLOW`) or the sums over the pixels could overflow.
+_RAW_TOTAL = (1e-150, 1e8)
 #: exp(x) is exactly 0 in float64 below this
 _EXP_UNDERFLOW = -745.2
 #: A row or column whose separable factors are all below this is rescaled by its largest (in log
@@ -453,8 +454,8 @@ def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
     widening = PIXEL_WIDENING * PIXEL_WIDENING
 
     # the pixel weights: the heatmap clipped at zero (on the fly) where the clipped values sum to
-    # [_SCALE_RANGE, 1 / _SCALE_RANGE] (no sum can overflow), else a copy clipped and divided by its
-    # peak. They are left unnormalised: the sums are divided by their total instead.
+    # within _RAW_TOTAL (nothing can overflow), else a copy clipped and divided by its peak. They are
+    # left unnormalised: the sums are divided by their total instead.
     column_sum = np.empty(cols)
     row_sum = np.empty(rows)
     row_x = np.empty(rows)
@@ -464,7 +465,7 @@ def _fit_one(heatmap, limits, split, steps, negative_invalid, out) -> int:
     if not total > 0.0:
         return _STATUS_EMPTY
     weights = heatmap
-    if not _SCALE_RANGE <= total <= 1.0 / _SCALE_RANGE:
+    if not _RAW_TOTAL[0] <= total <= _RAW_TOTAL[1]:
         peak = 0.0
         for r in range(rows):
             for c in range(cols):
