@@ -12,9 +12,9 @@ x86-64-v3      ``_core_x86_64_v3``   AVX2, FMA, BMI1, BMI2, F16C, MOVBE, LZCNT (
 x86-64-v4      ``_core_x86_64_v4``   x86-64-v3 and AVX-512 F, BW, CD, DQ, VL
 =============  ====================  ==============================================================
 
-The baseline module, which every x86-64 CPU runs, reports the CPU's features (cpuid, through
-``__builtin_cpu_supports``) and which levels were built; the best level that was built and that the
-CPU supports is imported. The environment variable ``METAPOSE_ISA`` (one of :data:`LEVELS` or
+The baseline module, which every x86-64 CPU runs, reports the CPU's features (cpuid, and XGETBV for
+the register state the operating system saves) and which levels were built; the best level that was
+built and that the CPU supports is imported. The environment variable ``METAPOSE_ISA`` (one of :data:`LEVELS` or
 ``native``) forces a level, and importing fails with the reason when it was not built or the CPU
 cannot run it. Whichever module was chosen is also ``metapose_geom._core`` (the name the package and
 its tests use), and :func:`metapose_geom.build_info` says which one it is.
