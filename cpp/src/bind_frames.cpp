@@ -1,5 +1,6 @@
 // take_frames (bind_frames.hpp): mixtures, x, bones, bone references and the bone weight checked,
-// the frames' mixtures prepared and their bone references normalised.
+// the frames' mixtures prepared and their bone references normalised; objective_at, the objective
+// and gradient of every frame (refiner_objective and the solver's start).
 #include <limits>
 #include <string>
 
@@ -82,6 +83,24 @@ Frames take_frames(const py::object& mixtures, const py::object& x, const py::ob
         f.bone_weight > 0)
       throw py::value_error("bone_reference: bone lengths must have a positive mean at frame " + std::to_string(b));
   return f;
+}
+
+ObjectiveValues objective_at(const Frames& f, const double* xs) {
+  const std::size_t frames = f.x.batch();
+  const std::size_t P = static_cast<std::size_t>(solution_size(f.C, f.J));
+  ObjectiveValues result{make_output(f.x.leading(), {}), make_output(f.x.leading(), {static_cast<py::ssize_t>(P)})};
+  double *out = result.value.mutable_data(), *grad = result.gradient.mutable_data();
+  FirstFailure failure;
+  run_batch(frames, kFrameGrain, [&](std::size_t begin, std::size_t end) {
+    std::vector<double> work = allocate(static_cast<std::size_t>(objective_workspace_size(f.C, f.J, f.K)),
+                                        "refiner_objective's scratch of one thread at " + f.sizes(),
+                                        kThreadScratchAdvice);
+    for (std::size_t b = begin; b < end; ++b)
+      if (!refiner_objective(f.problem(b), xs + P * b, out + b, grad + P * b, work.data())) failure.record(b);
+  });
+  raise_failure(failure, f.x, "a camera rotation is undefined (zero or parallel rot6d rows) or the objective overflows");
+  check_result(result.gradient, "x, mixtures");
+  return result;
 }
 
 }  // namespace metapose::bind

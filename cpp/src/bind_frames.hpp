@@ -48,4 +48,11 @@ struct Frames {
 Frames take_frames(const py::object& mixtures, const py::object& x, const py::object& bones,
                    const py::object& bone_reference, const py::object& bone_weight);
 
+// The refiner's objective (B) and its gradient (B, P) of every frame of f at xs (B x P values), over
+// the core's threads; a frame where it is undefined is a ValueError naming it.
+struct ObjectiveValues {
+  Array value, gradient;
+};
+ObjectiveValues objective_at(const Frames& f, const double* xs);
+
 }  // namespace metapose::bind

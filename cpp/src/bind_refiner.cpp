@@ -111,21 +111,9 @@ py::tuple solve_weak_binding(const py::object& mixtures, const py::object& x0, c
   const py::ssize_t P = solution_size(C, J), H = refining ? history_size(options) : 0;
   const Shape leading = f.x.leading();
 
-  Array start = make_output(leading, {});
-  Array gradient = make_output(leading, {P});
-  double *start_of = start.mutable_data(), *gradient_of = gradient.mutable_data();
   const double* x0s = f.x.data();
-  FirstFailure failure;
-  run_batch(frames, kFrameGrain, [&](std::size_t begin, std::size_t end) {
-    std::vector<double> work = allocate(static_cast<std::size_t>(objective_workspace_size(f.C, f.J, f.K)),
-                                        "refiner_objective's scratch of one thread at " + f.sizes(),
-                                        kThreadScratchAdvice);
-    for (std::size_t b = begin; b < end; ++b)
-      if (!refiner_objective(f.problem(b), x0s + P * b, start_of + b, gradient_of + P * b, work.data()))
-        failure.record(b);
-  });
-  raise_failure(failure, f.x, "a camera rotation is undefined (zero or parallel rot6d rows) or the objective overflows");
-  check_result(gradient, "x, mixtures");
+  const Array start = objective_at(f, x0s).value;
+  const double* start_of = start.data();
 
   Array x = make_output(leading, {P});
   Array objective = make_output(leading, {});
