@@ -268,6 +268,11 @@ def stage2_table(benchmarks: list[dict[str, Any]]) -> list[str]:
                                                f"{bench['stats']['rounds']} |"))
 
 
+def _row_in_ms(group: str, name: str, bench: dict[str, Any], ms: float, ratio: str) -> str:
+    """A ratio-table row: ms per frame and the whole call's median in ms."""
+    return f"| {group} | {name} | {ms:.4g} | {bench['stats']['median'] * 1e3:.4g} | {ratio} | {bench['stats']['rounds']} |"
+
+
 def rig_table(benchmarks: list[dict[str, Any]]) -> list[str]:
     """test_rig.py: per group, the static-rig refiner's ms per frame and its ratio to the per-frame
     refiner's on the same frames (above 1: slower than IR)."""
@@ -275,8 +280,7 @@ def rig_table(benchmarks: list[dict[str, Any]]) -> list[str]:
         benchmarks, "rig",
         ["| workload | implementation | ms per frame (median) | total ms (median) | ratio to IR | rounds |",
          "|---|---|---:|---:|---:|---:|"],
-        lambda group, name, bench, ms, ratio: (f"| {group} | {name} | {ms:.4g} | {bench['stats']['median'] * 1e3:.4g} | "
-                                               f"{ratio} | {bench['stats']['rounds']} |"))
+        _row_in_ms)
 
 
 def calibration_table(benchmarks: list[dict[str, Any]]) -> list[str]:
@@ -298,8 +302,7 @@ def device_table(benchmarks: list[dict[str, Any]]) -> list[str]:
         benchmarks, "device",
         ["| workload | implementation | ms per frame (median) | total ms (median) | ratio to the core | rounds |",
          "|---|---|---:|---:|---:|---:|"],
-        lambda group, name, bench, ms, ratio: (f"| {group} | {name} | {ms:.4g} | {bench['stats']['median'] * 1e3:.4g} | "
-                                               f"{ratio} | {bench['stats']['rounds']} |"),
+        _row_in_ms,
         reference="core")
 
 

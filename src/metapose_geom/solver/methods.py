@@ -303,47 +303,54 @@ def _solve_chunk(mixtures: F64, mono3d: F64 | None, boxes: F64 | None, refine: b
     ``first_frame``; what the results cannot express (:func:`_problem_error`) comes back as
     ``(kind, frame, camera)`` with the frame counted from ``first_frame``, or None.
 
-    With a torch ``device`` (no network) stage 1 and the refiner run in torch there instead
-    (:mod:`.device`; a start other than stage 1 is computed here and moved there), and the core call
-    only expresses the result (no steps): camera 0's frame, reprojection, pixels, objective."""
+    With a torch ``device`` (methods without a network: :func:`.device.resolve_device` refuses the
+    others) the start and the refiner run there (:func:`_solve_on_device`), and the core call only
+    expresses the result (no steps): camera 0's frame, reprojection, pixels, objective."""
     B, C, J = mixtures.shape[:3]
     P = layout.solution_size(C, J)
     # one row per frame (the core takes per-frame references)
     references = reference[None] if B == 1 else np.repeat(reference[None], B, axis=0)
-    history_x = history_objective = start_objective = None
+    on_device = None
     try:
-        if device is not None:
-            from .device import solve_chunk
-
-            if network is not None:
-                raise ValueError("device: stage 2 has no torch device path; pass device=None")
-            numpy_start = None
-            if _init_choice(options, mono3d) != "s1" or mono3d is None:
-                numpy_start = _start(mixtures, mono3d, options, skeleton, first_frame)
-            x0, _, history_x, history_objective, start_objective = solve_chunk(
-                mixtures, mono3d, numpy_start, refine, options, bones, reference, first_frame, device)
-            core_refine = False
-        else:
+        if device is None:
             x0 = _start(mixtures, mono3d, options, skeleton, first_frame)
             if network is not None:
                 x0 = network(mixtures, x0, references, first_frame)
-            core_refine = refine
-        (x, objective, core_start_objective, core_history_x, core_history_objective, pose, rotation, scale, shift,
-         reprojection, pixels, problem) = _core.solve_weak(
+        else:
+            x0, *on_device = _solve_on_device(mixtures, mono3d, refine, options, bones, reference, skeleton,
+                                              first_frame, device)
+        (x, objective, start_objective, history_x, history_objective, pose, rotation, scale, shift, reprojection,
+         pixels, problem) = _core.solve_weak(
             mixtures, x0, bones, references, options.bone_weight, options.steps, options.learning_rate,
-            options.beta1, options.beta2, options.epsilon, options.history_every, core_refine, boxes)
+            options.beta1, options.beta2, options.epsilon, options.history_every, refine and device is None, boxes)
     except ValueError as error:
         renamed = _frame_error(error, first_frame, P)
         if renamed is error:
             raise
         raise renamed from None
-    if device is None:
-        history_x, history_objective, start_objective = core_history_x, core_history_objective, core_start_objective
+    if on_device:  # the core only expressed the device's result: its history and start objective hold
+        history_x, history_objective, start_objective = on_device
     if problem is not None:
         problem = (problem[0], first_frame + problem[1], problem[2])
     diverged = objective > start_objective + DIVERGENCE_TOLERANCE if refine else np.zeros(B, dtype=bool)
     return _Chunk(x, objective, history_x, history_objective, diverged, pose, rotation, scale, shift, reprojection,
                   pixels), problem
+
+
+def _solve_on_device(mixtures: F64, mono3d: F64 | None, refine: bool, options: RefineOptions,
+                     bones: NDArray[np.int64], reference: F64, skeleton: Skeleton, first_frame: int,
+                     device: Any) -> tuple[F64, F64, F64, F64]:
+    """The start and (``refine``) the refiner of a chunk in torch on ``device`` (:mod:`.device`; a
+    start other than stage 1 is computed here in numpy and moved there) -> x (B, P), history x
+    (B, H, P), history objective (B, H), objective at the start (B,)."""
+    from .device import solve_chunk
+
+    numpy_start = None
+    if _init_choice(options, mono3d) != "s1" or mono3d is None:
+        numpy_start = _start(mixtures, mono3d, options, skeleton, first_frame)
+    x, _, history_x, history_objective, start_objective = solve_chunk(
+        mixtures, mono3d, numpy_start, refine, options, bones, reference, first_frame, device)
+    return x, history_x, history_objective, start_objective
 
 
 def _problem_error(problem: tuple[int, int, int], x: F64, boxes: F64 | None, C: int, J: int,
